@@ -1,0 +1,465 @@
+//! Building and running one conformance firmware (one model variant in one language).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use askama::Template;
+
+use super::{Cost, HarnessError, Lang, Platform, RunOptions, TestInputs};
+use crate::emit::syntax::{float_lit, Lang as Syntax};
+use crate::target::Target;
+use crate::toolchain::{self, Sizes, Toolchain};
+use crate::Generation;
+
+const HOST_HARNESS: &str = include_str!("../../../templates/harness/host_harness.c");
+
+/// What the firmware's `main` calls: a generated C model, the Rust shim, or nothing (the
+/// baseline firmware whose size is subtracted to get the model's own flash and RAM).
+#[derive(Template)]
+#[template(path = "harness/main.c", escape = "none")]
+struct TestMain<'a> {
+    model: &'a str,
+    lang: &'a str,
+    include: String,
+    steps: usize,
+    features: usize,
+    outputs: usize,
+    count: usize,
+    state_decl: String,
+    inputs: Vec<String>,
+    reset: String,
+    step: String,
+    infer: String,
+}
+
+enum Driver {
+    C,
+    Rust,
+    Null,
+}
+
+fn render_main(gen: &Generation, driver: Driver, inputs: &TestInputs) -> Result<String, HarnessError> {
+    let name = &gen.plan.name;
+    let (lang, include, state_decl, reset, step, infer) = match driver {
+        Driver::C => (
+            "C",
+            format!("{name}.h"),
+            format!("static {name}_state_t kp_state;"),
+            format!("{name}_reset(&kp_state);"),
+            format!("{name}_step(&kp_state, x, y);"),
+            format!("{name}_infer(&kp_state, x, y);"),
+        ),
+        Driver::Rust => (
+            "Rust",
+            "kp_rust_shim.h".to_owned(),
+            String::new(),
+            "kp_rust_reset();".to_owned(),
+            "kp_rust_step(x, y);".to_owned(),
+            "kp_rust_infer(x, y);".to_owned(),
+        ),
+        Driver::Null => (
+            "no model",
+            "kp_harness.h".to_owned(),
+            String::new(),
+            String::new(),
+            "(void)x;\n    (void)y;".to_owned(),
+            "(void)x;\n    (void)y;".to_owned(),
+        ),
+    };
+    let inputs_text = inputs
+        .sequences
+        .iter()
+        .map(|s| {
+            s.chunks(8)
+                .map(|c| {
+                    let items: Vec<String> = c.iter().map(|&v| float_lit(Syntax::C, v)).collect();
+                    format!("        {},", items.join(", "))
+                })
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .collect();
+    TestMain {
+        model: name,
+        lang,
+        include,
+        steps: inputs.steps,
+        features: inputs.features,
+        outputs: gen.plan.output_size,
+        count: inputs.sequences.len(),
+        state_decl,
+        inputs: inputs_text,
+        reset,
+        step,
+        infer,
+    }
+    .render()
+    .map_err(|e| HarnessError::Internal(format!("rendering the test main: {e}")))
+}
+
+/// What one firmware run printed, decoded.
+pub struct RunOutput {
+    pub outputs: Vec<Vec<f32>>,
+    pub streaming_matches: bool,
+    pub cost: Option<Cost>,
+}
+
+struct Ticks {
+    overhead: u32,
+    infer: u32,
+    stream: u32,
+    stack: u32,
+}
+
+fn parse_hex(s: &str) -> Option<f32> {
+    u32::from_str_radix(s.trim_start_matches("0x"), 16)
+        .ok()
+        .map(f32::from_bits)
+}
+
+fn parse_output(
+    lang: &'static str,
+    text: &str,
+    count: usize,
+    outputs: usize,
+) -> Result<(Vec<Vec<f32>>, Vec<f32>, Ticks), HarnessError> {
+    let bad = |detail: String| HarnessError::Protocol {
+        lang,
+        detail,
+        output: text.chars().take(4000).collect(),
+    };
+    let mut ys = vec![Vec::new(); count];
+    let mut stream = Vec::new();
+    let mut ticks = Ticks {
+        overhead: 0,
+        infer: 0,
+        stream: 0,
+        stack: 0,
+    };
+    let mut ended = false;
+    for line in text.lines() {
+        let mut words = line.split_whitespace();
+        match words.next() {
+            Some(tag @ ("Y" | "S")) => {
+                let index: usize = words
+                    .next()
+                    .and_then(|w| w.parse().ok())
+                    .ok_or_else(|| bad(format!("bad line `{line}`")))?;
+                let values: Option<Vec<f32>> = words.map(parse_hex).collect();
+                let values = values.ok_or_else(|| bad(format!("bad value in `{line}`")))?;
+                if values.len() != outputs || index >= count {
+                    return Err(bad(format!("unexpected line `{line}`")));
+                }
+                if tag == "Y" {
+                    ys[index] = values;
+                } else {
+                    stream = values;
+                }
+            }
+            Some("T") => {
+                let key = words.next().unwrap_or("");
+                let value: u32 = words
+                    .next()
+                    .and_then(|w| w.parse().ok())
+                    .ok_or_else(|| bad(format!("bad line `{line}`")))?;
+                match key {
+                    "overhead" => ticks.overhead = value,
+                    "infer" => ticks.infer = value,
+                    "stream" => ticks.stream = value,
+                    "stack" => ticks.stack = value,
+                    _ => return Err(bad(format!("unknown cost `{key}`"))),
+                }
+            }
+            Some("END") => ended = true,
+            _ => {}
+        }
+    }
+    if !ended || ys.iter().any(Vec::is_empty) || stream.is_empty() {
+        return Err(bad("the output is incomplete".to_owned()));
+    }
+    Ok((ys, stream, ticks))
+}
+
+fn io(what: String) -> impl FnOnce(std::io::Error) -> HarnessError {
+    move |source| HarnessError::Io { what, source }
+}
+
+fn write(path: &Path, text: &str) -> Result<(), HarnessError> {
+    if let Some(p) = path.parent() {
+        std::fs::create_dir_all(p).map_err(io(format!("create {}", p.display())))?;
+    }
+    std::fs::write(path, text).map_err(io(format!("write {}", path.display())))
+}
+
+/// Upper bound on the stack of `NAME_infer` from -fstack-usage: the frames of the public
+/// chain (infer → step → advance / head) plus the largest frame of any other model function.
+fn stack_usage_bound(su_text: &str, name: &str) -> u64 {
+    let frames = toolchain::parse_stack_usage(su_text);
+    let chain = [
+        format!("{name}_infer"),
+        format!("{name}_step"),
+        format!("{name}_advance"),
+        format!("{name}_head"),
+    ];
+    let mut total = 0u64;
+    let mut other = 0u64;
+    for (func, bytes, _) in frames {
+        if chain.contains(&func) {
+            total += u64::from(bytes);
+        } else {
+            other = other.max(u64::from(bytes));
+        }
+    }
+    total + other
+}
+
+fn c_sources(dir: &Path, gen: &Generation) -> PathBuf {
+    dir.join("gen/c").join(format!("{}.c", gen.plan.name))
+}
+
+fn sizes_delta(with: Sizes, without: Sizes) -> (u64, u64) {
+    (
+        with.flash().saturating_sub(without.flash()),
+        with.ram().saturating_sub(without.ram()),
+    )
+}
+
+/// Builds the firmware for `lang` in `dir`, runs it and decodes what it printed.
+pub fn build_and_run(
+    platform: &Platform,
+    target: &Target,
+    gen: &Generation,
+    lang: Lang,
+    inputs: &TestInputs,
+    dir: &Path,
+    opts: &RunOptions,
+) -> Result<RunOutput, HarnessError> {
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).map_err(io(format!("clean {}", dir.display())))?;
+    }
+    super::write_files(&dir.join("gen"), &gen.files)?;
+    let runtime = dir.join("runtime");
+    toolchain::write_runtime(&runtime)?;
+    let driver = match lang {
+        Lang::C => Driver::C,
+        Lang::Rust => Driver::Rust,
+    };
+    let main_c = dir.join("main.c");
+    write(&main_c, &render_main(gen, driver, inputs)?)?;
+    let name = gen.plan.name.as_str();
+    let mut sources = vec![main_c.clone()];
+    let mut libs = Vec::new();
+    match lang {
+        Lang::C => sources.push(c_sources(dir, gen)),
+        Lang::Rust => {
+            let shim = dir.join("shim");
+            toolchain::write_rust_shim(&shim, name, &dir.join("gen/rust"))?;
+            libs.push(match platform {
+                Platform::Qemu(tc) => {
+                    tc.build_rust_staticlib(&super::firmware_target(target), &shim, &dir.join("target"))?
+                }
+                Platform::Host { .. } => host_staticlib(&shim, &dir.join("target"))?,
+            });
+        }
+    }
+    let includes = vec![runtime.clone(), dir.join("gen/c")];
+    let lang_name = lang.as_str();
+    match platform {
+        Platform::Host { cc } => {
+            let exe = dir.join("fw");
+            let mut all = vec![dir.join("host_harness.c")];
+            write(&all[0], HOST_HARNESS)?;
+            all.extend(sources);
+            host_compile(cc, &all, &includes, &libs, &exe)?;
+            let out = Command::new(&exe)
+                .output()
+                .map_err(io(format!("run {}", exe.display())))?;
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            if !out.status.success() {
+                return Err(HarnessError::Protocol {
+                    lang: lang_name,
+                    detail: format!("the host program exited with {}", out.status),
+                    output: text,
+                });
+            }
+            let (outputs, stream, _) = parse_output(lang_name, &text, inputs.sequences.len(), gen.plan.output_size)?;
+            let streaming_matches = bits_equal(&stream, &outputs[0]);
+            Ok(RunOutput {
+                outputs,
+                streaming_matches,
+                cost: None,
+            })
+        }
+        Platform::Qemu(tc) => {
+            let ft = super::firmware_target(target);
+            let mut all = vec![runtime.join(toolchain::HARNESS_C)];
+            all.extend(sources);
+            let fw = tc.compile_firmware(&ft, &all, &includes, &libs, &dir.join("build"), &dir.join("fw.elf"))?;
+            // The same firmware without the model: the difference is what the model costs.
+            let null_main = dir.join("null/main.c");
+            write(&null_main, &render_main(gen, Driver::Null, inputs)?)?;
+            let null = tc.compile_firmware(
+                &ft,
+                &[runtime.join(toolchain::HARNESS_C), null_main],
+                &includes,
+                &[],
+                &dir.join("null/build"),
+                &dir.join("null/fw.elf"),
+            )?;
+            let run = tc.run_qemu(&ft, &fw.elf, opts.timeout)?;
+            check_exit(lang_name, &run, opts)?;
+            let (outputs, stream, ticks) =
+                parse_output(lang_name, &run.output, inputs.sequences.len(), gen.plan.output_size)?;
+            let streaming_matches = bits_equal(&stream, &outputs[0]);
+            let (flash, ram) = sizes_delta(tc.section_sizes(&fw.elf)?, tc.section_sizes(&null.elf)?);
+            let stack_usage_bound = match lang {
+                Lang::C => {
+                    let su = fw
+                        .stack_usage
+                        .iter()
+                        .find(|p| p.file_stem().is_some_and(|s| s == name))
+                        .and_then(|p| std::fs::read_to_string(p).ok());
+                    su.map(|t| stack_usage_bound(&t, name))
+                }
+                Lang::Rust => None,
+            };
+            let steps = inputs.steps.max(1) as u64;
+            Ok(RunOutput {
+                outputs,
+                streaming_matches,
+                cost: Some(Cost {
+                    instructions_per_inference: toolchain::instructions(&ft, ticks.infer, ticks.overhead),
+                    instructions_per_step: toolchain::instructions(&ft, ticks.stream, ticks.overhead) / steps,
+                    flash_bytes: flash,
+                    ram_bytes: ram,
+                    stack_bytes: u64::from(ticks.stack),
+                    stack_usage_bound,
+                }),
+            })
+        }
+    }
+}
+
+fn bits_equal(a: &[f32], b: &[f32]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
+}
+
+fn check_exit(lang: &'static str, run: &toolchain::QemuRun, opts: &RunOptions) -> Result<(), HarnessError> {
+    let output = format!("{}{}", run.output, run.stderr);
+    if run.timed_out {
+        return Err(HarnessError::Timeout {
+            lang,
+            seconds: opts.timeout.as_secs(),
+            output,
+        });
+    }
+    let kind = match run.exit_code {
+        0 => return Ok(()),
+        toolchain::EXIT_HARD_FAULT => "hard fault",
+        toolchain::EXIT_MEM_FAULT => "memory management fault",
+        toolchain::EXIT_BUS_FAULT => "bus fault",
+        toolchain::EXIT_USAGE_FAULT => "usage fault",
+        toolchain::EXIT_OTHER_EXCEPTION => "unexpected exception",
+        toolchain::EXIT_STACK_OVERFLOW => "stack overflow",
+        _ => {
+            return Err(HarnessError::Protocol {
+                lang,
+                detail: format!("QEMU exited with status {}", run.exit_code),
+                output,
+            })
+        }
+    };
+    Err(HarnessError::Fault {
+        lang,
+        code: run.exit_code,
+        kind,
+        output,
+    })
+}
+
+/// The strict flags every generated C file must pass.
+pub const STRICT_C_FLAGS: &[&str] = &[
+    "-std=c99",
+    "-O2",
+    "-Wall",
+    "-Wextra",
+    "-Werror",
+    "-pedantic",
+    "-Wvla",
+    "-Wdouble-promotion",
+];
+
+fn host_compile(
+    cc: &str,
+    sources: &[PathBuf],
+    includes: &[PathBuf],
+    libs: &[PathBuf],
+    exe: &Path,
+) -> Result<(), HarnessError> {
+    let mut cmd = Command::new(cc);
+    cmd.args(STRICT_C_FLAGS);
+    for i in includes {
+        cmd.arg("-I").arg(i);
+    }
+    cmd.args(sources).args(libs).arg("-o").arg(exe);
+    if !libs.is_empty() {
+        cmd.arg("-Wl,--gc-sections");
+    }
+    run_command(&mut cmd, &format!("host compile with {cc}"))
+}
+
+fn run_command(cmd: &mut Command, step: &str) -> Result<(), HarnessError> {
+    let out = cmd.output().map_err(io(format!("{step}: cannot start {:?}", cmd.get_program())))?;
+    if out.status.success() {
+        return Ok(());
+    }
+    Err(HarnessError::Toolchain(toolchain::ToolchainError::CommandFailed {
+        step: step.to_owned(),
+        command: format!("{cmd:?}"),
+        status: out.status.to_string(),
+        stderr: format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    }))
+}
+
+/// The Rust shim as a host staticlib (host tests).
+fn host_staticlib(shim: &Path, target_dir: &Path) -> Result<PathBuf, HarnessError> {
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned()));
+    cmd.args(["build", "--release", "--quiet", "--manifest-path"])
+        .arg(shim.join("Cargo.toml"))
+        .arg("--target-dir")
+        .arg(target_dir)
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS");
+    run_command(&mut cmd, "cargo build of the Rust shim for the host")?;
+    Ok(target_dir.join("release/libkp_rust_shim.a"))
+}
+
+/// Checks that every C source compiles warning-free with the strict flags and `cc`.
+pub fn check_c_compiles(cc: &str, c_dir: &Path, extra: &[&str]) -> Result<(), HarnessError> {
+    let sources: Vec<PathBuf> = std::fs::read_dir(c_dir)
+        .map_err(io(format!("read {}", c_dir.display())))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "c"))
+        .collect();
+    for src in sources {
+        let mut cmd = Command::new(cc);
+        cmd.args(STRICT_C_FLAGS)
+            .args(extra)
+            .arg("-I")
+            .arg(c_dir)
+            .arg("-c")
+            .arg(&src)
+            .arg("-o")
+            .arg(src.with_extension("o"));
+        run_command(&mut cmd, &format!("compile {} with {cc}", src.display()))?;
+    }
+    Ok(())
+}
+
+pub fn locate_toolchain() -> Result<Toolchain, HarnessError> {
+    Ok(Toolchain::locate()?)
+}

@@ -1,0 +1,93 @@
+//! Test inputs: sequences given as a .npy file, or seeded random sequences.
+
+use std::path::Path;
+
+use crate::diagnostic::{Diagnostic, Place};
+use crate::tensor;
+
+/// Input sequences, each `steps * features` floats, row-major.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TestInputs {
+    pub steps: usize,
+    pub features: usize,
+    pub sequences: Vec<Vec<f32>>,
+}
+
+/// SplitMix64: a tiny, well-known generator, so seeded inputs are the same on every machine.
+struct SplitMix64(u64);
+
+impl SplitMix64 {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [-1, 1).
+    fn unit(&mut self) -> f32 {
+        ((self.next() >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+    }
+}
+
+impl TestInputs {
+    /// `count` sequences of values uniform in [-scale, scale).
+    pub fn random(count: usize, steps: usize, features: usize, seed: u64, scale: f32) -> Self {
+        let mut rng = SplitMix64(seed);
+        TestInputs {
+            steps,
+            features,
+            sequences: (0..count)
+                .map(|_| (0..steps * features).map(|_| rng.unit() * scale).collect())
+                .collect(),
+        }
+    }
+
+    /// Reads a float .npy of shape sequences x steps x features (or steps x features for one).
+    pub fn from_file(path: &Path, steps: usize, features: usize) -> Result<Self, Diagnostic> {
+        let place = || Place::file(path);
+        let base = path.parent().unwrap_or_else(|| Path::new("."));
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let t = tensor::load_float(&name, base).map_err(|e| Diagnostic::new(place(), e.to_string()))?;
+        let (count, s, f) = match t.shape.as_slice() {
+            [n, s, f] => (*n, *s, *f),
+            [s, f] => (1, *s, *f),
+            other => {
+                return Err(Diagnostic::new(
+                    place(),
+                    format!("inputs have shape {other:?}: expected sequences x steps x features"),
+                ))
+            }
+        };
+        if s != steps || f != features {
+            return Err(Diagnostic::new(
+                place(),
+                format!(
+                    "inputs have {s} steps x {f} features per sequence: the model takes {steps} x {features}"
+                ),
+            ));
+        }
+        if count == 0 {
+            return Err(Diagnostic::new(place(), "inputs hold no sequence"));
+        }
+        if let Some((i, v)) = t.first_non_finite() {
+            return Err(Diagnostic::new(
+                place(),
+                format!("input value {i} is {v}: expected finite inputs"),
+            ));
+        }
+        Ok(TestInputs {
+            steps,
+            features,
+            sequences: t
+                .data
+                .chunks(steps * features)
+                .map(|c| c.iter().map(|&v| v as f32).collect())
+                .collect(),
+        })
+    }
+}

@@ -1,0 +1,306 @@
+//! The conformance harness behind `kpgen test`: builds the generated C and Rust into test
+//! firmware, runs it under QEMU (or natively, for host tests), compares every output with the
+//! float reference and measures the cost (guest instructions, flash, RAM, stack).
+
+pub mod firmware;
+pub mod inputs;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::model::Model;
+use crate::reference::Reference;
+use crate::target::Target;
+use crate::toolchain::{FirmwareTarget, Toolchain, ToolchainError};
+use crate::Generation;
+
+pub use inputs::TestInputs;
+
+/// The language of a generated implementation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Lang {
+    C,
+    Rust,
+}
+
+impl Lang {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Lang::C => "c",
+            Lang::Rust => "rust",
+        }
+    }
+}
+
+/// Where the firmware runs.
+#[derive(Debug, Clone)]
+pub enum Platform {
+    /// Bare metal under qemu-system-arm.
+    Qemu(Toolchain),
+    /// Natively, compiled with this C compiler (host tests; no cost figures).
+    Host { cc: String },
+}
+
+/// Tolerance: |y − ref| ≤ abs · max(1, |ref|).
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Tolerance {
+    pub abs: f64,
+}
+
+impl Default for Tolerance {
+    fn default() -> Self {
+        Tolerance { abs: 1e-4 }
+    }
+}
+
+/// How far one implementation's outputs are from the reference.
+#[derive(Debug, Clone, Serialize)]
+pub struct Comparison {
+    pub sequences: usize,
+    pub max_abs_error: f64,
+    pub max_rel_error: f64,
+    /// Outputs outside the tolerance.
+    pub failures: usize,
+    /// Sequences whose arg-max class differs from the reference's.
+    pub class_mismatches: usize,
+    /// `reset` + `step` x steps reproduced `infer` bit for bit.
+    pub streaming_matches: bool,
+    pub pass: bool,
+}
+
+/// Measured cost of one implementation (QEMU only).
+#[derive(Debug, Clone, Serialize)]
+pub struct Cost {
+    pub instructions_per_inference: u64,
+    pub instructions_per_step: u64,
+    /// Bytes of flash the model adds to the firmware (code, weights, runtime it pulls in).
+    pub flash_bytes: u64,
+    /// Bytes of static RAM the model adds (its state struct).
+    pub ram_bytes: u64,
+    /// Peak stack of one `infer` call, measured by stack painting.
+    pub stack_bytes: u64,
+    /// C only: upper bound from -fstack-usage over the call chain of `infer`.
+    pub stack_usage_bound: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LangResult {
+    pub lang: Lang,
+    /// The model variant: `model` or `dense` (every matrix expanded).
+    pub variant: &'static str,
+    pub comparison: Comparison,
+    pub cost: Option<Cost>,
+}
+
+/// Errors that stop a run (as opposed to a failed comparison).
+#[derive(Debug, thiserror::Error)]
+pub enum HarnessError {
+    #[error(transparent)]
+    Toolchain(#[from] ToolchainError),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the {lang} firmware stopped with a fault (exit code {code}: {kind})\n{output}")]
+    Fault {
+        lang: &'static str,
+        code: i32,
+        kind: &'static str,
+        output: String,
+    },
+    #[error("the {lang} firmware did not finish within {seconds} s\n{output}")]
+    Timeout {
+        lang: &'static str,
+        seconds: u64,
+        output: String,
+    },
+    #[error("the {lang} firmware's output could not be read: {detail}\n{output}")]
+    Protocol {
+        lang: &'static str,
+        detail: String,
+        output: String,
+    },
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl HarnessError {
+    /// Process exit code of `kpgen test` for this error.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            HarnessError::Fault { .. } => 4,
+            HarnessError::Timeout { .. } => 5,
+            _ => 3,
+        }
+    }
+}
+
+pub fn firmware_target(t: &Target) -> FirmwareTarget {
+    FirmwareTarget {
+        cflags: t.c.cflags.clone(),
+        qemu_machine: t.qemu.machine.clone(),
+        qemu_cpu: t.qemu.cpu.clone(),
+        systick_hz: t.qemu.systick_hz,
+        icount_shift: t.qemu.icount_shift,
+        flash_origin: t.memory.flash_origin,
+        flash_size: t.memory.flash_size,
+        ram_origin: t.memory.ram_origin,
+        ram_size: t.memory.ram_size,
+        rust_triple: t.rust.triple.clone(),
+        rustflags: t.rust.rustflags.clone(),
+    }
+}
+
+/// The reference outputs for every input sequence.
+pub fn reference_outputs(model: &Model, inputs: &TestInputs) -> Vec<Vec<f64>> {
+    let mut r = Reference::new(model);
+    inputs
+        .sequences
+        .iter()
+        .map(|s| {
+            let x: Vec<f64> = s.iter().map(|&v| v as f64).collect();
+            r.infer(&x)
+        })
+        .collect()
+}
+
+fn argmax(v: impl Iterator<Item = f64>) -> usize {
+    let mut best = (0, f64::NEG_INFINITY);
+    for (i, x) in v.enumerate() {
+        if x > best.1 {
+            best = (i, x);
+        }
+    }
+    best.0
+}
+
+/// Compares outputs with the reference.
+pub fn compare(
+    outputs: &[Vec<f32>],
+    reference: &[Vec<f64>],
+    streaming_matches: bool,
+    tol: Tolerance,
+) -> Comparison {
+    let mut max_abs: f64 = 0.0;
+    let mut max_rel: f64 = 0.0;
+    let mut failures = 0;
+    let mut class_mismatches = 0;
+    for (y, r) in outputs.iter().zip(reference) {
+        for (&a, &b) in y.iter().zip(r) {
+            let err = (a as f64 - b).abs();
+            if !err.is_finite() || err > tol.abs * b.abs().max(1.0) {
+                failures += 1;
+            }
+            max_abs = max_abs.max(if err.is_finite() { err } else { f64::INFINITY });
+            max_rel = max_rel.max(err / b.abs().max(f64::MIN_POSITIVE));
+        }
+        if y.len() > 1 && argmax(y.iter().map(|&v| v as f64)) != argmax(r.iter().copied()) {
+            class_mismatches += 1;
+        }
+    }
+    let complete = outputs.len() == reference.len();
+    Comparison {
+        sequences: outputs.len(),
+        max_abs_error: max_abs,
+        max_rel_error: max_rel,
+        failures,
+        class_mismatches,
+        streaming_matches,
+        pass: complete && failures == 0 && streaming_matches,
+    }
+}
+
+/// Options of one conformance run.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub langs: Vec<Lang>,
+    pub tolerance: Tolerance,
+    pub timeout: Duration,
+    /// Also build and measure the model with every matrix expanded to dense.
+    pub dense_baseline: bool,
+    /// Where to build; kept after the run when given.
+    pub work_dir: PathBuf,
+}
+
+/// Everything one `kpgen test` measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct Suite {
+    pub target: String,
+    pub platform: String,
+    pub sequences: usize,
+    pub tolerance: Tolerance,
+    pub results: Vec<LangResult>,
+}
+
+/// Runs the generated model (and, if asked, its dense expansion) in every requested language
+/// and compares each with the float reference; progress goes to `log`.
+pub fn run_suite(
+    platform: &Platform,
+    target: &Target,
+    generation: &Generation,
+    inputs: &TestInputs,
+    opts: &RunOptions,
+    log: &mut dyn FnMut(&str),
+) -> Result<Suite, HarnessError> {
+    let reference = reference_outputs(&generation.model, inputs);
+    let mut variants = vec![("model", generation.clone())];
+    if opts.dense_baseline {
+        let dense = crate::generate_model(&generation.model.expanded_to_dense(), target)
+            .map_err(|e| HarnessError::Internal(e.to_string()))?;
+        variants.push(("dense", dense));
+    }
+    let mut results = Vec::new();
+    for (variant, gen) in &variants {
+        for &lang in &opts.langs {
+            let started = std::time::Instant::now();
+            let dir = opts.work_dir.join(format!("{variant}-{}", lang.as_str()));
+            let run = firmware::build_and_run(platform, target, gen, lang, inputs, &dir, opts)?;
+            let comparison = compare(&run.outputs, &reference, run.streaming_matches, opts.tolerance);
+            log(&format!(
+                "  {variant} {:<4}: built and ran in {:.1} s, {}",
+                lang.as_str(),
+                started.elapsed().as_secs_f64(),
+                if comparison.pass { "matches the reference" } else { "DIFFERS from the reference" }
+            ));
+            results.push(LangResult {
+                lang,
+                variant,
+                comparison,
+                cost: run.cost,
+            });
+        }
+    }
+    Ok(Suite {
+        target: target.name.clone(),
+        platform: match platform {
+            Platform::Qemu(_) => format!("qemu-system-arm -M {}", target.qemu.machine),
+            Platform::Host { cc } => format!("host ({cc})"),
+        },
+        sequences: inputs.sequences.len(),
+        tolerance: opts.tolerance,
+        results,
+    })
+}
+
+/// Writes generated files under `dir`.
+pub fn write_files(dir: &Path, files: &[crate::emit::GeneratedFile]) -> Result<(), HarnessError> {
+    for f in files {
+        let path = dir.join(&f.path);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| HarnessError::Io {
+                what: format!("create {}", parent.display()),
+                source: e,
+            })?;
+        }
+        std::fs::write(&path, &f.contents).map_err(|e| HarnessError::Io {
+            what: format!("write {}", path.display()),
+            source: e,
+        })?;
+    }
+    Ok(())
+}

@@ -1,0 +1,307 @@
+//! Stage 4 (target lowering): each planned matrix becomes a small kernel in a language-neutral
+//! statement form — loops with constant bounds, affine indices, literal or stored weights — that
+//! the C and Rust printers turn into text. One lowering, two syntaxes, the same arithmetic order.
+
+use crate::plan::{MatrixPlan, Operand, OverlayEncoding, Product, Stage};
+
+/// An index expression `constant + Σ coef·var` over loop variables.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Affine {
+    pub constant: usize,
+    pub terms: Vec<(&'static str, usize)>,
+}
+
+impl Affine {
+    pub fn constant(c: usize) -> Self {
+        Affine {
+            constant: c,
+            terms: Vec::new(),
+        }
+    }
+
+    /// `constant + Σ coef·var`, dropping zero coefficients.
+    pub fn new(constant: usize, terms: &[(&'static str, usize)]) -> Self {
+        Affine {
+            constant,
+            terms: terms.iter().copied().filter(|&(_, c)| c != 0).collect(),
+        }
+    }
+}
+
+/// A kernel parameter or constant array.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Array {
+    /// The matrix input vector (`x`).
+    Input,
+    /// The destination buffer (`y`).
+    Dest,
+    /// The shared KP temporary (`t`).
+    Temp,
+    /// A stored constant array (2-D for matrices, 1-D for index and value tables).
+    Const(String),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Index {
+    /// A 1-D access.
+    Flat(Affine),
+    /// A 2-D access `[row][col]` into a stored matrix.
+    Grid(Affine, Affine),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Access {
+    pub array: Array,
+    pub index: Index,
+}
+
+impl Access {
+    pub fn flat(array: Array, index: Affine) -> Self {
+        Access {
+            array,
+            index: Index::Flat(index),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Coef {
+    Literal(f32),
+    Load(Access),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Stmt {
+    Loop {
+        var: &'static str,
+        count: usize,
+        body: Vec<Stmt>,
+    },
+    /// `dst (=|+=) Σ coef · input` in the listed order; an empty sum stores zero.
+    Sum {
+        dst: Access,
+        accumulate: bool,
+        terms: Vec<(Coef, Access)>,
+    },
+    /// `acc = 0; for var < count: acc += weight · input; dst (=|+=) acc`.
+    Dot {
+        dst: Access,
+        accumulate: bool,
+        var: &'static str,
+        count: usize,
+        weight: Access,
+        input: Access,
+    },
+    /// CSR rows: for r < rows, dst[offset + r] += Σ_{k in row r} val[k] · x[col[k]].
+    Csr {
+        rows: usize,
+        dest_offset: usize,
+        row_ptr: String,
+        col_index: String,
+        values: String,
+    },
+}
+
+/// A constant table a kernel needs besides its matrices.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Table {
+    Matrix {
+        name: String,
+        rows: usize,
+        cols: usize,
+        values: Vec<f32>,
+    },
+    Floats {
+        name: String,
+        values: Vec<f32>,
+    },
+    Indices {
+        name: String,
+        bytes: usize,
+        values: Vec<usize>,
+    },
+}
+
+impl Table {
+    pub fn name(&self) -> &str {
+        match self {
+            Table::Matrix { name, .. } | Table::Floats { name, .. } | Table::Indices { name, .. } => {
+                name
+            }
+        }
+    }
+}
+
+/// One `dest += W x` kernel.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Kernel {
+    pub name: String,
+    pub input_len: usize,
+    pub uses_temp: bool,
+    pub tables: Vec<Table>,
+    pub body: Vec<Stmt>,
+}
+
+fn array_of(op: Operand) -> Array {
+    match op {
+        Operand::Input => Array::Input,
+        Operand::Temp => Array::Temp,
+        Operand::Dest => Array::Dest,
+    }
+}
+
+fn lower_stage(stage: &Stage, dest_offset: usize, tables: &mut Vec<Table>) -> Vec<Stmt> {
+    let out_base = if stage.output == Operand::Dest {
+        dest_offset
+    } else {
+        0
+    };
+    let input = array_of(stage.input);
+    let output = array_of(stage.output);
+    let per_r = |r_var: Option<&'static str>| -> Vec<Stmt> {
+        let r_terms = |coef: usize| r_var.map(|v| (v, coef));
+        if stage.unrolled {
+            (0..stage.p)
+                .filter_map(|i| {
+                    let terms: Vec<(Coef, Access)> = (0..stage.q)
+                        .filter_map(|j| {
+                            let w = stage.values[i * stage.q + j];
+                            (w != 0.0).then(|| {
+                                let idx = Affine::new(
+                                    j * stage.in_j,
+                                    &r_terms(stage.in_r).into_iter().collect::<Vec<_>>(),
+                                );
+                                (Coef::Literal(w), Access::flat(input.clone(), idx))
+                            })
+                        })
+                        .collect();
+                    if terms.is_empty() && stage.accumulate {
+                        return None;
+                    }
+                    let dst = Affine::new(
+                        out_base + i * stage.out_i,
+                        &r_terms(stage.out_r).into_iter().collect::<Vec<_>>(),
+                    );
+                    Some(Stmt::Sum {
+                        dst: Access::flat(output.clone(), dst),
+                        accumulate: stage.accumulate,
+                        terms,
+                    })
+                })
+                .collect()
+        } else {
+            let mut r_part: Vec<(&'static str, usize)> = Vec::new();
+            let mut o_part: Vec<(&'static str, usize)> = vec![("i", stage.out_i)];
+            if let Some(v) = r_var {
+                r_part.push((v, stage.in_r));
+                o_part.push((v, stage.out_r));
+            }
+            let mut in_terms = vec![("j", stage.in_j)];
+            in_terms.extend(r_part);
+            vec![Stmt::Loop {
+                var: "i",
+                count: stage.p,
+                body: vec![Stmt::Dot {
+                    dst: Access::flat(output.clone(), Affine::new(out_base, &o_part)),
+                    accumulate: stage.accumulate,
+                    var: "j",
+                    count: stage.q,
+                    weight: Access {
+                        array: Array::Const(stage.factor.clone()),
+                        index: Index::Grid(Affine::new(0, &[("i", 1)]), Affine::new(0, &[("j", 1)])),
+                    },
+                    input: Access::flat(input.clone(), Affine::new(0, &in_terms)),
+                }],
+            }]
+        }
+    };
+    if !stage.unrolled && !tables.iter().any(|t| t.name() == stage.factor) {
+        tables.push(Table::Matrix {
+            name: stage.factor.clone(),
+            rows: stage.p,
+            cols: stage.q,
+            values: stage.values.clone(),
+        });
+    }
+    if stage.outer == 1 {
+        per_r(None)
+    } else {
+        vec![Stmt::Loop {
+            var: "r",
+            count: stage.outer,
+            body: per_r(Some("r")),
+        }]
+    }
+}
+
+/// Lowers one planned matrix to its kernel.
+pub fn lower_matrix(m: &MatrixPlan) -> Kernel {
+    let mut tables = Vec::new();
+    let mut body = Vec::new();
+    let uses_temp = matches!(m.product, Product::Kron { .. });
+    match &m.product {
+        Product::Dense { stage } => body.extend(lower_stage(stage, m.dest_offset, &mut tables)),
+        Product::Kron { stages, .. } => {
+            for s in stages {
+                body.extend(lower_stage(s, m.dest_offset, &mut tables));
+            }
+        }
+    }
+    if let Some(ov) = &m.overlay {
+        match ov.encoding {
+            OverlayEncoding::StraightLine => {
+                let mut k = 0;
+                while k < ov.entries.len() {
+                    let row = ov.entries[k].0;
+                    let mut terms = Vec::new();
+                    while k < ov.entries.len() && ov.entries[k].0 == row {
+                        let (_, c, v) = ov.entries[k];
+                        terms.push((Coef::Literal(v), Access::flat(Array::Input, Affine::constant(c))));
+                        k += 1;
+                    }
+                    body.push(Stmt::Sum {
+                        dst: Access::flat(Array::Dest, Affine::constant(m.dest_offset + row)),
+                        accumulate: true,
+                        terms,
+                    });
+                }
+            }
+            OverlayEncoding::Csr { row_ptr, col_index } => {
+                let names = [
+                    format!("{}_s_row", m.id),
+                    format!("{}_s_col", m.id),
+                    format!("{}_s_val", m.id),
+                ];
+                tables.push(Table::Indices {
+                    name: names[0].clone(),
+                    bytes: row_ptr.bytes(),
+                    values: ov.row_ptr(m.rows),
+                });
+                tables.push(Table::Indices {
+                    name: names[1].clone(),
+                    bytes: col_index.bytes(),
+                    values: ov.entries.iter().map(|e| e.1).collect(),
+                });
+                tables.push(Table::Floats {
+                    name: names[2].clone(),
+                    values: ov.entries.iter().map(|e| e.2).collect(),
+                });
+                let [row_ptr, col_index, values] = names;
+                body.push(Stmt::Csr {
+                    rows: m.rows,
+                    dest_offset: m.dest_offset,
+                    row_ptr,
+                    col_index,
+                    values,
+                });
+            }
+        }
+    }
+    Kernel {
+        name: format!("{}_mv", m.id),
+        input_len: m.cols,
+        uses_temp,
+        tables,
+        body,
+    }
+}

@@ -1,0 +1,77 @@
+//! kpgen: generates verified, allocation-free C99 and no_std Rust for recurrent networks whose
+//! weight matrices are Kronecker products (W = A ⊗ B) or doped Kronecker products (A ⊗ B + S).
+//!
+//! The pipeline is a chain of typed stages, each a module:
+//! [`spec`] (YAML as written) → [`model`] (validated, tensors loaded) → [`plan`] (multiplication
+//! order, unrolling, overlay encoding, buffers) → [`kernel`] + [`emit`] (target lowering and
+//! printing through askama templates) → files. [`generate`] runs them all and returns the files in
+//! memory; only the CLI writes to disk. [`reference`] is the independent float model every
+//! generated output is checked against; [`harness`] runs that check under QEMU.
+
+pub mod diagnostic;
+pub mod emit;
+pub mod harness;
+pub mod kernel;
+pub mod model;
+pub mod plan;
+pub mod reference;
+pub mod report;
+pub mod shapes;
+pub mod spec;
+pub mod target;
+pub mod tensor;
+pub mod toolchain;
+
+use std::path::Path;
+
+use diagnostic::{Diagnostic, Diagnostics, Place};
+use emit::GeneratedFile;
+use model::Model;
+use plan::Plan;
+use report::Report;
+use target::Target;
+
+/// Everything one build produces, in memory.
+#[derive(Debug, Clone)]
+pub struct Generation {
+    pub model: Model,
+    pub plan: Plan,
+    pub report: Report,
+    pub files: Vec<GeneratedFile>,
+}
+
+/// Reads and validates a spec and the tensors it names.
+pub fn load(spec_path: &Path) -> Result<Model, Diagnostics> {
+    let doc = spec::read_spec(spec_path)?;
+    model::load_model(&doc)
+}
+
+/// Plans and emits a loaded model for a target.
+pub fn generate_model(model: &Model, target: &Target) -> Result<Generation, Diagnostics> {
+    let plan = plan::plan_model(model, target);
+    let program = emit::lower(&plan);
+    let mut files = emit::emit(&program).map_err(|e| {
+        Diagnostic::new(
+            Place::file(Path::new("templates")),
+            format!("internal error while rendering templates: {e}"),
+        )
+    })?;
+    let report = report::build_report(model, &plan);
+    let json = serde_json::to_string_pretty(&report).unwrap_or_default();
+    files.push(GeneratedFile {
+        path: "report.json".to_owned(),
+        contents: json + "\n",
+    });
+    Ok(Generation {
+        model: model.clone(),
+        plan,
+        report,
+        files,
+    })
+}
+
+/// The whole build: spec file in, generated files out (nothing is written).
+pub fn generate(spec_path: &Path, target: &Target) -> Result<Generation, Diagnostics> {
+    let model = load(spec_path)?;
+    generate_model(&model, target)
+}

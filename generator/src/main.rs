@@ -1,0 +1,391 @@
+//! The `kpgen` command line: a thin layer over the library.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use clap::{Args, Parser, Subcommand};
+
+use kpgen::diagnostic::{Diagnostic, Diagnostics, Place};
+use kpgen::harness::{self, Lang, LangResult, Platform, RunOptions, TestInputs, Tolerance};
+use kpgen::{shapes, target};
+
+/// Exit codes, documented in README.md.
+const EXIT_TEST_FAILED: u8 = 1;
+const EXIT_BAD_INPUT: u8 = 2;
+
+#[derive(Parser)]
+#[command(
+    name = "kpgen",
+    version,
+    about = "Generates verified C and no_std Rust for Kronecker-product compressed RNNs on Cortex-M"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Generate C and Rust sources and report.json for a model spec.
+    Build(BuildArgs),
+    /// Build, run under QEMU against the float reference, and measure the cost.
+    Test(TestArgs),
+    /// Print the Kronecker factorization of an M x N matrix with the fewest parameters.
+    Shapes(ShapesArgs),
+    /// List the built-in targets.
+    Targets,
+}
+
+#[derive(Args)]
+struct BuildOptions {
+    /// The YAML model spec.
+    spec: PathBuf,
+    /// A built-in target (see `kpgen targets`) or a target .toml file.
+    #[arg(long, default_value = "cortex-m4")]
+    target: String,
+}
+
+#[derive(Args)]
+struct BuildArgs {
+    #[command(flatten)]
+    build: BuildOptions,
+    /// Output directory: gets c/, rust/ and report.json. Replaced as a whole, never half-written.
+    #[arg(long, default_value = "out")]
+    out: PathBuf,
+}
+
+#[derive(Args)]
+struct TestArgs {
+    #[command(flatten)]
+    build: BuildOptions,
+    /// Also write the generated sources and report.json (with measured costs) here.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Input sequences: float .npy of shape sequences x steps x features.
+    #[arg(long)]
+    inputs: Option<PathBuf>,
+    /// Number of seeded random sequences when --inputs is not given.
+    #[arg(long, default_value_t = 8)]
+    count: usize,
+    /// Seed of the random sequences.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Pass when |y - ref| <= TOL * max(1, |ref|) for every output.
+    #[arg(long, default_value_t = 1e-4)]
+    tolerance: f64,
+    /// Languages to test (repeatable); default both.
+    #[arg(long = "lang", value_enum)]
+    langs: Vec<Lang>,
+    /// Skip building and measuring the dense expansion of the model.
+    #[arg(long)]
+    no_dense: bool,
+    /// Run natively with this C compiler instead of QEMU (no cost figures).
+    #[arg(long, value_name = "CC")]
+    host: Option<String>,
+    /// Keep the firmware build directory here (default: a temporary directory).
+    #[arg(long)]
+    work_dir: Option<PathBuf>,
+    /// Seconds each firmware may run in QEMU.
+    #[arg(long, default_value_t = 120)]
+    timeout: u64,
+}
+
+#[derive(Args)]
+struct ShapesArgs {
+    /// Rows of the matrix.
+    m: usize,
+    /// Columns of the matrix.
+    n: usize,
+    /// List the K best factorizations.
+    #[arg(long, default_value_t = 1)]
+    top: usize,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Build(args) => build(&args),
+        Command::Test(args) => test(&args),
+        Command::Shapes(args) => shapes_cmd(&args),
+        Command::Targets => targets(),
+    }
+}
+
+fn report_errors(errors: &Diagnostics) -> ExitCode {
+    eprintln!("{}", errors.render());
+    let n = errors.0.len();
+    eprintln!(
+        "kpgen: {n} problem{} found; nothing was written",
+        if n == 1 { "" } else { "s" }
+    );
+    ExitCode::from(EXIT_BAD_INPUT)
+}
+
+fn shapes_cmd(args: &ShapesArgs) -> ExitCode {
+    let out = if args.json {
+        shapes::render_json(args.m, args.n, args.top)
+    } else {
+        shapes::render_text(args.m, args.n, args.top)
+    };
+    match out {
+        Ok(text) => {
+            print!("{text}");
+            if !text.ends_with('\n') {
+                println!();
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("kpgen shapes: {e}");
+            ExitCode::from(EXIT_BAD_INPUT)
+        }
+    }
+}
+
+fn targets() -> ExitCode {
+    println!(
+        "{:<12} {:<12} {:<24} {:>9} {:>9}  description",
+        "target", "qemu", "rust triple", "flash", "ram"
+    );
+    for t in target::builtin_targets() {
+        println!(
+            "{:<12} {:<12} {:<24} {:>8}K {:>8}K  {}",
+            t.name,
+            t.qemu.machine,
+            t.rust.triple.as_deref().unwrap_or("(none)"),
+            t.budget.flash / 1024,
+            t.budget.ram / 1024,
+            t.description
+        );
+    }
+    ExitCode::SUCCESS
+}
+
+fn generate(opts: &BuildOptions) -> Result<(target::Target, kpgen::Generation), Diagnostics> {
+    let target = target::lookup(&opts.target)?;
+    let generation = kpgen::generate(&opts.spec, &target)?;
+    Ok((target, generation))
+}
+
+fn build(args: &BuildArgs) -> ExitCode {
+    let started = Instant::now();
+    let (_, generation) = match generate(&args.build) {
+        Ok(g) => g,
+        Err(e) => return report_errors(&e),
+    };
+    if let Err(e) = write_output(&args.out, &generation.files) {
+        return report_errors(&e.into());
+    }
+    let t = &generation.report.totals;
+    eprintln!(
+        "kpgen: wrote {} ({} files) in {:.2} s: {} parameters stored for {} dense ({:.2}x), {} MACs per step (dense {})",
+        args.out.display(),
+        generation.files.len(),
+        started.elapsed().as_secs_f64(),
+        t.params_stored,
+        t.params_dense,
+        t.compression,
+        t.macs_per_step,
+        t.dense_macs_per_step
+    );
+    ExitCode::SUCCESS
+}
+
+/// Writes the files into a temporary directory beside `out`, then renames it into place, so
+/// `out` is either the complete new output or untouched.
+fn write_output(out: &Path, files: &[kpgen::emit::GeneratedFile]) -> Result<(), Diagnostic> {
+    let fail = |msg: String| Diagnostic::new(Place::file(out), msg);
+    if out.exists() {
+        let previous = out.join("report.json").is_file();
+        let empty = std::fs::read_dir(out).map(|mut d| d.next().is_none()).unwrap_or(false);
+        if !previous && !empty {
+            return Err(fail(
+                "the output directory exists and does not hold a previous kpgen output: refusing to replace it".to_owned(),
+            )
+            .with_help("choose another --out, or remove the directory"));
+        }
+    }
+    let parent = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&parent).map_err(|e| fail(format!("cannot create {}: {e}", parent.display())))?;
+    let tmp = tempfile::Builder::new()
+        .prefix(".kpgen-out-")
+        .tempdir_in(&parent)
+        .map_err(|e| fail(format!("cannot create a temporary directory: {e}")))?;
+    harness::write_files(tmp.path(), files).map_err(|e| fail(e.to_string()))?;
+    let staged = tmp.keep();
+    let old = parent.join(format!(
+        ".kpgen-old-{}",
+        out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+    ));
+    if out.exists() {
+        let _ = std::fs::remove_dir_all(&old);
+        std::fs::rename(out, &old).map_err(|e| fail(format!("cannot move the old output aside: {e}")))?;
+    }
+    if let Err(e) = std::fs::rename(&staged, out) {
+        let _ = std::fs::rename(&old, out);
+        let _ = std::fs::remove_dir_all(&staged);
+        return Err(fail(format!("cannot move the new output into place: {e}")));
+    }
+    let _ = std::fs::remove_dir_all(&old);
+    Ok(())
+}
+
+fn fmt_err(e: f64) -> String {
+    format!("{e:.2e}")
+}
+
+fn print_results(results: &[LangResult], tol: Tolerance) {
+    println!(
+        "\n{:<6} {:<5} {:>10} {:>10} {:>8} {:>6}  {}",
+        "model", "lang", "max |err|", "max rel", "classes", "stream", "result"
+    );
+    for r in results {
+        let c = &r.comparison;
+        println!(
+            "{:<6} {:<5} {:>10} {:>10} {:>8} {:>6}  {}",
+            r.variant,
+            r.lang.as_str(),
+            fmt_err(c.max_abs_error),
+            fmt_err(c.max_rel_error),
+            format!("{}/{}", c.sequences - c.class_mismatches, c.sequences),
+            if c.streaming_matches { "same" } else { "DIFF" },
+            if c.pass {
+                format!("pass (tol {:.0e})", tol.abs)
+            } else {
+                format!("FAIL: {} outputs out of tolerance", c.failures)
+            }
+        );
+    }
+    if results.iter().any(|r| r.cost.is_some()) {
+        println!(
+            "\n{:<6} {:<5} {:>14} {:>12} {:>10} {:>8} {:>8} {:>10}",
+            "model", "lang", "instr/infer", "instr/step", "flash B", "RAM B", "stack B", "su bound B"
+        );
+        for r in results {
+            if let Some(c) = &r.cost {
+                println!(
+                    "{:<6} {:<5} {:>14} {:>12} {:>10} {:>8} {:>8} {:>10}",
+                    r.variant,
+                    r.lang.as_str(),
+                    c.instructions_per_inference,
+                    c.instructions_per_step,
+                    c.flash_bytes,
+                    c.ram_bytes,
+                    c.stack_bytes,
+                    c.stack_usage_bound.map_or("-".to_owned(), |b| b.to_string())
+                );
+            }
+        }
+    }
+}
+
+fn test(args: &TestArgs) -> ExitCode {
+    let (target, generation) = match generate(&args.build) {
+        Ok(g) => g,
+        Err(e) => return report_errors(&e),
+    };
+    let model = &generation.model;
+    let inputs = match &args.inputs {
+        Some(path) => match TestInputs::from_file(path, model.steps, model.input_features) {
+            Ok(i) => i,
+            Err(e) => return report_errors(&e.into()),
+        },
+        None if args.count == 0 => {
+            return report_errors(
+                &Diagnostic::new(Place::file("--count".as_ref()), "expected at least one sequence").into(),
+            )
+        }
+        None => TestInputs::random(args.count, model.steps, model.input_features, args.seed, 1.0),
+    };
+    if !(args.tolerance > 0.0) {
+        return report_errors(
+            &Diagnostic::new(Place::file("--tolerance".as_ref()), "expected a positive tolerance").into(),
+        );
+    }
+    let platform = match &args.host {
+        Some(cc) => Platform::Host { cc: cc.clone() },
+        None => match harness::firmware::locate_toolchain() {
+            Ok(tc) => Platform::Qemu(tc),
+            Err(e) => {
+                eprintln!("kpgen test: {e}");
+                return ExitCode::from(e.exit_code() as u8);
+            }
+        },
+    };
+    let tmp;
+    let work_dir = match &args.work_dir {
+        Some(d) => d.clone(),
+        None => match tempfile::Builder::new().prefix("kpgen-test-").tempdir() {
+            Ok(t) => {
+                tmp = t;
+                tmp.path().to_path_buf()
+            }
+            Err(e) => {
+                eprintln!("kpgen test: cannot create a work directory: {e}");
+                return ExitCode::from(3);
+            }
+        },
+    };
+    let opts = RunOptions {
+        langs: if args.langs.is_empty() {
+            vec![Lang::C, Lang::Rust]
+        } else {
+            args.langs.clone()
+        },
+        tolerance: Tolerance { abs: args.tolerance },
+        timeout: Duration::from_secs(args.timeout),
+        dense_baseline: !args.no_dense,
+        work_dir,
+    };
+    let where_ = match &platform {
+        Platform::Qemu(_) => format!("QEMU {} ({})", target.qemu.machine, target.name),
+        Platform::Host { cc } => format!("the host ({cc})"),
+    };
+    eprintln!(
+        "kpgen test: {} on {}, {} sequence(s) of {} steps",
+        model.name,
+        where_,
+        inputs.sequences.len(),
+        inputs.steps
+    );
+    let mut log = |line: &str| eprintln!("{line}");
+    let outcome = harness::run_suite(&platform, &target, &generation, &inputs, &opts, &mut log);
+    let suite = match outcome {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("kpgen test: {e}");
+            return ExitCode::from(e.exit_code() as u8);
+        }
+    };
+    print_results(&suite.results, opts.tolerance);
+    if let Some(out) = &args.out {
+        let mut files = generation.files.clone();
+        let mut report = generation.report.clone();
+        report.measured = serde_json::to_value(&suite).ok();
+        if let Some(f) = files.iter_mut().find(|f| f.path == "report.json") {
+            f.contents = serde_json::to_string_pretty(&report).unwrap_or_default() + "\n";
+        }
+        if let Err(e) = write_output(out, &files) {
+            return report_errors(&e.into());
+        }
+        eprintln!("kpgen test: wrote {}", out.display());
+    }
+    if suite.results.iter().all(|r| r.comparison.pass) {
+        println!("\nkpgen test: {} passed, 0 failed", suite.results.len());
+        ExitCode::SUCCESS
+    } else {
+        let failed = suite.results.iter().filter(|r| !r.comparison.pass).count();
+        println!(
+            "\nkpgen test: {} passed, {failed} failed",
+            suite.results.len() - failed
+        );
+        ExitCode::from(EXIT_TEST_FAILED)
+    }
+}

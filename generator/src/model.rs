@@ -1,0 +1,664 @@
+//! Stage 2: the validated model. Tensors are loaded, shapes checked against the layer sizes,
+//! values checked finite. Everything downstream may assume a consistent model.
+
+use std::path::Path;
+
+use nalgebra::DMatrix;
+use serde_saphyr::Spanned;
+
+use crate::diagnostic::Diagnostics;
+use crate::spec::{Activation, LayerKind, LayerSpec, ScalarSpec, SpecDocument, WeightSpec};
+use crate::tensor::{self, Tensor};
+
+#[derive(Debug, Clone)]
+pub struct Model {
+    pub name: String,
+    pub input_features: usize,
+    pub steps: usize,
+    pub layers: Vec<Layer>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Layer {
+    pub inputs: usize,
+    pub units: usize,
+    pub cell: Cell,
+}
+
+#[derive(Debug, Clone)]
+pub enum Cell {
+    Lstm(GatedCell),
+    Gru(GatedCell),
+    FastGrnn(FastGrnnCell),
+    Dense(DenseLayer),
+}
+
+/// LSTM (4 gates i,f,g,o) and GRU (3 gates r,z,n) share this layout, PyTorch's.
+#[derive(Debug, Clone)]
+pub struct GatedCell {
+    pub w_ih: Weight,
+    pub w_hh: Weight,
+    pub b_ih: Vec<f64>,
+    pub b_hh: Vec<f64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct FastGrnnCell {
+    pub w: Weight,
+    pub u: Weight,
+    pub b_z: Vec<f64>,
+    pub b_h: Vec<f64>,
+    /// Raw values as trained; the cell uses sigmoid(zeta) and sigmoid(nu).
+    pub zeta: f64,
+    pub nu: f64,
+}
+
+#[derive(Debug, Clone)]
+pub struct DenseLayer {
+    pub w: Weight,
+    pub b: Vec<f64>,
+    pub activation: Activation,
+}
+
+/// A weight matrix in the form it was trained in.
+#[derive(Debug, Clone)]
+pub struct Weight {
+    /// The spec's field name (`w_ih`, `u`, ...).
+    pub field: &'static str,
+    pub form: WeightForm,
+}
+
+#[derive(Debug, Clone)]
+pub enum WeightForm {
+    Dense(DMatrix<f64>),
+    /// W = kron(a, b) (+ dope), numpy's np.kron index convention.
+    Kron {
+        a: DMatrix<f64>,
+        b: DMatrix<f64>,
+        dope: Option<SparseMatrix>,
+    },
+}
+
+/// A sparse matrix as (row, col, value) triples sorted by row then column.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SparseMatrix {
+    pub rows: usize,
+    pub cols: usize,
+    pub entries: Vec<(usize, usize, f64)>,
+}
+
+impl SparseMatrix {
+    pub fn from_dense(m: &DMatrix<f64>) -> Self {
+        let mut entries = Vec::new();
+        for r in 0..m.nrows() {
+            for c in 0..m.ncols() {
+                let v = m[(r, c)];
+                if v != 0.0 {
+                    entries.push((r, c, v));
+                }
+            }
+        }
+        SparseMatrix {
+            rows: m.nrows(),
+            cols: m.ncols(),
+            entries,
+        }
+    }
+
+    pub fn nnz(&self) -> usize {
+        self.entries.len()
+    }
+}
+
+impl Weight {
+    pub fn rows(&self) -> usize {
+        match &self.form {
+            WeightForm::Dense(m) => m.nrows(),
+            WeightForm::Kron { a, b, .. } => a.nrows() * b.nrows(),
+        }
+    }
+
+    pub fn cols(&self) -> usize {
+        match &self.form {
+            WeightForm::Dense(m) => m.ncols(),
+            WeightForm::Kron { a, b, .. } => a.ncols() * b.ncols(),
+        }
+    }
+
+    /// The full matrix W (used by the reference and the dense expansion, never by generated code).
+    pub fn expand(&self) -> DMatrix<f64> {
+        match &self.form {
+            WeightForm::Dense(m) => m.clone(),
+            WeightForm::Kron { a, b, dope } => {
+                let mut w = a.kronecker(b);
+                if let Some(s) = dope {
+                    for &(r, c, v) in &s.entries {
+                        w[(r, c)] += v;
+                    }
+                }
+                w
+            }
+        }
+    }
+
+    /// Parameters as stored (factors plus overlay values).
+    pub fn stored_params(&self) -> usize {
+        match &self.form {
+            WeightForm::Dense(m) => m.len(),
+            WeightForm::Kron { a, b, dope } => {
+                a.len() + b.len() + dope.as_ref().map_or(0, SparseMatrix::nnz)
+            }
+        }
+    }
+
+    pub fn dense_params(&self) -> usize {
+        self.rows() * self.cols()
+    }
+
+    /// The same weight with its matrix expanded to dense, for cost comparisons.
+    pub fn to_dense(&self) -> Weight {
+        Weight {
+            field: self.field,
+            form: WeightForm::Dense(self.expand()),
+        }
+    }
+
+    pub fn kind_name(&self) -> &'static str {
+        match &self.form {
+            WeightForm::Dense(_) => "dense",
+            WeightForm::Kron { dope: None, .. } => "kp",
+            WeightForm::Kron { dope: Some(_), .. } => "dkp",
+        }
+    }
+}
+
+impl Cell {
+    pub fn kind(&self) -> LayerKind {
+        match self {
+            Cell::Lstm(_) => LayerKind::Lstm,
+            Cell::Gru(_) => LayerKind::Gru,
+            Cell::FastGrnn(_) => LayerKind::Fastgrnn,
+            Cell::Dense(_) => LayerKind::Dense,
+        }
+    }
+
+    pub fn weights(&self) -> Vec<&Weight> {
+        match self {
+            Cell::Lstm(g) | Cell::Gru(g) => vec![&g.w_ih, &g.w_hh],
+            Cell::FastGrnn(f) => vec![&f.w, &f.u],
+            Cell::Dense(d) => vec![&d.w],
+        }
+    }
+
+    fn weights_mut(&mut self) -> Vec<&mut Weight> {
+        match self {
+            Cell::Lstm(g) | Cell::Gru(g) => vec![&mut g.w_ih, &mut g.w_hh],
+            Cell::FastGrnn(f) => vec![&mut f.w, &mut f.u],
+            Cell::Dense(d) => vec![&mut d.w],
+        }
+    }
+
+    /// Bias parameters stored for this layer.
+    pub fn bias_params(&self) -> usize {
+        match self {
+            Cell::Lstm(g) | Cell::Gru(g) => g.b_ih.len() + g.b_hh.len(),
+            Cell::FastGrnn(f) => f.b_z.len() + f.b_h.len() + 2,
+            Cell::Dense(d) => d.b.len(),
+        }
+    }
+}
+
+impl Model {
+    pub fn output_size(&self) -> usize {
+        self.layers.last().map_or(self.input_features, |l| l.units)
+    }
+
+    /// The same model with every weight expanded to a dense matrix.
+    pub fn expanded_to_dense(&self) -> Model {
+        let mut m = self.clone();
+        m.name = format!("{}_dense", self.name);
+        for layer in &mut m.layers {
+            for w in layer.cell.weights_mut() {
+                *w = w.to_dense();
+            }
+        }
+        m
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Validation: spec -> model
+// ---------------------------------------------------------------------------------------------
+
+/// Which spec fields each layer kind takes.
+fn fields_of(kind: LayerKind) -> &'static [&'static str] {
+    match kind {
+        LayerKind::Lstm | LayerKind::Gru => &["w_ih", "w_hh", "b_ih", "b_hh"],
+        LayerKind::Fastgrnn => &["w", "u", "b_z", "b_h", "zeta", "nu"],
+        LayerKind::Dense => &["w", "b", "activation"],
+    }
+}
+
+/// C keywords and a few names the generated code itself uses; a model name must avoid them.
+const RESERVED_NAMES: &[&str] = &[
+    "auto", "break", "case", "char", "const", "continue", "default", "do", "double", "else",
+    "enum", "extern", "float", "for", "goto", "if", "inline", "int", "long", "register",
+    "restrict", "return", "short", "signed", "sizeof", "static", "struct", "switch", "typedef",
+    "union", "unsigned", "void", "volatile", "while", "core", "std", "alloc", "self", "crate",
+    "super", "mod", "fn", "let", "match", "impl", "trait", "type", "use", "pub", "true", "false",
+    "main", "test",
+];
+
+/// Checks a model name: a C identifier that is also a valid Rust crate name.
+pub fn check_identifier(name: &str) -> Result<(), String> {
+    let mut chars = name.chars();
+    let ok_first = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_uppercase());
+    if !ok_first || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return Err(format!(
+            "`{name}` is not a valid name: expected a C identifier (a letter, then letters, digits or `_`)"
+        ));
+    }
+    if name.len() > 40 {
+        return Err(format!(
+            "`{name}` is too long: at most 40 characters, so derived C names stay portable"
+        ));
+    }
+    if RESERVED_NAMES.contains(&name) {
+        return Err(format!(
+            "`{name}` is a reserved word in C or Rust: choose another name"
+        ));
+    }
+    Ok(())
+}
+
+struct Loader<'a> {
+    doc: &'a SpecDocument,
+    errors: Diagnostics,
+}
+
+impl Loader<'_> {
+    fn base(&self) -> &Path {
+        self.doc.base_dir()
+    }
+
+    fn fail<T>(&mut self, at: &Spanned<T>, field: &str, msg: impl Into<String>) {
+        let d = self.doc.error_at(at, field, msg);
+        self.errors.push(d);
+    }
+
+    /// Loads a float tensor and checks that it is finite.
+    fn tensor(&mut self, at: &Spanned<impl Sized>, field: &str, path: &str) -> Option<Tensor> {
+        match tensor::load_float(path, self.base()) {
+            Ok(t) => {
+                if let Some((i, v)) = t.first_non_finite() {
+                    self.fail(
+                        at,
+                        field,
+                        format!(
+                            "`{path}` holds a non-finite value ({v}) at flat index {i}: expected finite weights"
+                        ),
+                    );
+                    None
+                } else {
+                    Some(t)
+                }
+            }
+            Err(e) => {
+                self.fail(at, field, e.to_string());
+                None
+            }
+        }
+    }
+
+    fn matrix(&mut self, at: &Spanned<impl Sized>, field: &str, path: &str) -> Option<DMatrix<f64>> {
+        let t = self.tensor(at, field, path)?;
+        if t.shape.len() != 2 {
+            self.fail(
+                at,
+                field,
+                format!(
+                    "`{path}` has shape {:?}: expected a 2-D matrix",
+                    t.shape
+                ),
+            );
+            return None;
+        }
+        Some(DMatrix::from_row_slice(t.shape[0], t.shape[1], &t.data))
+    }
+
+    fn vector(&mut self, at: &Spanned<String>, field: &str, len: usize) -> Option<Vec<f64>> {
+        let t = self.tensor(at, field, &at.value)?;
+        let non_unit = t.shape.iter().filter(|&&d| d != 1).count();
+        if t.data.len() != len || non_unit > 1 {
+            self.fail(
+                at,
+                field,
+                format!(
+                    "`{}` has shape {:?}: expected a vector of {len} values",
+                    at.value, t.shape
+                ),
+            );
+            return None;
+        }
+        Some(t.data)
+    }
+
+    fn scalar(&mut self, at: &Spanned<ScalarSpec>, field: &str) -> Option<f64> {
+        match &at.value {
+            ScalarSpec::Value(v) if v.is_finite() => Some(*v),
+            ScalarSpec::Value(v) => {
+                self.fail(at, field, format!("{v} is not finite: expected a finite number"));
+                None
+            }
+            ScalarSpec::Tensor(path) => {
+                let t = self.tensor(at, field, path)?;
+                if t.data.len() != 1 {
+                    self.fail(
+                        at,
+                        field,
+                        format!("`{path}` has shape {:?}: expected a single value", t.shape),
+                    );
+                    return None;
+                }
+                Some(t.data[0])
+            }
+        }
+    }
+
+    /// Loads a weight whose full matrix must be rows x cols; `role` explains the expected shape.
+    fn weight(
+        &mut self,
+        at: &Spanned<WeightSpec>,
+        field: &str,
+        name: &'static str,
+        rows: usize,
+        cols: usize,
+        role: &str,
+    ) -> Option<Weight> {
+        let form = match &at.value {
+            WeightSpec::Tensor(path) => {
+                let m = self.matrix(at, field, path)?;
+                if (m.nrows(), m.ncols()) != (rows, cols) {
+                    self.fail(
+                        at,
+                        field,
+                        format!(
+                            "`{path}` is {}x{}: expected {rows}x{cols} ({role})",
+                            m.nrows(),
+                            m.ncols()
+                        ),
+                    );
+                    return None;
+                }
+                WeightForm::Dense(m)
+            }
+            WeightSpec::Kron { kron, dope } => {
+                if kron.value.len() != 2 {
+                    self.fail(
+                        kron,
+                        &format!("{field}.kron"),
+                        format!(
+                            "expected exactly two factor tensors [A, B], found {}",
+                            kron.value.len()
+                        ),
+                    );
+                    return None;
+                }
+                let a = self.matrix(&kron.value[0], &format!("{field}.kron[0]"), &kron.value[0].value);
+                let b = self.matrix(&kron.value[1], &format!("{field}.kron[1]"), &kron.value[1].value);
+                let (a, b) = (a?, b?);
+                let (r, c) = (a.nrows() * b.nrows(), a.ncols() * b.ncols());
+                if (r, c) != (rows, cols) {
+                    self.fail(
+                        kron,
+                        &format!("{field}.kron"),
+                        format!(
+                            "factors ({}x{}) ⊗ ({}x{}) give a {r}x{c} matrix: expected {rows}x{cols} ({role})",
+                            a.nrows(),
+                            a.ncols(),
+                            b.nrows(),
+                            b.ncols()
+                        ),
+                    );
+                    return None;
+                }
+                let dope = match dope {
+                    None => None,
+                    Some(s) => {
+                        let m = self.matrix(s, &format!("{field}.dope"), &s.value)?;
+                        if (m.nrows(), m.ncols()) != (rows, cols) {
+                            self.fail(
+                                s,
+                                &format!("{field}.dope"),
+                                format!(
+                                    "`{}` is {}x{}: the overlay must be the full {rows}x{cols} matrix (zeros where it is not doped)",
+                                    s.value,
+                                    m.nrows(),
+                                    m.ncols()
+                                ),
+                            );
+                            return None;
+                        }
+                        Some(SparseMatrix::from_dense(&m))
+                    }
+                };
+                WeightForm::Kron { a, b, dope }
+            }
+        };
+        Some(Weight { field: name, form })
+    }
+}
+
+fn positive(
+    loader: &mut Loader,
+    value: &Spanned<i64>,
+    field: &str,
+    what: &str,
+) -> Option<usize> {
+    if value.value >= 1 && value.value <= 1 << 20 {
+        Some(value.value as usize)
+    } else {
+        loader.fail(
+            value,
+            field,
+            format!("{} is not a valid {what}: expected a whole number from 1 to 1048576", value.value),
+        );
+        None
+    }
+}
+
+/// Validates a parsed spec and loads every tensor it names. Reports all problems found.
+pub fn load_model(doc: &SpecDocument) -> Result<Model, Diagnostics> {
+    let mut l = Loader {
+        doc,
+        errors: Diagnostics::default(),
+    };
+    let spec = &doc.spec;
+    if let Err(msg) = check_identifier(&spec.name.value) {
+        l.fail(&spec.name, "name", msg);
+    }
+    let features = positive(&mut l, &spec.input.value.features, "input.features", "feature count");
+    let steps = match &spec.input.value.steps {
+        Some(s) => positive(&mut l, s, "input.steps", "step count"),
+        None => Some(1),
+    };
+    if spec.layers.value.is_empty() {
+        l.fail(&spec.layers, "layers", "the model has no layers: expected at least one");
+    }
+    let mut inputs = features;
+    let mut layers = Vec::new();
+    for (i, layer) in spec.layers.value.iter().enumerate() {
+        let path = format!("layers[{i}]");
+        let built = inputs.and_then(|n| load_layer(&mut l, layer, &path, n));
+        inputs = built.as_ref().map(|b: &Layer| b.units);
+        if let Some(b) = built {
+            layers.push(b);
+        }
+    }
+    let model = Model {
+        name: spec.name.value.clone(),
+        input_features: features.unwrap_or(0),
+        steps: steps.unwrap_or(0),
+        layers,
+    };
+    l.errors.into_result(model)
+}
+
+fn load_layer(l: &mut Loader, at: &Spanned<LayerSpec>, path: &str, inputs: usize) -> Option<Layer> {
+    let spec = &at.value;
+    let kind = spec.kind.value;
+    let units = positive(l, &spec.units, &format!("{path}.units"), "unit count");
+
+    // Fields that do not belong to this kind are mistakes, not silently ignored.
+    let given: [(&str, bool); 12] = [
+        ("w_ih", spec.w_ih.is_some()),
+        ("w_hh", spec.w_hh.is_some()),
+        ("b_ih", spec.b_ih.is_some()),
+        ("b_hh", spec.b_hh.is_some()),
+        ("u", spec.u.is_some()),
+        ("b_z", spec.b_z.is_some()),
+        ("b_h", spec.b_h.is_some()),
+        ("zeta", spec.zeta.is_some()),
+        ("nu", spec.nu.is_some()),
+        ("w", spec.w.is_some()),
+        ("b", spec.b.is_some()),
+        ("activation", spec.activation.is_some()),
+    ];
+    let allowed = fields_of(kind);
+    let mut ok = true;
+    for (name, present) in given {
+        if present && !allowed.contains(&name) {
+            l.fail(
+                at,
+                &format!("{path}.{name}"),
+                format!(
+                    "field `{name}` does not apply to a `{}` layer: expected only {}",
+                    kind.as_str(),
+                    allowed.join(", ")
+                ),
+            );
+            ok = false;
+        }
+    }
+    let units = units?;
+    let mut required = |name: &str, present: bool| {
+        if !present {
+            l.fail(
+                at,
+                &format!("{path}.{name}"),
+                format!("a `{}` layer needs field `{name}`", kind.as_str()),
+            );
+            ok = false;
+        }
+    };
+    match kind {
+        LayerKind::Lstm | LayerKind::Gru => {
+            required("w_ih", spec.w_ih.is_some());
+            required("w_hh", spec.w_hh.is_some());
+        }
+        LayerKind::Fastgrnn => {
+            required("w", spec.w.is_some());
+            required("u", spec.u.is_some());
+            required("zeta", spec.zeta.is_some());
+            required("nu", spec.nu.is_some());
+        }
+        LayerKind::Dense => required("w", spec.w.is_some()),
+    }
+    if !ok {
+        return None;
+    }
+    let f = |name: &str| format!("{path}.{name}");
+    // Optional biases default to zero.
+    let bias = |l: &mut Loader, b: &Option<Spanned<String>>, name: &str, len: usize| match b {
+        Some(b) => l.vector(b, &f(name), len),
+        None => Some(vec![0.0; len]),
+    };
+    let cell = match kind {
+        LayerKind::Lstm | LayerKind::Gru => {
+            let g = if kind == LayerKind::Lstm { 4 } else { 3 };
+            let gates = if kind == LayerKind::Lstm { "i,f,g,o" } else { "r,z,n" };
+            let w_ih = l.weight(
+                spec.w_ih.as_ref()?,
+                &f("w_ih"),
+                "w_ih",
+                g * units,
+                inputs,
+                &format!("{g}·units x inputs = {g}·{units} x {inputs}, gates {gates}"),
+            );
+            let w_hh = l.weight(
+                spec.w_hh.as_ref()?,
+                &f("w_hh"),
+                "w_hh",
+                g * units,
+                units,
+                &format!("{g}·units x units = {g}·{units} x {units}, gates {gates}"),
+            );
+            let b_ih = bias(l, &spec.b_ih, "b_ih", g * units);
+            let b_hh = bias(l, &spec.b_hh, "b_hh", g * units);
+            let cell = GatedCell {
+                w_ih: w_ih?,
+                w_hh: w_hh?,
+                b_ih: b_ih?,
+                b_hh: b_hh?,
+            };
+            if kind == LayerKind::Lstm {
+                Cell::Lstm(cell)
+            } else {
+                Cell::Gru(cell)
+            }
+        }
+        LayerKind::Fastgrnn => {
+            let w = l.weight(
+                spec.w.as_ref()?,
+                &f("w"),
+                "w",
+                units,
+                inputs,
+                &format!("units x inputs = {units} x {inputs}"),
+            );
+            let u = l.weight(
+                spec.u.as_ref()?,
+                &f("u"),
+                "u",
+                units,
+                units,
+                &format!("units x units = {units} x {units}"),
+            );
+            let b_z = bias(l, &spec.b_z, "b_z", units);
+            let b_h = bias(l, &spec.b_h, "b_h", units);
+            let zeta = l.scalar(spec.zeta.as_ref()?, &f("zeta"));
+            let nu = l.scalar(spec.nu.as_ref()?, &f("nu"));
+            Cell::FastGrnn(FastGrnnCell {
+                w: w?,
+                u: u?,
+                b_z: b_z?,
+                b_h: b_h?,
+                zeta: zeta?,
+                nu: nu?,
+            })
+        }
+        LayerKind::Dense => {
+            let w = l.weight(
+                spec.w.as_ref()?,
+                &f("w"),
+                "w",
+                units,
+                inputs,
+                &format!("units x inputs = {units} x {inputs}"),
+            );
+            let b = bias(l, &spec.b, "b", units);
+            Cell::Dense(DenseLayer {
+                w: w?,
+                b: b?,
+                activation: spec.activation.as_ref().map(|a| a.value).unwrap_or_default(),
+            })
+        }
+    };
+    Some(Layer {
+        inputs,
+        units,
+        cell,
+    })
+}

@@ -1,0 +1,562 @@
+//! Stage 3: the plan. For every weight matrix: the multiplication order, which factors are
+//! unrolled, how the doping overlay is encoded; for the model: the buffers of the state struct and
+//! the constants each layer needs. The plan is language-neutral; both emitters lower it.
+
+use serde::Serialize;
+
+use crate::model::{Cell, Layer, Model, SparseMatrix, Weight, WeightForm};
+use crate::reference::sigmoid;
+use crate::shapes::{self, KronOrder, KronShape};
+use crate::spec::{Activation, LayerKind};
+use crate::target::Target;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    pub name: String,
+    pub target: String,
+    pub input_features: usize,
+    pub steps: usize,
+    pub output_size: usize,
+    pub layers: Vec<LayerPlan>,
+    /// Every array of the state struct, in declaration order.
+    pub buffers: Vec<Buffer>,
+}
+
+/// An array in the caller-owned state struct.
+#[derive(Debug, Clone, Serialize)]
+pub struct Buffer {
+    pub name: String,
+    pub len: usize,
+    /// Recurrent state (zeroed by reset and carried across steps), as opposed to scratch.
+    pub recurrent: bool,
+}
+
+/// Where a layer reads its input from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    /// The model input `x` of the step.
+    ModelInput,
+    /// A buffer of the state struct.
+    Buffer(String),
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LayerPlan {
+    pub index: usize,
+    pub kind: LayerKind,
+    pub inputs: usize,
+    pub units: usize,
+    pub input: Source,
+    /// The state buffer holding this layer's output (its hidden state for recurrent layers).
+    /// None for a final dense layer, which writes the caller's `y` directly.
+    pub output: Option<String>,
+    pub matrices: Vec<MatrixPlan>,
+    pub constants: LayerConstants,
+}
+
+/// Per-layer constants, folded on the host where the math allows.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "cell", rename_all = "snake_case")]
+pub enum LayerConstants {
+    /// b_ih + b_hh, folded: the LSTM adds them unconditionally.
+    Lstm {
+        bias: Vec<f32>,
+        cell_state: String,
+        gates: String,
+    },
+    /// GRU keeps the two biases apart: b_hn sits inside r ⊙ (W_hn h + b_hn).
+    Gru {
+        bias_ih: Vec<f32>,
+        bias_hh: Vec<f32>,
+        gates: String,
+    },
+    FastGrnn {
+        b_z: Vec<f32>,
+        b_h: Vec<f32>,
+        /// sigmoid(zeta), sigmoid(nu), evaluated on the host.
+        zeta: f32,
+        nu: f32,
+        gates: String,
+    },
+    Dense {
+        bias: Vec<f32>,
+        activation: Activation,
+    },
+}
+
+/// One weight matrix and how `y += W x` is computed for it.
+#[derive(Debug, Clone, Serialize)]
+pub struct MatrixPlan {
+    /// Unique identifier, e.g. `l0_w_ih`.
+    pub id: String,
+    pub field: &'static str,
+    pub form: &'static str,
+    pub rows: usize,
+    pub cols: usize,
+    /// The buffer the product accumulates into and the offset of row 0 in it.
+    pub dest: String,
+    pub dest_offset: usize,
+    pub product: Product,
+    pub overlay: Option<OverlayPlan>,
+    pub macs: usize,
+    pub dense_macs: usize,
+    pub stored_params: usize,
+    pub dense_params: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Product {
+    Dense {
+        stage: Stage,
+    },
+    Kron {
+        shape: KronShape,
+        order: KronOrder,
+        /// Elements of the intermediate product T.
+        temp_len: usize,
+        /// The alternative order's MACs, for the report.
+        other_order_macs: usize,
+        stages: [Stage; 2],
+    },
+}
+
+/// Which vector a stage reads or writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Operand {
+    /// The matrix's input vector.
+    Input,
+    /// The shared KP temporary.
+    Temp,
+    /// The destination buffer (at `dest_offset`).
+    Dest,
+}
+
+/// Applying one stored matrix F (p x q) along one mode:
+/// for r < outer, i < p: out[i*out_i + r*out_r] (=|+=) Σ_j F[i][j] · in[j*in_j + r*in_r].
+/// A dense mat-vec is one stage with outer = 1; a KP product is two.
+#[derive(Debug, Clone, Serialize)]
+pub struct Stage {
+    /// Name of the stored matrix (its array when not unrolled).
+    pub factor: String,
+    pub p: usize,
+    pub q: usize,
+    #[serde(skip)]
+    pub values: Vec<f32>,
+    /// Weights become literals in straight-line code (zero weights vanish).
+    pub unrolled: bool,
+    pub outer: usize,
+    pub input: Operand,
+    pub in_j: usize,
+    pub in_r: usize,
+    pub output: Operand,
+    pub out_i: usize,
+    pub out_r: usize,
+    pub accumulate: bool,
+}
+
+impl Stage {
+    pub fn macs(&self) -> usize {
+        self.outer * self.p * self.q
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IndexType {
+    U8,
+    U16,
+    U32,
+}
+
+impl IndexType {
+    /// The narrowest unsigned type holding `max`.
+    pub fn for_max(max: usize) -> IndexType {
+        if max <= u8::MAX as usize {
+            IndexType::U8
+        } else if max <= u16::MAX as usize {
+            IndexType::U16
+        } else {
+            IndexType::U32
+        }
+    }
+
+    pub fn bytes(self) -> usize {
+        match self {
+            IndexType::U8 => 1,
+            IndexType::U16 => 2,
+            IndexType::U32 => 4,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "encoding", rename_all = "snake_case")]
+pub enum OverlayEncoding {
+    /// `y[r] += v * x[c]` statements with constant indices: no index storage at all.
+    StraightLine,
+    /// Compressed sparse rows with the narrowest index types.
+    Csr {
+        row_ptr: IndexType,
+        col_index: IndexType,
+    },
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct OverlayPlan {
+    pub nnz: usize,
+    pub density: f64,
+    pub encoding: OverlayEncoding,
+    pub index_bytes: usize,
+    /// (row, col, value), sorted by row then column.
+    #[serde(skip)]
+    pub entries: Vec<(usize, usize, f32)>,
+}
+
+impl OverlayPlan {
+    /// CSR row pointers (rows + 1 entries).
+    pub fn row_ptr(&self, rows: usize) -> Vec<usize> {
+        let mut ptr = vec![0usize; rows + 1];
+        for &(r, _, _) in &self.entries {
+            ptr[r + 1] += 1;
+        }
+        for i in 0..rows {
+            ptr[i + 1] += ptr[i];
+        }
+        ptr
+    }
+}
+
+impl Plan {
+    pub fn matrices(&self) -> impl Iterator<Item = &MatrixPlan> {
+        self.layers.iter().flat_map(|l| l.matrices.iter())
+    }
+
+    pub fn temp_len(&self) -> usize {
+        self.matrices()
+            .filter_map(|m| match &m.product {
+                Product::Kron { temp_len, .. } => Some(*temp_len),
+                Product::Dense { .. } => None,
+            })
+            .max()
+            .unwrap_or(0)
+    }
+
+    pub fn buffer_len(&self, name: &str) -> usize {
+        self.buffers
+            .iter()
+            .find(|b| b.name == name)
+            .map_or(0, |b| b.len)
+    }
+
+    /// Floats in the state struct.
+    pub fn state_floats(&self) -> usize {
+        self.buffers.iter().map(|b| b.len).sum()
+    }
+}
+
+/// Name of the shared KP temporary buffer.
+pub const TEMP_BUFFER: &str = "kp_tmp";
+
+fn to_f32(v: &[f64]) -> Vec<f32> {
+    v.iter().map(|&x| x as f32).collect()
+}
+
+fn row_major(m: &nalgebra::DMatrix<f64>) -> Vec<f32> {
+    let mut out = Vec::with_capacity(m.len());
+    for r in 0..m.nrows() {
+        for c in 0..m.ncols() {
+            out.push(m[(r, c)] as f32);
+        }
+    }
+    out
+}
+
+/// Plans `dest[dest_offset ..] += W x` for one weight.
+fn plan_matrix(
+    target: &Target,
+    id: String,
+    w: &Weight,
+    dest: &str,
+    dest_offset: usize,
+) -> MatrixPlan {
+    let unroll = |elems: usize| elems <= target.plan.unroll_max_factor_elems;
+    let (rows, cols) = (w.rows(), w.cols());
+    let (product, overlay) = match &w.form {
+        WeightForm::Dense(m) => {
+            let stage = Stage {
+                factor: format!("{id}_w"),
+                p: rows,
+                q: cols,
+                values: row_major(m),
+                unrolled: unroll(rows * cols),
+                outer: 1,
+                input: Operand::Input,
+                in_j: 1,
+                in_r: 0,
+                output: Operand::Dest,
+                out_i: 1,
+                out_r: 0,
+                accumulate: true,
+            };
+            (Product::Dense { stage }, None)
+        }
+        WeightForm::Kron { a, b, dope } => {
+            let shape = KronShape {
+                m1: a.nrows(),
+                n1: a.ncols(),
+                m2: b.nrows(),
+                n2: b.ncols(),
+            };
+            let (order, _) = shapes::cheaper_order(&shape);
+            let costs = shapes::order_costs(&shape);
+            let cost_of = |o: KronOrder| {
+                costs
+                    .iter()
+                    .find(|c| c.0 == o)
+                    .map(|c| (c.1, c.2))
+                    .unwrap_or((0, 0))
+            };
+            let other = match order {
+                KronOrder::RightFirst => KronOrder::LeftFirst,
+                KronOrder::LeftFirst => KronOrder::RightFirst,
+            };
+            let KronShape { m1, n1, m2, n2 } = shape;
+            let fa = |input, in_j, in_r, output, out_i, out_r, outer, accumulate| Stage {
+                factor: format!("{id}_a"),
+                p: m1,
+                q: n1,
+                values: row_major(a),
+                unrolled: unroll(m1 * n1),
+                outer,
+                input,
+                in_j,
+                in_r,
+                output,
+                out_i,
+                out_r,
+                accumulate,
+            };
+            let fb = |input, in_j, in_r, output, out_i, out_r, outer, accumulate| Stage {
+                factor: format!("{id}_b"),
+                p: m2,
+                q: n2,
+                values: row_major(b),
+                unrolled: unroll(m2 * n2),
+                outer,
+                input,
+                in_j,
+                in_r,
+                output,
+                out_i,
+                out_r,
+                accumulate,
+            };
+            // x is X[n1][n2] row-major; y is Y[m1][m2] row-major.
+            let stages = match order {
+                // T[j1][i2] = Σ_j2 X[j1][j2] B[i2][j2];  Y[i1][i2] += Σ_j1 A[i1][j1] T[j1][i2]
+                KronOrder::RightFirst => [
+                    fb(Operand::Input, 1, n2, Operand::Temp, 1, m2, n1, false),
+                    fa(Operand::Temp, m2, 1, Operand::Dest, m2, 1, m2, true),
+                ],
+                // T[i1][j2] = Σ_j1 A[i1][j1] X[j1][j2];  Y[i1][i2] += Σ_j2 T[i1][j2] B[i2][j2]
+                KronOrder::LeftFirst => [
+                    fa(Operand::Input, n2, 1, Operand::Temp, n2, 1, n2, false),
+                    fb(Operand::Temp, 1, n2, Operand::Dest, 1, m2, m1, true),
+                ],
+            };
+            let overlay = dope.as_ref().map(|s| plan_overlay(target, s));
+            (
+                Product::Kron {
+                    shape,
+                    order,
+                    temp_len: cost_of(order).1,
+                    other_order_macs: cost_of(other).0,
+                    stages,
+                },
+                overlay,
+            )
+        }
+    };
+    let macs = match &product {
+        Product::Dense { stage } => stage.macs(),
+        Product::Kron { stages, .. } => stages.iter().map(Stage::macs).sum(),
+    } + overlay.as_ref().map_or(0, |o| o.nnz);
+    MatrixPlan {
+        id,
+        field: w.field,
+        form: w.kind_name(),
+        rows,
+        cols,
+        dest: dest.to_owned(),
+        dest_offset,
+        product,
+        overlay,
+        macs,
+        dense_macs: rows * cols,
+        stored_params: w.stored_params(),
+        dense_params: w.dense_params(),
+    }
+}
+
+fn plan_overlay(target: &Target, s: &SparseMatrix) -> OverlayPlan {
+    let nnz = s.nnz();
+    let (encoding, index_bytes) = if nnz <= target.plan.straight_line_max_nnz {
+        (OverlayEncoding::StraightLine, 0)
+    } else {
+        let row_ptr = IndexType::for_max(nnz);
+        let col_index = IndexType::for_max(s.cols.saturating_sub(1));
+        (
+            OverlayEncoding::Csr { row_ptr, col_index },
+            (s.rows + 1) * row_ptr.bytes() + nnz * col_index.bytes(),
+        )
+    };
+    OverlayPlan {
+        nnz,
+        density: nnz as f64 / (s.rows * s.cols).max(1) as f64,
+        encoding,
+        index_bytes,
+        entries: s
+            .entries
+            .iter()
+            .map(|&(r, c, v)| (r, c, v as f32))
+            .collect(),
+    }
+}
+
+/// Plans the whole model for a target.
+pub fn plan_model(model: &Model, target: &Target) -> Plan {
+    let mut buffers = Vec::new();
+    let mut layers = Vec::new();
+    let mut input = Source::ModelInput;
+    let last = model.layers.len().saturating_sub(1);
+    for (index, layer) in model.layers.iter().enumerate() {
+        let lp = plan_layer(target, index, layer, input.clone(), index == last, &mut buffers);
+        if let Some(out) = &lp.output {
+            input = Source::Buffer(out.clone());
+        }
+        layers.push(lp);
+    }
+    let mut plan = Plan {
+        name: model.name.clone(),
+        target: target.name.clone(),
+        input_features: model.input_features,
+        steps: model.steps,
+        output_size: model.output_size(),
+        layers,
+        buffers,
+    };
+    let temp = plan.temp_len();
+    if temp > 0 {
+        plan.buffers.push(Buffer {
+            name: TEMP_BUFFER.to_owned(),
+            len: temp,
+            recurrent: false,
+        });
+    }
+    plan
+}
+
+fn plan_layer(
+    target: &Target,
+    index: usize,
+    layer: &Layer,
+    input: Source,
+    is_last: bool,
+    buffers: &mut Vec<Buffer>,
+) -> LayerPlan {
+    let h = layer.units;
+    let mut buffer = |name: String, len: usize, recurrent: bool| {
+        buffers.push(Buffer {
+            name: name.clone(),
+            len,
+            recurrent,
+        });
+        name
+    };
+    let id = |field: &str| format!("l{index}_{field}");
+    let (matrices, constants, output) = match &layer.cell {
+        Cell::Lstm(g) => {
+            let hidden = buffer(format!("l{index}_h"), h, true);
+            let cell = buffer(format!("l{index}_c"), h, true);
+            let gates = buffer(format!("l{index}_gates"), 4 * h, false);
+            let m = vec![
+                plan_matrix(target, id("w_ih"), &g.w_ih, &gates, 0),
+                plan_matrix(target, id("w_hh"), &g.w_hh, &gates, 0),
+            ];
+            let bias: Vec<f64> = g.b_ih.iter().zip(&g.b_hh).map(|(a, b)| a + b).collect();
+            (
+                m,
+                LayerConstants::Lstm {
+                    bias: to_f32(&bias),
+                    cell_state: cell,
+                    gates,
+                },
+                Some(hidden),
+            )
+        }
+        Cell::Gru(g) => {
+            let hidden = buffer(format!("l{index}_h"), h, true);
+            // Input gates in [0, 3H), recurrent gates in [3H, 6H).
+            let gates = buffer(format!("l{index}_gates"), 6 * h, false);
+            let m = vec![
+                plan_matrix(target, id("w_ih"), &g.w_ih, &gates, 0),
+                plan_matrix(target, id("w_hh"), &g.w_hh, &gates, 3 * h),
+            ];
+            (
+                m,
+                LayerConstants::Gru {
+                    bias_ih: to_f32(&g.b_ih),
+                    bias_hh: to_f32(&g.b_hh),
+                    gates,
+                },
+                Some(hidden),
+            )
+        }
+        Cell::FastGrnn(f) => {
+            let hidden = buffer(format!("l{index}_h"), h, true);
+            let gates = buffer(format!("l{index}_pre"), h, false);
+            let m = vec![
+                plan_matrix(target, id("w"), &f.w, &gates, 0),
+                plan_matrix(target, id("u"), &f.u, &gates, 0),
+            ];
+            (
+                m,
+                LayerConstants::FastGrnn {
+                    b_z: to_f32(&f.b_z),
+                    b_h: to_f32(&f.b_h),
+                    zeta: sigmoid(f.zeta) as f32,
+                    nu: sigmoid(f.nu) as f32,
+                    gates,
+                },
+                Some(hidden),
+            )
+        }
+        Cell::Dense(d) => {
+            // The last dense layer writes the caller's y; earlier ones need a buffer.
+            let out = (!is_last).then(|| buffer(format!("l{index}_out"), h, false));
+            let dest = out.clone().unwrap_or_else(|| "y".to_owned());
+            let m = vec![plan_matrix(target, id("w"), &d.w, &dest, 0)];
+            (
+                m,
+                LayerConstants::Dense {
+                    bias: to_f32(&d.b),
+                    activation: d.activation,
+                },
+                out,
+            )
+        }
+    };
+    LayerPlan {
+        index,
+        kind: layer.cell.kind(),
+        inputs: layer.inputs,
+        units: h,
+        input,
+        output,
+        matrices,
+        constants,
+    }
+}

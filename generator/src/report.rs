@@ -1,0 +1,200 @@
+//! `report.json`: what was built, per layer and in total, plus measured costs after `kpgen test`.
+
+use serde::Serialize;
+
+use crate::model::Model;
+use crate::plan::{MatrixPlan, OverlayEncoding, Plan, Product};
+use crate::shapes::{KronOrder, KronShape};
+use crate::spec::LayerKind;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub model: String,
+    pub target: String,
+    pub input_features: usize,
+    pub input_steps: usize,
+    pub output_size: usize,
+    pub layers: Vec<LayerReport>,
+    pub totals: Totals,
+    /// Filled in by `kpgen test`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub measured: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LayerReport {
+    pub index: usize,
+    pub kind: LayerKind,
+    pub inputs: usize,
+    pub units: usize,
+    pub matrices: Vec<MatrixReport>,
+    pub bias_params: usize,
+    pub params_stored: usize,
+    pub params_dense: usize,
+    pub compression: f64,
+    pub macs_per_step: usize,
+    pub dense_macs_per_step: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct MatrixReport {
+    pub field: &'static str,
+    /// dense | kp | dkp
+    pub form: &'static str,
+    pub rows: usize,
+    pub cols: usize,
+    pub kron: Option<KronShape>,
+    pub order: Option<KronOrder>,
+    /// MACs of the order not chosen, to show the choice.
+    pub other_order_macs: Option<usize>,
+    /// Stored matrices whose weights became literals in code.
+    pub unrolled: Vec<String>,
+    pub macs: usize,
+    pub dense_macs: usize,
+    pub params_stored: usize,
+    pub params_dense: usize,
+    pub compression: f64,
+    pub overlay: Option<OverlayReport>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct OverlayReport {
+    pub nnz: usize,
+    pub density: f64,
+    /// straight_line | csr
+    pub encoding: &'static str,
+    pub row_ptr_type: Option<crate::plan::IndexType>,
+    pub col_index_type: Option<crate::plan::IndexType>,
+    pub index_bytes: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Totals {
+    pub params_stored: usize,
+    pub params_dense: usize,
+    pub compression: f64,
+    pub macs_per_step: usize,
+    pub dense_macs_per_step: usize,
+    pub overlay_nnz: usize,
+    pub overlay_index_bytes: usize,
+    /// float32 weight bytes: stored parameters x 4 (literals in code included).
+    pub weight_bytes: usize,
+    pub state_bytes: usize,
+}
+
+fn ratio(a: usize, b: usize) -> f64 {
+    let r = a as f64 / b.max(1) as f64;
+    (r * 100.0).round() / 100.0
+}
+
+fn matrix_report(m: &MatrixPlan) -> MatrixReport {
+    let (kron, order, other, unrolled) = match &m.product {
+        Product::Dense { stage } => (
+            None,
+            None,
+            None,
+            if stage.unrolled {
+                vec![stage.factor.clone()]
+            } else {
+                vec![]
+            },
+        ),
+        Product::Kron {
+            shape,
+            order,
+            other_order_macs,
+            stages,
+            ..
+        } => (
+            Some(*shape),
+            Some(*order),
+            Some(*other_order_macs),
+            stages
+                .iter()
+                .filter(|s| s.unrolled)
+                .map(|s| s.factor.clone())
+                .collect(),
+        ),
+    };
+    MatrixReport {
+        field: m.field,
+        form: m.form,
+        rows: m.rows,
+        cols: m.cols,
+        kron,
+        order,
+        other_order_macs: other,
+        unrolled,
+        macs: m.macs,
+        dense_macs: m.dense_macs,
+        params_stored: m.stored_params,
+        params_dense: m.dense_params,
+        compression: ratio(m.dense_params, m.stored_params),
+        overlay: m.overlay.as_ref().map(|o| {
+            let (encoding, rp, ci) = match o.encoding {
+                OverlayEncoding::StraightLine => ("straight_line", None, None),
+                OverlayEncoding::Csr { row_ptr, col_index } => {
+                    ("csr", Some(row_ptr), Some(col_index))
+                }
+            };
+            OverlayReport {
+                nnz: o.nnz,
+                density: o.density,
+                encoding,
+                row_ptr_type: rp,
+                col_index_type: ci,
+                index_bytes: o.index_bytes,
+            }
+        }),
+    }
+}
+
+pub fn build_report(model: &Model, plan: &Plan) -> Report {
+    let layers: Vec<LayerReport> = plan
+        .layers
+        .iter()
+        .zip(&model.layers)
+        .map(|(lp, l)| {
+            let matrices: Vec<MatrixReport> = lp.matrices.iter().map(matrix_report).collect();
+            let bias = l.cell.bias_params();
+            let stored = matrices.iter().map(|m| m.params_stored).sum::<usize>() + bias;
+            let dense = matrices.iter().map(|m| m.params_dense).sum::<usize>() + bias;
+            LayerReport {
+                index: lp.index,
+                kind: lp.kind,
+                inputs: lp.inputs,
+                units: lp.units,
+                bias_params: bias,
+                params_stored: stored,
+                params_dense: dense,
+                compression: ratio(dense, stored),
+                macs_per_step: matrices.iter().map(|m| m.macs).sum(),
+                dense_macs_per_step: matrices.iter().map(|m| m.dense_macs).sum(),
+                matrices,
+            }
+        })
+        .collect();
+    let stored: usize = layers.iter().map(|l| l.params_stored).sum();
+    let dense: usize = layers.iter().map(|l| l.params_dense).sum();
+    let overlays = || layers.iter().flat_map(|l| &l.matrices).filter_map(|m| m.overlay.as_ref());
+    Report {
+        model: plan.name.clone(),
+        target: plan.target.clone(),
+        input_features: plan.input_features,
+        input_steps: plan.steps,
+        output_size: plan.output_size,
+        totals: Totals {
+            params_stored: stored,
+            params_dense: dense,
+            compression: ratio(dense, stored),
+            macs_per_step: layers.iter().map(|l| l.macs_per_step).sum(),
+            dense_macs_per_step: layers.iter().map(|l| l.dense_macs_per_step).sum(),
+            overlay_nnz: overlays().map(|o| o.nnz).sum(),
+            overlay_index_bytes: overlays().map(|o| o.index_bytes).sum(),
+            weight_bytes: 4 * stored,
+            state_bytes: 4 * plan.state_floats(),
+        },
+        layers,
+        measured: None,
+    }
+}

@@ -1,0 +1,224 @@
+//! Stage 1: the YAML model spec as the user wrote it (raw, unvalidated, with source locations).
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+use crate::diagnostic::{Diagnostic, Place};
+
+/// A parsed spec file together with its text (kept for error snippets) and location.
+#[derive(Debug)]
+pub struct SpecDocument {
+    pub path: PathBuf,
+    pub text: String,
+    pub spec: Spec,
+}
+
+impl SpecDocument {
+    /// Directory that tensor paths in the spec are relative to.
+    pub fn base_dir(&self) -> &Path {
+        self.path.parent().unwrap_or_else(|| Path::new("."))
+    }
+
+    /// A diagnostic pointing at a spanned value of this spec.
+    pub fn error_at<T>(
+        &self,
+        value: &Spanned<T>,
+        field: impl Into<String>,
+        msg: impl Into<String>,
+    ) -> Diagnostic {
+        let loc = value.referenced;
+        Diagnostic::new(
+            Place::at(&self.path, loc.line(), loc.column(), field),
+            msg,
+        )
+        .with_source(&self.text)
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Spec {
+    /// C identifier prefix and Rust crate name.
+    pub name: Spanned<String>,
+    pub input: Spanned<InputSpec>,
+    pub layers: Spanned<Vec<Spanned<LayerSpec>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputSpec {
+    pub features: Spanned<i64>,
+    /// Omitted = 1 (feed-forward).
+    #[serde(default)]
+    pub steps: Option<Spanned<i64>>,
+}
+
+/// One layer. Every kind's fields live in one struct (rather than an internally tagged enum) so
+/// that serde keeps exact locations and `deny_unknown_fields`; the model stage checks which
+/// fields a kind takes.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LayerSpec {
+    pub kind: Spanned<LayerKind>,
+    pub units: Spanned<i64>,
+    // lstm / gru
+    pub w_ih: Option<Spanned<WeightSpec>>,
+    pub w_hh: Option<Spanned<WeightSpec>>,
+    pub b_ih: Option<Spanned<String>>,
+    pub b_hh: Option<Spanned<String>>,
+    // fastgrnn
+    pub u: Option<Spanned<WeightSpec>>,
+    pub b_z: Option<Spanned<String>>,
+    pub b_h: Option<Spanned<String>>,
+    pub zeta: Option<Spanned<ScalarSpec>>,
+    pub nu: Option<Spanned<ScalarSpec>>,
+    // fastgrnn and dense
+    pub w: Option<Spanned<WeightSpec>>,
+    // dense
+    pub b: Option<Spanned<String>>,
+    pub activation: Option<Spanned<Activation>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LayerKind {
+    Lstm,
+    Gru,
+    Fastgrnn,
+    Dense,
+}
+
+impl LayerKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LayerKind::Lstm => "lstm",
+            LayerKind::Gru => "gru",
+            LayerKind::Fastgrnn => "fastgrnn",
+            LayerKind::Dense => "dense",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Activation {
+    #[default]
+    None,
+    Relu,
+    Sigmoid,
+    Tanh,
+    Softmax,
+}
+
+/// A weight matrix: a plain tensor path (dense) or a structured form.
+#[derive(Debug)]
+pub enum WeightSpec {
+    Tensor(String),
+    Kron {
+        kron: Spanned<Vec<Spanned<String>>>,
+        dope: Option<Spanned<String>>,
+    },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WeightMap {
+    kron: Spanned<Vec<Spanned<String>>>,
+    dope: Option<Spanned<String>>,
+}
+
+impl<'de> Deserialize<'de> for WeightSpec {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = WeightSpec;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a tensor path (dense weight) or a map {kron: [A, B]} / {kron: [A, B], dope: S}")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<WeightSpec, E> {
+                Ok(WeightSpec::Tensor(v.to_owned()))
+            }
+            fn visit_map<M: MapAccess<'de>>(self, map: M) -> Result<WeightSpec, M::Error> {
+                let m = WeightMap::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                Ok(WeightSpec::Kron {
+                    kron: m.kron,
+                    dope: m.dope,
+                })
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A scalar parameter (FastGRNN's zeta, nu): a number written inline or a tensor path.
+#[derive(Debug, Clone)]
+pub enum ScalarSpec {
+    Value(f64),
+    Tensor(String),
+}
+
+impl<'de> Deserialize<'de> for ScalarSpec {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = ScalarSpec;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a number or a tensor path")
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<ScalarSpec, E> {
+                Ok(ScalarSpec::Value(v))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<ScalarSpec, E> {
+                Ok(ScalarSpec::Value(v as f64))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<ScalarSpec, E> {
+                Ok(ScalarSpec::Value(v as f64))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<ScalarSpec, E> {
+                Ok(ScalarSpec::Tensor(v.to_owned()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// Parses a spec from text; `path` is used for messages and to resolve tensor paths.
+pub fn parse_spec(path: &Path, text: &str) -> Result<SpecDocument, Diagnostic> {
+    match serde_saphyr::from_str::<Spec>(text) {
+        Ok(spec) => Ok(SpecDocument {
+            path: path.to_path_buf(),
+            text: text.to_owned(),
+            spec,
+        }),
+        Err(err) => {
+            let mut place = Place::file(path);
+            if let Some(loc) = err.location() {
+                place.line = (loc.line() > 0).then_some(loc.line());
+                place.column = (loc.column() > 0).then_some(loc.column());
+            }
+            let message = err.without_snippet().to_string();
+            // saphyr appends " at line L column C"; the place already says it.
+            let message = match message.rfind(" at line ") {
+                Some(i) => message[..i].to_owned(),
+                None => message,
+            };
+            Err(Diagnostic::new(place, format!("invalid spec: {message}"))
+                .with_source(text)
+                .with_help(SPEC_HELP))
+        }
+    }
+}
+
+const SPEC_HELP: &str = "a spec has `name`, `input: {features, steps}` and `layers`; see README.md, section \"Spec reference\"";
+
+/// Reads and parses a spec file.
+pub fn read_spec(path: &Path) -> Result<SpecDocument, Diagnostic> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Diagnostic::new(Place::file(path), format!("cannot read the spec: {e}"))
+    })?;
+    parse_spec(path, &text)
+}

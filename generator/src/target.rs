@@ -1,0 +1,149 @@
+//! Target descriptions: one data file per core in `targets/`, embedded in the binary.
+
+use serde::{Deserialize, Serialize};
+
+use crate::diagnostic::{Diagnostic, Place};
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Target {
+    pub name: String,
+    pub description: String,
+    pub features: Features,
+    pub c: CTarget,
+    pub rust: RustTarget,
+    pub qemu: QemuTarget,
+    pub memory: MemoryMap,
+    pub budget: Budget,
+    pub plan: PlanRules,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Fpu {
+    None,
+    Single,
+    Double,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Features {
+    pub fpu: Fpu,
+    pub dsp: bool,
+    pub mve: bool,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CTarget {
+    /// Flags selecting the core, its FPU and float ABI.
+    pub cflags: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RustTarget {
+    /// rustup target triple, absent where rustup has none for this core.
+    pub triple: Option<String>,
+    #[serde(default)]
+    pub rustflags: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct QemuTarget {
+    pub machine: String,
+    #[serde(default)]
+    pub cpu: Option<String>,
+    /// SysTick's processor clock in the emulated board, for converting ticks to instructions.
+    pub systick_hz: u64,
+    pub icount_shift: u32,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemoryMap {
+    pub flash_origin: u64,
+    pub flash_size: u64,
+    pub ram_origin: u64,
+    pub ram_size: u64,
+}
+
+/// Flash and RAM of a typical part with this core: a build exceeding them is refused.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Budget {
+    pub flash: u64,
+    pub ram: u64,
+}
+
+/// Thresholds the planner uses for this core.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlanRules {
+    /// A stored matrix (KP factor or dense weight) with at most this many elements is unrolled:
+    /// its weights become literals in straight-line code.
+    pub unroll_max_factor_elems: usize,
+    /// A doping overlay with at most this many non-zeros becomes straight-line code.
+    pub straight_line_max_nnz: usize,
+}
+
+/// The targets shipped with kpgen, as (file name, contents).
+const BUILTIN: &[(&str, &str)] = &[(
+    "cortex-m4",
+    include_str!("../../targets/cortex-m4.toml"),
+)];
+
+/// Names of the built-in targets.
+pub fn builtin_names() -> Vec<&'static str> {
+    BUILTIN.iter().map(|(n, _)| *n).collect()
+}
+
+/// All built-in targets, parsed.
+pub fn builtin_targets() -> Vec<Target> {
+    BUILTIN
+        .iter()
+        .filter_map(|(n, _)| lookup(n).ok())
+        .collect()
+}
+
+/// A built-in target by name (e.g. `cortex-m4`), or a target file given by path.
+pub fn lookup(name: &str) -> Result<Target, Diagnostic> {
+    let (origin, text) = match BUILTIN.iter().find(|(n, _)| *n == name) {
+        Some((n, text)) => (format!("targets/{n}.toml"), (*text).to_owned()),
+        None if name.ends_with(".toml") => {
+            let text = std::fs::read_to_string(name).map_err(|e| {
+                Diagnostic::new(
+                    Place::file(name.as_ref()),
+                    format!("cannot read target file: {e}"),
+                )
+            })?;
+            (name.to_owned(), text)
+        }
+        None => {
+            return Err(Diagnostic::new(
+                Place::file("--target".as_ref()),
+                format!("unknown target `{name}`"),
+            )
+            .with_help(format!(
+                "built-in targets: {}; or give the path of a target .toml file",
+                builtin_names().join(", ")
+            )))
+        }
+    };
+    toml::from_str::<Target>(&text).map_err(|e| {
+        Diagnostic::new(
+            Place::file(origin.as_ref()),
+            format!("invalid target file: {e}"),
+        )
+    })
+}
+
+impl Target {
+    /// Guest instructions represented by a SysTick tick count under `-icount shift=N`.
+    /// One instruction advances the virtual clock 2^N ns; SysTick counts at `systick_hz`.
+    pub fn ticks_per_instruction(&self) -> f64 {
+        (1u64 << self.qemu.icount_shift) as f64 * self.qemu.systick_hz as f64 / 1e9
+    }
+}
