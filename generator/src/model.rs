@@ -512,33 +512,37 @@ fn load_layer(l: &mut Loader, at: &Spanned<LayerSpec>, path: &str, inputs: usize
     let units = positive(l, &spec.units, &format!("{path}.units"), "unit count");
 
     // Fields that do not belong to this kind are mistakes, not silently ignored.
-    let given: [(&str, bool); 12] = [
-        ("w_ih", spec.w_ih.is_some()),
-        ("w_hh", spec.w_hh.is_some()),
-        ("b_ih", spec.b_ih.is_some()),
-        ("b_hh", spec.b_hh.is_some()),
-        ("u", spec.u.is_some()),
-        ("b_z", spec.b_z.is_some()),
-        ("b_h", spec.b_h.is_some()),
-        ("zeta", spec.zeta.is_some()),
-        ("nu", spec.nu.is_some()),
-        ("w", spec.w.is_some()),
-        ("b", spec.b.is_some()),
-        ("activation", spec.activation.is_some()),
+    let given: [(&str, Option<serde_saphyr::Location>); 12] = [
+        ("w_ih", spec.w_ih.as_ref().map(|v| v.referenced)),
+        ("w_hh", spec.w_hh.as_ref().map(|v| v.referenced)),
+        ("b_ih", spec.b_ih.as_ref().map(|v| v.referenced)),
+        ("b_hh", spec.b_hh.as_ref().map(|v| v.referenced)),
+        ("u", spec.u.as_ref().map(|v| v.referenced)),
+        ("b_z", spec.b_z.as_ref().map(|v| v.referenced)),
+        ("b_h", spec.b_h.as_ref().map(|v| v.referenced)),
+        ("zeta", spec.zeta.as_ref().map(|v| v.referenced)),
+        ("nu", spec.nu.as_ref().map(|v| v.referenced)),
+        ("w", spec.w.as_ref().map(|v| v.referenced)),
+        ("b", spec.b.as_ref().map(|v| v.referenced)),
+        ("activation", spec.activation.as_ref().map(|v| v.referenced)),
     ];
     let allowed = fields_of(kind);
     let mut ok = true;
-    for (name, present) in given {
-        if present && !allowed.contains(&name) {
-            l.fail(
-                at,
-                &format!("{path}.{name}"),
+    for (name, location) in given {
+        if let Some(location) = location {
+            if allowed.contains(&name) {
+                continue;
+            }
+            let d = l.doc.error_at_location(
+                location,
+                format!("{path}.{name}"),
                 format!(
                     "field `{name}` does not apply to a `{}` layer: expected only {}",
                     kind.as_str(),
                     allowed.join(", ")
                 ),
             );
+            l.errors.push(d);
             ok = false;
         }
     }

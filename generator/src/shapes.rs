@@ -145,7 +145,7 @@ fn divisors(n: usize) -> Vec<usize> {
     let mut large = Vec::new();
     let mut d = 1;
     while d * d <= n {
-        if n % d == 0 {
+        if n.is_multiple_of(d) {
             small.push(d);
             if d * d != n {
                 large.push(n / d);
@@ -208,7 +208,10 @@ pub fn best(m: usize, n: usize) -> Option<KronShape> {
 }
 
 fn is_prime(n: usize) -> bool {
-    n >= 2 && (2..).take_while(|d| d * d <= n).all(|d| n % d != 0)
+    n >= 2
+        && (2..)
+            .take_while(|d| d * d <= n)
+            .all(|d| !n.is_multiple_of(d))
 }
 
 /// `128 = 2^7`, `132 = 2^2 * 3 * 11`.
@@ -217,7 +220,7 @@ fn prime_factors(mut n: usize) -> String {
     let mut p = 2;
     while p * p <= n {
         let mut k = 0;
-        while n % p == 0 {
+        while n.is_multiple_of(p) {
             n /= p;
             k += 1;
         }
@@ -247,16 +250,12 @@ fn balanced(s: usize) -> bool {
 /// else the smallest balanced size. The window is short so huge inputs stay fast.
 fn pad_target(p: usize, other: usize) -> usize {
     const WINDOW: usize = 256;
-    let first_balanced = (p + 1..=p + WINDOW)
-        .find(|&s| balanced(s))
-        .unwrap_or(p + 1);
+    let first_balanced = (p + 1..=p + WINDOW).find(|&s| balanced(s)).unwrap_or(p + 1);
     if other == 1 || is_prime(other) {
         return first_balanced;
     }
     (p + 1..=p + WINDOW.min(p))
-        .find(|&s| {
-            balanced(s) && best(s, other).is_some_and(|b| b.rank_bound() >= s.min(other))
-        })
+        .find(|&s| balanced(s) && best(s, other).is_some_and(|b| b.rank_bound() >= s.min(other)))
         .unwrap_or(first_balanced)
 }
 

@@ -30,7 +30,16 @@ impl SpecDocument {
         field: impl Into<String>,
         msg: impl Into<String>,
     ) -> Diagnostic {
-        let loc = value.referenced;
+        self.error_at_location(value.referenced, field, msg)
+    }
+
+    /// A diagnostic pointing at a source location of this spec.
+    pub fn error_at_location(
+        &self,
+        loc: serde_saphyr::Location,
+        field: impl Into<String>,
+        msg: impl Into<String>,
+    ) -> Diagnostic {
         Diagnostic::new(
             Place::at(&self.path, loc.line(), loc.column(), field),
             msg,
@@ -206,6 +215,8 @@ pub fn parse_spec(path: &Path, text: &str) -> Result<SpecDocument, Diagnostic> {
                 Some(i) => message[..i].to_owned(),
                 None => message,
             };
+            // The spec's numbers are all counts: say so rather than name a Rust type.
+            let message = message.replace("invalid i64", "expected a whole number");
             Err(Diagnostic::new(place, format!("invalid spec: {message}"))
                 .with_source(text)
                 .with_help(SPEC_HELP))

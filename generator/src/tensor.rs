@@ -320,7 +320,11 @@ fn parse_npy(bytes: &[u8], origin: &Origin) -> Result<Tensor, TensorError> {
         1 => (2, false),
         2 => (4, false),
         3 => (4, true),
-        v => return Err(bad(format!("unsupported format version {v} (expected 1, 2 or 3)"))),
+        v => {
+            return Err(bad(format!(
+                "unsupported format version {v} (expected 1, 2 or 3)"
+            )))
+        }
     };
     let start = 8 + len_size;
     let len_bytes = bytes
@@ -346,7 +350,7 @@ fn parse_npy(bytes: &[u8], origin: &Origin) -> Result<Tensor, TensorError> {
     } else {
         Cow::Owned(raw.iter().map(|&b| b as char).collect())
     };
-    let header = parse_py_dict(&text).map_err(|e| bad(e))?;
+    let header = parse_py_dict(&text).map_err(bad)?;
 
     let descr = match header.get("descr") {
         Some(Py::Str(s)) => s.clone(),
@@ -396,7 +400,8 @@ fn parse_npy(bytes: &[u8], origin: &Origin) -> Result<Tensor, TensorError> {
         descr: format!("{descr:?}"),
         supported: SUPPORTED_NPY,
     })?;
-    let count = element_count(&shape).ok_or_else(|| bad(format!("shape {shape:?} is too large")))?;
+    let count =
+        element_count(&shape).ok_or_else(|| bad(format!("shape {shape:?} is too large")))?;
     let payload = &bytes[header_end..];
     let mut data = decode(payload, count, dtype, endian, origin)?;
     if fortran && shape.len() > 1 {
@@ -908,7 +913,12 @@ fn load_safetensors(
                 .map(|v| v.as_u64().and_then(|u| usize::try_from(u).ok()))
                 .collect::<Option<Vec<usize>>>()
         })
-        .ok_or_else(|| bad(&origin, "\"shape\" is not a list of non-negative integers".into()))?;
+        .ok_or_else(|| {
+            bad(
+                &origin,
+                "\"shape\" is not a list of non-negative integers".into(),
+            )
+        })?;
     let offsets = field("data_offsets")?
         .as_array()
         .filter(|a| a.len() == 2)
@@ -920,8 +930,8 @@ fn load_safetensors(
         })
         .ok_or_else(|| bad(&origin, "\"data_offsets\" is not [begin, end]".into()))?;
     let (begin, end) = offsets;
-    let count =
-        element_count(&shape).ok_or_else(|| bad(&origin, format!("shape {shape:?} is too large")))?;
+    let count = element_count(&shape)
+        .ok_or_else(|| bad(&origin, format!("shape {shape:?} is too large")))?;
     let expected = count.checked_mul(dtype.size());
     if end < begin || Some(end - begin) != expected {
         return Err(bad(
@@ -934,8 +944,7 @@ fn load_safetensors(
         ));
     }
     let payload = data.get(begin..).unwrap_or(&[]);
-    decode(payload, count, dtype, Endian::Little, &origin)
-        .map(|data| Tensor { shape, data, dtype })
+    decode(payload, count, dtype, Endian::Little, &origin).map(|data| Tensor { shape, data, dtype })
 }
 
 // ---------------------------------------------------------------------------

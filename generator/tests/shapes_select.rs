@@ -11,7 +11,7 @@ fn all_candidates(m: usize, n: usize) -> Vec<KronShape> {
     let mut out = Vec::new();
     for m1 in 1..=m {
         for n1 in 1..=n {
-            if m % m1 != 0 || n % n1 != 0 {
+            if !m.is_multiple_of(m1) || !n.is_multiple_of(n1) {
                 continue;
             }
             let (m2, n2) = (m / m1, n / n1);
@@ -192,13 +192,19 @@ fn notes() {
         )
     );
     // 63 = 7 * 9 cannot reach rank 63 against 64, so the suggestion skips to 64.
-    assert!(note(61, 64).unwrap().ends_with("pad to 64 = 2^6 for a useful KP"));
-    assert!(note(131, 128).unwrap().ends_with("pad to 132 = 2^2 * 3 * 11 for a useful KP"));
+    assert!(note(61, 64)
+        .unwrap()
+        .ends_with("pad to 64 = 2^6 for a useful KP"));
+    assert!(note(131, 128)
+        .unwrap()
+        .ends_with("pad to 132 = 2^2 * 3 * 11 for a useful KP"));
     // A prime on the short side still reaches full rank: nothing to say.
     assert_eq!(note(7, 64), None);
     assert_eq!(note(256, 256), None);
     assert_eq!(note(2600, 1300), None);
-    assert!(note(6, 1).unwrap().starts_with("N = 1: W is a single column"));
+    assert!(note(6, 1)
+        .unwrap()
+        .starts_with("N = 1: W is a single column"));
     assert_eq!(
         note(1, 1).as_deref(),
         Some("a 1 x 1 matrix has nothing to factor")
@@ -227,7 +233,8 @@ fn text_table() {
 
 #[test]
 fn json() {
-    let one: serde_json::Value = serde_json::from_str(&render_json(2600, 1300, 1).unwrap()).unwrap();
+    let one: serde_json::Value =
+        serde_json::from_str(&render_json(2600, 1300, 1).unwrap()).unwrap();
     assert_eq!(
         one,
         serde_json::json!({"m1": 50, "n1": 50, "m2": 52, "n2": 26,
@@ -256,7 +263,13 @@ fn json() {
 
 /// Evaluates `y = kron(A, B) x` in `order` with explicit loops, counting MACs and
 /// the temporary's length, so the documented costs are checked against real work.
-fn apply(order: KronOrder, s: &KronShape, a: &[i64], b: &[i64], x: &[i64]) -> (Vec<i64>, usize, usize) {
+fn apply(
+    order: KronOrder,
+    s: &KronShape,
+    a: &[i64],
+    b: &[i64],
+    x: &[i64],
+) -> (Vec<i64>, usize, usize) {
     let KronShape { m1, n1, m2, n2 } = *s;
     let mut y = vec![0i64; m1 * m2];
     let mut count = 0;
@@ -333,7 +346,11 @@ fn order_costs_match_real_evaluation() {
             }
             let (order, cost) = cheaper_order(&s);
             let [r, l] = costs;
-            let expect = if l.1 < r.1 || (l.1 == r.1 && l.2 < r.2) { l } else { r };
+            let expect = if l.1 < r.1 || (l.1 == r.1 && l.2 < r.2) {
+                l
+            } else {
+                r
+            };
             assert_eq!((order, cost), (expect.0, expect.1), "{s:?}");
         }
     }

@@ -83,7 +83,12 @@ fn npy_header_versions() {
 
 #[test]
 fn npy_integer_and_half_dtypes() {
-    check(&load("i32.npy"), &[2, 2], DType::I32, &[1.0, -2.0, 3.0, 4.0]);
+    check(
+        &load("i32.npy"),
+        &[2, 2],
+        DType::I32,
+        &[1.0, -2.0, 3.0, 4.0],
+    );
     check(&load("i8.npy"), &[3], DType::I8, &[-128.0, 0.0, 127.0]);
     check(&load("u8.npy"), &[2], DType::U8, &[0.0, 255.0]);
     check(&load("i64.npy"), &[2], DType::I64, &[-(2f64.powi(40)), 7.0]);
