@@ -1,0 +1,351 @@
+"""Train a dense / KP / doped-KP RNN classifier and export it for kpgen.
+
+    python examples/train/train.py examples/train/recipes/basic_motions_kp.yaml
+    python examples/train/train.py RECIPE --epochs 2 --subset 8 --out /tmp/smoke
+
+Writes into the output directory: spec.yaml, the factor / overlay / bias .npy
+files, test_x.npy, test_len.npy, test_y.npy, test_logits.npy (float64 numpy
+reference forward pass over the exported float32 files) and metrics.json.
+See README.md beside this file for the recipe fields.
+"""
+
+import argparse
+import json
+import os
+import re
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+import optax  # noqa: E402
+import yaml  # noqa: E402
+
+import data as data_mod  # noqa: E402
+import model as M  # noqa: E402
+import reference  # noqa: E402
+
+DKP_DEFAULTS = {
+    "density": 0.03,  # final fraction of non-zeros kept in the overlay S
+    "start_epoch": 0.1,  # <= 1.0: fraction of the epochs; otherwise an epoch number
+    "end_epoch": 0.6,
+    "update_every": 5,  # epochs between mask recomputations while annealing
+    "comatrix_dropout": 0.1,  # probability per step of dropping one path
+    "dropout_target": "overlay",  # overlay | kp | either
+}
+
+
+# --------------------------------------------------------------------------
+# Doped-KP overlay schedule
+# --------------------------------------------------------------------------
+
+def _epoch(v, epochs):
+    """Schedule points may be fractions of the run (<= 1) or epoch numbers."""
+    return int(round(v * epochs)) if isinstance(v, float) and v <= 1.0 else int(v)
+
+
+def overlay_density(cfg, epoch, epochs):
+    """Cubic anneal from a dense overlay (1.0) to cfg['density'] between the
+    start and end epochs: prunes fast while S has many small entries, slowly
+    near the target so the model can recover."""
+    start, end = _epoch(cfg["start_epoch"], epochs), _epoch(cfg["end_epoch"], epochs)
+    final = float(cfg["density"])
+    if epoch < start:
+        return 1.0
+    if epoch >= end or end <= start:
+        return final
+    frac = (epoch - start) / (end - start)
+    return final + (1.0 - final) * (1.0 - frac) ** 3
+
+
+def mask_due(cfg, epoch, epochs):
+    start, end = _epoch(cfg["start_epoch"], epochs), _epoch(cfg["end_epoch"], epochs)
+    every = max(1, int(cfg["update_every"]))
+    return start <= epoch <= end and ((epoch - start) % every == 0 or epoch == end)
+
+
+def magnitude_mask(S, density):
+    """Keep the round(density * size) largest |S| (ties broken by index)."""
+    a = np.abs(np.asarray(S)).ravel()
+    k = int(round(density * a.size))
+    mask = np.zeros(a.size, np.float32)
+    if k > 0:
+        mask[np.argsort(-a, kind="stable")[:k]] = 1.0
+    return mask.reshape(np.shape(S))
+
+
+def dkp_matrices(layers):
+    return [(i, f, m) for i, l in enumerate(layers) for f, m in l.matrices.items() if m.kind == "dkp"]
+
+
+def co_matrix_gates(key, layers):
+    """Co-matrix dropout: per dkp matrix and training step, with probability p
+    zero the whole KP path or the whole overlay (not element-wise, and not
+    rescaled). Keeps the two paths from co-adapting: the KP product must stay
+    useful on its own instead of leaning on S, and vice versa."""
+    gates = [{} for _ in layers]
+    for i, f, m in dkp_matrices(layers):
+        key, k1, k2 = jax.random.split(key, 3)
+        p = float(m.dkp["comatrix_dropout"])
+        target = m.dkp["dropout_target"]
+        drop = jax.random.uniform(k1) < p
+        if target == "overlay":
+            which_kp = jnp.array(False)
+        elif target == "kp":
+            which_kp = jnp.array(True)
+        elif target == "either":
+            which_kp = jax.random.uniform(k2) < 0.5
+        else:
+            raise SystemExit(f"dropout_target must be overlay|kp|either, not {target!r}")
+        kp_keep = jnp.where(drop & which_kp, 0.0, 1.0)
+        s_keep = jnp.where(drop & ~which_kp, 0.0, 1.0)
+        gates[i][f] = (kp_keep, s_keep)
+    return gates
+
+
+# --------------------------------------------------------------------------
+# Training
+# --------------------------------------------------------------------------
+
+def make_step(layers, optimizer):
+    def loss_fn(params, masks, x, lengths, y, key):
+        logits = M.forward(layers, params, masks, x, lengths, co_matrix_gates(key, layers))
+        loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+        return loss, (logits.argmax(-1) == y).mean()
+
+    @jax.jit
+    def step(params, opt_state, masks, x, lengths, y, key):
+        (loss, acc), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, masks, x, lengths, y, key)
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        params = optax.apply_updates(params, updates)
+        # Pruned overlay entries stay exactly zero (Adam momentum would move them).
+        params = [{f: ({**v, "S": v["S"] * masks[i][f]} if isinstance(v, dict) and "S" in v else v)
+                   for f, v in p.items()} for i, p in enumerate(params)]
+        return params, opt_state, loss, acc
+
+    return step
+
+
+def train(recipe, layers, ds, epochs, seed, log=print):
+    tcfg = recipe.get("train", {})
+    bs = int(tcfg.get("batch_size", 8))
+    n = len(ds.train.y)
+    steps_per_epoch = -(-n // bs)
+    lr = float(tcfg.get("lr", 5e-3))
+    schedule = (optax.cosine_decay_schedule(lr, epochs * steps_per_epoch, alpha=0.1)
+                if tcfg.get("lr_schedule", "cosine") == "cosine" else lr)
+    optimizer = optax.chain(optax.clip_by_global_norm(float(tcfg.get("clip", 1.0))),
+                            optax.adam(schedule))
+
+    key = jax.random.PRNGKey(seed)
+    key, k_init = jax.random.split(key)
+    params = M.init_params(k_init, layers, float(tcfg.get("forget_bias", 1.0)))
+    masks = M.init_masks(layers)
+    opt_state = optimizer.init(params)
+    step = make_step(layers, optimizer)
+    rng = np.random.default_rng(seed)
+    log_every = int(tcfg.get("log_every", max(1, epochs // 10)))
+
+    for epoch in range(epochs):
+        # Anneal the overlay masks on their schedule (magnitude of S * mask).
+        for i, f, m in dkp_matrices(layers):
+            if mask_due(m.dkp, epoch, epochs):
+                d = overlay_density(m.dkp, epoch, epochs)
+                S = np.asarray(params[i][f]["S"]) * np.asarray(masks[i][f])
+                masks[i][f] = jnp.asarray(magnitude_mask(S, d))
+                params[i][f] = {**params[i][f], "S": params[i][f]["S"] * masks[i][f]}
+        order = rng.permutation(n)
+        losses, accs = [], []
+        for b in range(steps_per_epoch):
+            idx = order[b * bs:(b + 1) * bs]
+            key, k = jax.random.split(key)
+            params, opt_state, loss, acc = step(params, opt_state, masks, ds.train.x[idx],
+                                                ds.train.length[idx], ds.train.y[idx], k)
+            losses.append(float(loss))
+            accs.append(float(acc))
+        if (epoch + 1) % log_every == 0 or epoch == epochs - 1:
+            dens = " ".join(f"l{i}.{f}:{float(np.asarray(masks[i][f]).mean()):.3f}"
+                            for i, f, _ in dkp_matrices(layers))
+            log(f"epoch {epoch + 1:4d}  loss {np.mean(losses):.4f}  train acc {np.mean(accs):.3f}"
+                + (f"  overlay density {dens}" if dens else ""))
+
+    # Guarantee the exported overlays are at their target density even if the
+    # schedule ended late (prunes without fine-tuning; warns).
+    for i, f, m in dkp_matrices(layers):
+        target = int(round(float(m.dkp["density"]) * m.rows * m.cols))
+        if int(np.asarray(masks[i][f]).sum()) > target:
+            log(f"warning: l{i}.{f} overlay pruned to target after training (end_epoch > epochs?)")
+            masks[i][f] = jnp.asarray(magnitude_mask(np.asarray(params[i][f]["S"] * masks[i][f]),
+                                                     float(m.dkp["density"])))
+            params[i][f] = {**params[i][f], "S": params[i][f]["S"] * masks[i][f]}
+    return params, masks
+
+
+# --------------------------------------------------------------------------
+# Export
+# --------------------------------------------------------------------------
+
+FIELDS = {
+    "lstm": ("w_ih", "w_hh", "b_ih", "b_hh"),
+    "gru": ("w_ih", "w_hh", "b_ih", "b_hh"),
+    "fastgrnn": ("w", "u", "b_z", "b_h", "zeta", "nu"),
+    "dense": ("w", "b"),
+}
+
+
+def spec_yaml(name, features, steps, layers):
+    """kpgen spec text, laid out like the hand-written examples in the docs."""
+    lines = ["# Generated by examples/train/train.py. Inputs are standardized",
+             "# features (see metrics.json 'normalization').",
+             f"name: {name}", f"input: {{features: {int(features)}, steps: {int(steps)}}}", "layers:"]
+    for layer in layers:
+        first = True
+        for k, v in layer.items():
+            if isinstance(v, dict):
+                v = "{" + ", ".join(f"{kk}: [{', '.join(vv)}]" if isinstance(vv, list) else f"{kk}: {vv}"
+                                    for kk, vv in v.items()) + "}"
+            lines.append(f"{'  - ' if first else '    '}{k}: {v}")
+            first = False
+    return "\n".join(lines) + "\n"
+
+
+_OWNED = re.compile(r"^(l\d+_.*\.npy|test_(x|len|y|logits)\.npy|spec\.yaml|metrics\.json)$")
+
+
+def export(out, name, layers, params, masks, ds):
+    os.makedirs(out, exist_ok=True)
+    for fn in os.listdir(out):  # stale files of an earlier, differently shaped run
+        if _OWNED.match(fn):
+            os.remove(os.path.join(out, fn))
+
+    def save(fn, a):
+        np.save(os.path.join(out, fn), np.ascontiguousarray(np.asarray(a, dtype=np.float32)))
+        return fn
+
+    spec_layers = []
+    for i, (layer, p) in enumerate(zip(layers, params)):
+        entry = {"kind": layer.kind, "units": layer.units}
+        for f in FIELDS[layer.kind]:  # canonical order (JAX pytrees sort dict keys)
+            v, pre, m = p[f], f"l{i}_{f}", layer.matrices.get(f)
+            if m is None:  # bias / scalar
+                entry[f] = save(f"{pre}.npy", v)
+            elif m.kind == "dense":
+                entry[f] = save(f"{pre}.npy", v["W"])
+            else:
+                entry[f] = {"kron": [save(f"{pre}_A.npy", v["A"]), save(f"{pre}_B.npy", v["B"])]}
+                if m.kind == "dkp":
+                    entry[f]["dope"] = save(f"{pre}_S.npy", v["S"] * masks[i][f])
+        if layer.kind == "dense":
+            entry["activation"] = layer.activation
+        spec_layers.append(entry)
+
+    spec_path = os.path.join(out, "spec.yaml")
+    with open(spec_path, "w") as fh:
+        fh.write(spec_yaml(name, ds.test.x.shape[2], ds.test.x.shape[1], spec_layers))
+
+    np.save(os.path.join(out, "test_x.npy"), ds.test.x.astype(np.float32))
+    np.save(os.path.join(out, "test_len.npy"), ds.test.length.astype(np.int32))
+    np.save(os.path.join(out, "test_y.npy"), ds.test.y.astype(np.int32))
+    # Golden logits: float64 numpy over the exported float32 files only.
+    logits = reference.logits(spec_path, ds.test.x, ds.test.length)
+    np.save(os.path.join(out, "test_logits.npy"), logits.astype(np.float32))
+    return logits
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("recipe")
+    ap.add_argument("--epochs", type=int, help="override train.epochs (the DKP schedule scales with it)")
+    ap.add_argument("--subset", type=int, help="use only K train and K test sequences (smoke runs)")
+    ap.add_argument("--out", help="output directory (default: the recipe's `out`, relative to the recipe)")
+    args = ap.parse_args(argv)
+
+    with open(args.recipe) as fh:
+        recipe = yaml.safe_load(fh)
+    name = recipe["name"]
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+        raise SystemExit(f"name {name!r} must be a C identifier")
+    seed = int(recipe.get("seed", 0))
+    epochs = args.epochs or int(recipe.get("train", {}).get("epochs", 100))
+    if args.out:
+        out = args.out
+    elif "out" in recipe:
+        out = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(args.recipe)), recipe["out"]))
+    else:
+        out = os.path.join("out", name)
+
+    dcfg = recipe.get("data", {})
+    ds = data_mod.load(dcfg.get("dataset", "BasicMotions"), seed, bool(dcfg.get("standardize", True)))
+    ds.train = data_mod.subset(ds.train, args.subset, seed)
+    ds.test = data_mod.subset(ds.test, args.subset, seed + 1)
+
+    dkp_defaults = {**DKP_DEFAULTS, **recipe.get("dkp", {})}
+    layers = M.build_config(recipe["layers"], ds.train.x.shape[2], len(ds.classes), dkp_defaults)
+    recipe_epochs = int(recipe.get("train", {}).get("epochs", epochs))
+    if epochs != recipe_epochs:
+        # --epochs override: keep the DKP schedule at the same relative points.
+        for _, _, m in dkp_matrices(layers):
+            for k in ("start_epoch", "end_epoch"):
+                if not (isinstance(m.dkp[k], float) and m.dkp[k] <= 1.0):
+                    m.dkp[k] = min(1.0, float(m.dkp[k]) / recipe_epochs)
+            m.dkp["update_every"] = max(1, round(m.dkp["update_every"] * epochs / recipe_epochs))
+    for i, l in enumerate(layers):
+        mats = ", ".join(f"{f}={m.kind}" + (f"{m.shapes}" if m.shapes else "") for f, m in l.matrices.items())
+        print(f"layer {i}: {l.kind} {l.units} units; {mats}")
+
+    t0 = time.time()
+    params, masks = train(recipe, layers, ds, epochs, seed)
+    seconds = time.time() - t0
+
+    logits = export(out, name, layers, params, masks, ds)
+    # The JAX float32 model and the float64 reference over the exported files must agree.
+    jax_logits = np.asarray(M.forward(layers, params, masks, ds.test.x, ds.test.length))
+    drift = float(np.abs(jax_logits - logits).max())
+    if drift > 1e-3:
+        raise SystemExit(f"export mismatch: JAX vs reference logits differ by {drift}")
+
+    acc = float((logits.argmax(1) == ds.test.y).mean())
+    stored, dense = M.param_counts(layers, masks)
+    wstored, wdense = M.param_counts(layers, masks, weights_only=True)
+    matrices = {}
+    for i, l in enumerate(layers):
+        for f, m in l.matrices.items():
+            e = {"kind": m.kind, "rows": m.rows, "cols": m.cols}
+            if m.shapes:
+                e["shapes"] = dict(zip(("m1", "n1", "m2", "n2"), map(int, m.shapes)))
+            if m.kind == "dkp":
+                nnz = int(np.asarray(masks[i][f]).sum())
+                e.update(overlay_nnz=nnz, overlay_density=round(nnz / (m.rows * m.cols), 4))
+            matrices[f"l{i}_{f}"] = e
+    metrics = {
+        "name": name,
+        "recipe": os.path.basename(args.recipe),
+        "dataset": dcfg.get("dataset", "BasicMotions"),
+        "test_sequences": int(len(ds.test.y)),
+        "accuracy": round(acc, 4),
+        "params_stored": stored,
+        "params_dense_equivalent": dense,
+        "compression": round(dense / stored, 2),
+        "weight_params_stored": wstored,  # matrices only (no biases / scalars)
+        "weight_params_dense_equivalent": wdense,
+        "weight_compression": round(wdense / wstored, 2),
+        "matrices": matrices,
+        "epochs": epochs,
+        "seed": seed,
+        "subset": args.subset,
+        "classes": [str(c) for c in ds.classes],
+        "normalization": {"note": "test_x is already standardized: x_std = (x_raw - mean) / std",
+                          "mean": [float(v) for v in ds.mean], "std": [float(v) for v in ds.std]},
+    }
+    with open(os.path.join(out, "metrics.json"), "w") as fh:
+        json.dump(metrics, fh, indent=2)
+        fh.write("\n")
+    print(f"test accuracy {acc:.4f} ({len(ds.test.y)} sequences); params stored {stored} "
+          f"vs dense {dense} ({dense / stored:.2f}x); jax/ref drift {drift:.2g}; {seconds:.1f}s -> {out}")
+
+
+if __name__ == "__main__":
+    main()
