@@ -11,7 +11,11 @@ fn fixture() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     std::fs::create_dir(d.join("f")).unwrap();
-    let fill = |n: usize| (0..n).map(|i| ((i * 7 % 11) as f32 - 5.0) / 20.0).collect::<Vec<_>>();
+    let fill = |n: usize| {
+        (0..n)
+            .map(|i| ((i * 7 % 11) as f32 - 5.0) / 20.0)
+            .collect::<Vec<_>>()
+    };
     let t = |name: &str, shape: &[usize]| {
         let n = shape.iter().product();
         write_npy_f32(&d.join("f").join(name), shape, &fill(n)).unwrap();
@@ -110,16 +114,40 @@ fn the_good_spec_builds() {
     let dir = fixture();
     let (code, stderr) = build(dir.path(), GOOD);
     assert_eq!(code, 0, "{stderr}");
-    for f in ["c/motion.h", "c/motion.c", "rust/Cargo.toml", "rust/src/lib.rs", "report.json"] {
+    for f in [
+        "c/motion.h",
+        "c/motion.c",
+        "rust/Cargo.toml",
+        "rust/src/lib.rs",
+        "report.json",
+    ] {
         assert!(dir.path().join("out").join(f).is_file(), "missing {f}");
     }
 }
 
-case!(malformed_yaml, replace("input: {features: 6, steps: 10}", "input: {features: 6, steps: 10"));
-case!(unknown_top_level_field, replace("name: motion\n", "name: motion\nprecison: int8\n"));
-case!(unknown_layer_field, replace("    units: 8\n", "    units: 8\n    dropout: 0.1\n"));
-case!(unknown_layer_kind, replace("kind: lstm", "kind: transformer"));
-case!(unknown_activation, replace("activation: softmax", "activation: swish"));
+case!(
+    malformed_yaml,
+    replace(
+        "input: {features: 6, steps: 10}",
+        "input: {features: 6, steps: 10"
+    )
+);
+case!(
+    unknown_top_level_field,
+    replace("name: motion\n", "name: motion\nprecison: int8\n")
+);
+case!(
+    unknown_layer_field,
+    replace("    units: 8\n", "    units: 8\n    dropout: 0.1\n")
+);
+case!(
+    unknown_layer_kind,
+    replace("kind: lstm", "kind: transformer")
+);
+case!(
+    unknown_activation,
+    replace("activation: softmax", "activation: swish")
+);
 case!(wrong_type, replace("units: 8", "units: many"));
 case!(missing_file, replace("f/A_ih.npy", "f/nope.npy"));
 case!(unreadable_file, replace("f/A_ih.npy", "f/dir.npy"));
@@ -127,18 +155,50 @@ case!(truncated_tensor, replace("f/B_hh.npy", "f/B_short.npy"));
 case!(non_float_tensor, replace("f/A_hh.npy", "f/A_int.npy"));
 case!(nan_value, replace("f/A_hh.npy", "f/A_nan.npy"));
 case!(unknown_extension, replace("f/A_ih.npy", "f/A_ih.csv"));
-case!(factors_do_not_multiply_out, replace("[f/A_ih.npy, f/B_ih.npy]", "[f/A_hh.npy, f/B_ih.npy]"));
-case!(three_factors, replace("[f/A_ih.npy, f/B_ih.npy]", "[f/A_ih.npy, f/B_ih.npy, f/B_ih.npy]"));
+case!(
+    factors_do_not_multiply_out,
+    replace("[f/A_ih.npy, f/B_ih.npy]", "[f/A_hh.npy, f/B_ih.npy]")
+);
+case!(
+    three_factors,
+    replace(
+        "[f/A_ih.npy, f/B_ih.npy]",
+        "[f/A_ih.npy, f/B_ih.npy, f/B_ih.npy]"
+    )
+);
 case!(units_disagree_with_tensor, replace("units: 8", "units: 16"));
-case!(dense_weight_wrong_shape, replace("w: f/W_out.npy", "w: f/W_ih.npy"));
-case!(overlay_wrong_shape, replace("dope: f/S_hh.npy", "dope: f/S_small.npy"));
-case!(bias_wrong_length, replace("b_ih: f/b.npy", "b_ih: f/b_short.npy"));
-case!(missing_required_field, replace("    w_hh: {kron: [f/A_hh.npy, f/B_hh.npy], dope: f/S_hh.npy}\n", ""));
-case!(field_of_another_kind, replace("    b_hh: f/b.npy\n", "    b_hh: f/b.npy\n    activation: relu\n"));
+case!(
+    dense_weight_wrong_shape,
+    replace("w: f/W_out.npy", "w: f/W_ih.npy")
+);
+case!(
+    overlay_wrong_shape,
+    replace("dope: f/S_hh.npy", "dope: f/S_small.npy")
+);
+case!(
+    bias_wrong_length,
+    replace("b_ih: f/b.npy", "b_ih: f/b_short.npy")
+);
+case!(
+    missing_required_field,
+    replace(
+        "    w_hh: {kron: [f/A_hh.npy, f/B_hh.npy], dope: f/S_hh.npy}\n",
+        ""
+    )
+);
+case!(
+    field_of_another_kind,
+    replace(
+        "    b_hh: f/b.npy\n",
+        "    b_hh: f/b.npy\n    activation: relu\n"
+    )
+);
 case!(invalid_name, replace("name: motion", "name: 3d-motion"));
 case!(reserved_name, replace("name: motion", "name: static"));
 case!(zero_features, replace("features: 6", "features: 0"));
-case!(no_layers, |_: &str| "name: motion\ninput: {features: 6}\nlayers: []\n".to_owned());
+case!(no_layers, |_: &str| {
+    "name: motion\ninput: {features: 6}\nlayers: []\n".to_owned()
+});
 case!(several_problems_at_once, |s: &str| s
     .replacen("f/A_ih.npy", "f/nope.npy", 1)
     .replacen("b_ih: f/b.npy", "b_ih: f/b_short.npy", 1)
@@ -165,7 +225,10 @@ fn a_directory_that_is_not_kpgen_output_is_not_replaced() {
     std::fs::write(dir.path().join("out/notes.txt"), "mine").unwrap();
     let (code, stderr) = build(dir.path(), GOOD);
     assert_eq!(code, 2, "{stderr}");
-    assert!(stderr.contains("does not hold a previous kpgen output"), "{stderr}");
+    assert!(
+        stderr.contains("does not hold a previous kpgen output"),
+        "{stderr}"
+    );
     assert_eq!(
         std::fs::read_to_string(dir.path().join("out/notes.txt")).unwrap(),
         "mine"
@@ -178,7 +241,14 @@ fn an_unknown_target_is_refused() {
     std::fs::write(dir.path().join("spec.yaml"), GOOD).unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_kpgen"))
         .current_dir(dir.path())
-        .args(["build", "spec.yaml", "--target", "cortex-m99", "--out", "out"])
+        .args([
+            "build",
+            "spec.yaml",
+            "--target",
+            "cortex-m99",
+            "--out",
+            "out",
+        ])
         .env("NO_COLOR", "1")
         .output()
         .unwrap();

@@ -129,9 +129,10 @@ impl From<&Diagnostic> for MietteView {
         MietteView {
             title: d.to_string(),
             help: d.help.clone(),
-            source: d.source_text.as_ref().map(|t| {
-                NamedSource::new(d.place.file.display().to_string(), t.clone())
-            }),
+            source: d
+                .source_text
+                .as_ref()
+                .map(|t| NamedSource::new(d.place.file.display().to_string(), t.clone())),
             span,
         }
     }

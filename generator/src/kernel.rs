@@ -125,9 +125,9 @@ pub enum Table {
 impl Table {
     pub fn name(&self) -> &str {
         match self {
-            Table::Matrix { name, .. } | Table::Floats { name, .. } | Table::Indices { name, .. } => {
-                name
-            }
+            Table::Matrix { name, .. }
+            | Table::Floats { name, .. }
+            | Table::Indices { name, .. } => name,
         }
     }
 }
@@ -208,7 +208,10 @@ fn lower_stage(stage: &Stage, dest_offset: usize, tables: &mut Vec<Table>) -> Ve
                     count: stage.q,
                     weight: Access {
                         array: Array::Const(stage.factor.clone()),
-                        index: Index::Grid(Affine::new(0, &[("i", 1)]), Affine::new(0, &[("j", 1)])),
+                        index: Index::Grid(
+                            Affine::new(0, &[("i", 1)]),
+                            Affine::new(0, &[("j", 1)]),
+                        ),
                     },
                     input: Access::flat(input.clone(), Affine::new(0, &in_terms)),
                 }],
@@ -256,7 +259,10 @@ pub fn lower_matrix(m: &MatrixPlan) -> Kernel {
                     let mut terms = Vec::new();
                     while k < ov.entries.len() && ov.entries[k].0 == row {
                         let (_, c, v) = ov.entries[k];
-                        terms.push((Coef::Literal(v), Access::flat(Array::Input, Affine::constant(c))));
+                        terms.push((
+                            Coef::Literal(v),
+                            Access::flat(Array::Input, Affine::constant(c)),
+                        ));
                         k += 1;
                     }
                     body.push(Stmt::Sum {

@@ -178,7 +178,7 @@ fn build(args: &BuildArgs) -> ExitCode {
         Err(e) => return report_errors(&e),
     };
     if let Err(e) = write_output(&args.out, &generation.files) {
-        return report_errors(&e.into());
+        return report_errors(&e);
     }
     let t = &generation.report.totals;
     eprintln!(
@@ -197,23 +197,27 @@ fn build(args: &BuildArgs) -> ExitCode {
 
 /// Writes the files into a temporary directory beside `out`, then renames it into place, so
 /// `out` is either the complete new output or untouched.
-fn write_output(out: &Path, files: &[kpgen::emit::GeneratedFile]) -> Result<(), Diagnostic> {
+fn write_output(out: &Path, files: &[kpgen::emit::GeneratedFile]) -> Result<(), Diagnostics> {
     let fail = |msg: String| Diagnostic::new(Place::file(out), msg);
     if out.exists() {
         let previous = out.join("report.json").is_file();
-        let empty = std::fs::read_dir(out).map(|mut d| d.next().is_none()).unwrap_or(false);
+        let empty = std::fs::read_dir(out)
+            .map(|mut d| d.next().is_none())
+            .unwrap_or(false);
         if !previous && !empty {
             return Err(fail(
                 "the output directory exists and does not hold a previous kpgen output: refusing to replace it".to_owned(),
             )
-            .with_help("choose another --out, or remove the directory"));
+            .with_help("choose another --out, or remove the directory")
+            .into());
         }
     }
     let parent = match out.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    std::fs::create_dir_all(&parent).map_err(|e| fail(format!("cannot create {}: {e}", parent.display())))?;
+    std::fs::create_dir_all(&parent)
+        .map_err(|e| fail(format!("cannot create {}: {e}", parent.display())))?;
     let tmp = tempfile::Builder::new()
         .prefix(".kpgen-out-")
         .tempdir_in(&parent)
@@ -222,16 +226,19 @@ fn write_output(out: &Path, files: &[kpgen::emit::GeneratedFile]) -> Result<(), 
     let staged = tmp.keep();
     let old = parent.join(format!(
         ".kpgen-old-{}",
-        out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+        out.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
     ));
     if out.exists() {
         let _ = std::fs::remove_dir_all(&old);
-        std::fs::rename(out, &old).map_err(|e| fail(format!("cannot move the old output aside: {e}")))?;
+        std::fs::rename(out, &old)
+            .map_err(|e| fail(format!("cannot move the old output aside: {e}")))?;
     }
     if let Err(e) = std::fs::rename(&staged, out) {
         let _ = std::fs::rename(&old, out);
         let _ = std::fs::remove_dir_all(&staged);
-        return Err(fail(format!("cannot move the new output into place: {e}")));
+        return Err(fail(format!("cannot move the new output into place: {e}")).into());
     }
     let _ = std::fs::remove_dir_all(&old);
     Ok(())
@@ -243,8 +250,8 @@ fn fmt_err(e: f64) -> String {
 
 fn print_results(results: &[LangResult], tol: Tolerance) {
     println!(
-        "\n{:<6} {:<5} {:>10} {:>10} {:>8} {:>6}  {}",
-        "model", "lang", "max |err|", "max rel", "classes", "stream", "result"
+        "\n{:<6} {:<5} {:>10} {:>10} {:>8} {:>6}  result",
+        "model", "lang", "max |err|", "max rel", "classes", "stream"
     );
     for r in results {
         let c = &r.comparison;
@@ -266,7 +273,14 @@ fn print_results(results: &[LangResult], tol: Tolerance) {
     if results.iter().any(|r| r.cost.is_some()) {
         println!(
             "\n{:<6} {:<5} {:>14} {:>12} {:>10} {:>8} {:>8} {:>10}",
-            "model", "lang", "instr/infer", "instr/step", "flash B", "RAM B", "stack B", "su bound B"
+            "model",
+            "lang",
+            "instr/infer",
+            "instr/step",
+            "flash B",
+            "RAM B",
+            "stack B",
+            "su bound B"
         );
         for r in results {
             if let Some(c) = &r.cost {
@@ -279,7 +293,8 @@ fn print_results(results: &[LangResult], tol: Tolerance) {
                     c.flash_bytes,
                     c.ram_bytes,
                     c.stack_bytes,
-                    c.stack_usage_bound.map_or("-".to_owned(), |b| b.to_string())
+                    c.stack_usage_bound
+                        .map_or("-".to_owned(), |b| b.to_string())
                 );
             }
         }
@@ -295,18 +310,32 @@ fn test(args: &TestArgs) -> ExitCode {
     let inputs = match &args.inputs {
         Some(path) => match TestInputs::from_file(path, model.steps, model.input_features) {
             Ok(i) => i,
-            Err(e) => return report_errors(&e.into()),
+            Err(e) => return report_errors(&e),
         },
         None if args.count == 0 => {
             return report_errors(
-                &Diagnostic::new(Place::file("--count".as_ref()), "expected at least one sequence").into(),
+                &Diagnostic::new(
+                    Place::file("--count".as_ref()),
+                    "expected at least one sequence",
+                )
+                .into(),
             )
         }
-        None => TestInputs::random(args.count, model.steps, model.input_features, args.seed, 1.0),
+        None => TestInputs::random(
+            args.count,
+            model.steps,
+            model.input_features,
+            args.seed,
+            1.0,
+        ),
     };
-    if !(args.tolerance > 0.0) {
+    if args.tolerance.is_nan() || args.tolerance <= 0.0 {
         return report_errors(
-            &Diagnostic::new(Place::file("--tolerance".as_ref()), "expected a positive tolerance").into(),
+            &Diagnostic::new(
+                Place::file("--tolerance".as_ref()),
+                "expected a positive tolerance",
+            )
+            .into(),
         );
     }
     let platform = match &args.host {
@@ -339,7 +368,9 @@ fn test(args: &TestArgs) -> ExitCode {
         } else {
             args.langs.clone()
         },
-        tolerance: Tolerance { abs: args.tolerance },
+        tolerance: Tolerance {
+            abs: args.tolerance,
+        },
         timeout: Duration::from_secs(args.timeout),
         dense_baseline: !args.no_dense,
         work_dir,
@@ -373,7 +404,7 @@ fn test(args: &TestArgs) -> ExitCode {
             f.contents = serde_json::to_string_pretty(&report).unwrap_or_default() + "\n";
         }
         if let Err(e) = write_output(out, &files) {
-            return report_errors(&e.into());
+            return report_errors(&e);
         }
         eprintln!("kpgen test: wrote {}", out.display());
     }

@@ -312,16 +312,18 @@ impl Loader<'_> {
         }
     }
 
-    fn matrix(&mut self, at: &Spanned<impl Sized>, field: &str, path: &str) -> Option<DMatrix<f64>> {
+    fn matrix(
+        &mut self,
+        at: &Spanned<impl Sized>,
+        field: &str,
+        path: &str,
+    ) -> Option<DMatrix<f64>> {
         let t = self.tensor(at, field, path)?;
         if t.shape.len() != 2 {
             self.fail(
                 at,
                 field,
-                format!(
-                    "`{path}` has shape {:?}: expected a 2-D matrix",
-                    t.shape
-                ),
+                format!("`{path}` has shape {:?}: expected a 2-D matrix", t.shape),
             );
             return None;
         }
@@ -349,7 +351,11 @@ impl Loader<'_> {
         match &at.value {
             ScalarSpec::Value(v) if v.is_finite() => Some(*v),
             ScalarSpec::Value(v) => {
-                self.fail(at, field, format!("{v} is not finite: expected a finite number"));
+                self.fail(
+                    at,
+                    field,
+                    format!("{v} is not finite: expected a finite number"),
+                );
                 None
             }
             ScalarSpec::Tensor(path) => {
@@ -406,8 +412,16 @@ impl Loader<'_> {
                     );
                     return None;
                 }
-                let a = self.matrix(&kron.value[0], &format!("{field}.kron[0]"), &kron.value[0].value);
-                let b = self.matrix(&kron.value[1], &format!("{field}.kron[1]"), &kron.value[1].value);
+                let a = self.matrix(
+                    &kron.value[0],
+                    &format!("{field}.kron[0]"),
+                    &kron.value[0].value,
+                );
+                let b = self.matrix(
+                    &kron.value[1],
+                    &format!("{field}.kron[1]"),
+                    &kron.value[1].value,
+                );
                 let (a, b) = (a?, b?);
                 let (r, c) = (a.nrows() * b.nrows(), a.ncols() * b.ncols());
                 if (r, c) != (rows, cols) {
@@ -451,19 +465,17 @@ impl Loader<'_> {
     }
 }
 
-fn positive(
-    loader: &mut Loader,
-    value: &Spanned<i64>,
-    field: &str,
-    what: &str,
-) -> Option<usize> {
+fn positive(loader: &mut Loader, value: &Spanned<i64>, field: &str, what: &str) -> Option<usize> {
     if value.value >= 1 && value.value <= 1 << 20 {
         Some(value.value as usize)
     } else {
         loader.fail(
             value,
             field,
-            format!("{} is not a valid {what}: expected a whole number from 1 to 1048576", value.value),
+            format!(
+                "{} is not a valid {what}: expected a whole number from 1 to 1048576",
+                value.value
+            ),
         );
         None
     }
@@ -479,13 +491,22 @@ pub fn load_model(doc: &SpecDocument) -> Result<Model, Diagnostics> {
     if let Err(msg) = check_identifier(&spec.name.value) {
         l.fail(&spec.name, "name", msg);
     }
-    let features = positive(&mut l, &spec.input.value.features, "input.features", "feature count");
+    let features = positive(
+        &mut l,
+        &spec.input.value.features,
+        "input.features",
+        "feature count",
+    );
     let steps = match &spec.input.value.steps {
         Some(s) => positive(&mut l, s, "input.steps", "step count"),
         None => Some(1),
     };
     if spec.layers.value.is_empty() {
-        l.fail(&spec.layers, "layers", "the model has no layers: expected at least one");
+        l.fail(
+            &spec.layers,
+            "layers",
+            "the model has no layers: expected at least one",
+        );
     }
     let mut inputs = features;
     let mut layers = Vec::new();
@@ -582,7 +603,11 @@ fn load_layer(l: &mut Loader, at: &Spanned<LayerSpec>, path: &str, inputs: usize
     let cell = match kind {
         LayerKind::Lstm | LayerKind::Gru => {
             let g = if kind == LayerKind::Lstm { 4 } else { 3 };
-            let gates = if kind == LayerKind::Lstm { "i,f,g,o" } else { "r,z,n" };
+            let gates = if kind == LayerKind::Lstm {
+                "i,f,g,o"
+            } else {
+                "r,z,n"
+            };
             let w_ih = l.weight(
                 spec.w_ih.as_ref()?,
                 &f("w_ih"),
@@ -656,7 +681,11 @@ fn load_layer(l: &mut Loader, at: &Spanned<LayerSpec>, path: &str, inputs: usize
             Cell::Dense(DenseLayer {
                 w: w?,
                 b: b?,
-                activation: spec.activation.as_ref().map(|a| a.value).unwrap_or_default(),
+                activation: spec
+                    .activation
+                    .as_ref()
+                    .map(|a| a.value)
+                    .unwrap_or_default(),
             })
         }
     };

@@ -433,7 +433,14 @@ pub fn plan_model(model: &Model, target: &Target) -> Plan {
     let mut input = Source::ModelInput;
     let last = model.layers.len().saturating_sub(1);
     for (index, layer) in model.layers.iter().enumerate() {
-        let lp = plan_layer(target, index, layer, input.clone(), index == last, &mut buffers);
+        let lp = plan_layer(
+            target,
+            index,
+            layer,
+            input.clone(),
+            index == last,
+            &mut buffers,
+        );
         if let Some(out) = &lp.output {
             input = Source::Buffer(out.clone());
         }

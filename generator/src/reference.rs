@@ -66,10 +66,7 @@ impl<'m> Reference<'m> {
             .map(|l| {
                 let z = DVector::zeros(l.units);
                 match l.cell {
-                    Cell::Lstm(_) => LayerState::Lstm {
-                        h: z.clone(),
-                        c: z,
-                    },
+                    Cell::Lstm(_) => LayerState::Lstm { h: z.clone(), c: z },
                     Cell::Gru(_) | Cell::FastGrnn(_) => LayerState::Hidden { h: z },
                     Cell::Dense(_) => LayerState::Stateless,
                 }
@@ -91,7 +88,9 @@ impl<'m> Reference<'m> {
             v = match (&layer.cell, st) {
                 (Cell::Lstm(g), LayerState::Lstm { h, c }) => {
                     let wh = &rl.w_h * &*h;
-                    let z = &rl.w_x * &v + wh + DVector::from_column_slice(&g.b_ih)
+                    let z = &rl.w_x * &v
+                        + wh
+                        + DVector::from_column_slice(&g.b_ih)
                         + DVector::from_column_slice(&g.b_hh);
                     for k in 0..n {
                         let i = sigmoid(z[k]);
@@ -105,8 +104,7 @@ impl<'m> Reference<'m> {
                 }
                 (Cell::Gru(g), LayerState::Hidden { h }) => {
                     let zi = &rl.w_x * &v + DVector::from_column_slice(&g.b_ih);
-                    let zh = &rl.w_h * &*h
-                        + DVector::from_column_slice(&g.b_hh);
+                    let zh = &rl.w_h * &*h + DVector::from_column_slice(&g.b_hh);
                     for k in 0..n {
                         let r = sigmoid(zi[k] + zh[k]);
                         let z = sigmoid(zi[n + k] + zh[n + k]);

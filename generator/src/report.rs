@@ -176,7 +176,12 @@ pub fn build_report(model: &Model, plan: &Plan) -> Report {
         .collect();
     let stored: usize = layers.iter().map(|l| l.params_stored).sum();
     let dense: usize = layers.iter().map(|l| l.params_dense).sum();
-    let overlays = || layers.iter().flat_map(|l| &l.matrices).filter_map(|m| m.overlay.as_ref());
+    let overlays = || {
+        layers
+            .iter()
+            .flat_map(|l| &l.matrices)
+            .filter_map(|m| m.overlay.as_ref())
+    };
     Report {
         model: plan.name.clone(),
         target: plan.target.clone(),

@@ -7,7 +7,7 @@ use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
-use crate::diagnostic::{Diagnostic, Place};
+use crate::diagnostic::{Diagnostic, Diagnostics, Place};
 
 /// A parsed spec file together with its text (kept for error snippets) and location.
 #[derive(Debug)]
@@ -40,11 +40,8 @@ impl SpecDocument {
         field: impl Into<String>,
         msg: impl Into<String>,
     ) -> Diagnostic {
-        Diagnostic::new(
-            Place::at(&self.path, loc.line(), loc.column(), field),
-            msg,
-        )
-        .with_source(&self.text)
+        Diagnostic::new(Place::at(&self.path, loc.line(), loc.column(), field), msg)
+            .with_source(&self.text)
     }
 }
 
@@ -196,7 +193,7 @@ impl<'de> Deserialize<'de> for ScalarSpec {
 }
 
 /// Parses a spec from text; `path` is used for messages and to resolve tensor paths.
-pub fn parse_spec(path: &Path, text: &str) -> Result<SpecDocument, Diagnostic> {
+pub fn parse_spec(path: &Path, text: &str) -> Result<SpecDocument, Diagnostics> {
     match serde_saphyr::from_str::<Spec>(text) {
         Ok(spec) => Ok(SpecDocument {
             path: path.to_path_buf(),
@@ -219,7 +216,8 @@ pub fn parse_spec(path: &Path, text: &str) -> Result<SpecDocument, Diagnostic> {
             let message = message.replace("invalid i64", "expected a whole number");
             Err(Diagnostic::new(place, format!("invalid spec: {message}"))
                 .with_source(text)
-                .with_help(SPEC_HELP))
+                .with_help(SPEC_HELP)
+                .into())
         }
     }
 }
@@ -227,9 +225,8 @@ pub fn parse_spec(path: &Path, text: &str) -> Result<SpecDocument, Diagnostic> {
 const SPEC_HELP: &str = "a spec has `name`, `input: {features, steps}` and `layers`; see README.md, section \"Spec reference\"";
 
 /// Reads and parses a spec file.
-pub fn read_spec(path: &Path) -> Result<SpecDocument, Diagnostic> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        Diagnostic::new(Place::file(path), format!("cannot read the spec: {e}"))
-    })?;
+pub fn read_spec(path: &Path) -> Result<SpecDocument, Diagnostics> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Diagnostic::new(Place::file(path), format!("cannot read the spec: {e}")))?;
     parse_spec(path, &text)
 }

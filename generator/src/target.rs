@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::diagnostic::{Diagnostic, Place};
+use crate::diagnostic::{Diagnostic, Diagnostics, Place};
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -90,10 +90,7 @@ pub struct PlanRules {
 }
 
 /// The targets shipped with kpgen, as (file name, contents).
-const BUILTIN: &[(&str, &str)] = &[(
-    "cortex-m4",
-    include_str!("../../targets/cortex-m4.toml"),
-)];
+const BUILTIN: &[(&str, &str)] = &[("cortex-m4", include_str!("../../targets/cortex-m4.toml"))];
 
 /// Names of the built-in targets.
 pub fn builtin_names() -> Vec<&'static str> {
@@ -102,14 +99,11 @@ pub fn builtin_names() -> Vec<&'static str> {
 
 /// All built-in targets, parsed.
 pub fn builtin_targets() -> Vec<Target> {
-    BUILTIN
-        .iter()
-        .filter_map(|(n, _)| lookup(n).ok())
-        .collect()
+    BUILTIN.iter().filter_map(|(n, _)| lookup(n).ok()).collect()
 }
 
 /// A built-in target by name (e.g. `cortex-m4`), or a target file given by path.
-pub fn lookup(name: &str) -> Result<Target, Diagnostic> {
+pub fn lookup(name: &str) -> Result<Target, Diagnostics> {
     let (origin, text) = match BUILTIN.iter().find(|(n, _)| *n == name) {
         Some((n, text)) => (format!("targets/{n}.toml"), (*text).to_owned()),
         None if name.ends_with(".toml") => {
@@ -129,7 +123,8 @@ pub fn lookup(name: &str) -> Result<Target, Diagnostic> {
             .with_help(format!(
                 "built-in targets: {}; or give the path of a target .toml file",
                 builtin_names().join(", ")
-            )))
+            ))
+            .into())
         }
     };
     toml::from_str::<Target>(&text).map_err(|e| {
@@ -137,6 +132,7 @@ pub fn lookup(name: &str) -> Result<Target, Diagnostic> {
             Place::file(origin.as_ref()),
             format!("invalid target file: {e}"),
         )
+        .into()
     })
 }
 

@@ -200,7 +200,11 @@ pub fn emit(p: &Program) -> Result<Vec<GeneratedFile>, askama::Error> {
             .map(|t| table_definition(Lang::C, t))
             .collect(),
         kernels,
-        advance: body(&p.advance, Op::any_state(&p.advance), Op::any_input(&p.advance)),
+        advance: body(
+            &p.advance,
+            Op::any_state(&p.advance),
+            Op::any_input(&p.advance),
+        ),
         head: body(&p.head, Op::any_state(&p.head), Op::any_input(&p.head)),
         reset,
         step_indent,

@@ -32,8 +32,15 @@ pub enum Vector {
 pub enum Op {
     Comment(String),
     /// dst = table (a bias).
-    Load { dst: Vector, table: String, len: usize },
-    Zero { dst: Vector, len: usize },
+    Load {
+        dst: Vector,
+        table: String,
+        len: usize,
+    },
+    Zero {
+        dst: Vector,
+        len: usize,
+    },
     /// dst += W src through a generated kernel.
     MatVec {
         kernel: String,
@@ -41,8 +48,17 @@ pub enum Op {
         dst: Vector,
         uses_temp: bool,
     },
-    Lstm { gates: String, cell: String, hidden: String, units: usize },
-    Gru { gates: String, hidden: String, units: usize },
+    Lstm {
+        gates: String,
+        cell: String,
+        hidden: String,
+        units: usize,
+    },
+    Gru {
+        gates: String,
+        hidden: String,
+        units: usize,
+    },
     FastGrnn {
         pre: String,
         b_z: String,
@@ -52,8 +68,16 @@ pub enum Op {
         hidden: String,
         units: usize,
     },
-    Activate { act: Activation, dst: Vector, len: usize },
-    Copy { dst: Vector, src: Vector, len: usize },
+    Activate {
+        act: Activation,
+        dst: Vector,
+        len: usize,
+    },
+    Copy {
+        dst: Vector,
+        src: Vector,
+        len: usize,
+    },
 }
 
 impl Vector {
@@ -67,7 +91,9 @@ impl Op {
     pub fn touches_state(&self) -> bool {
         match self {
             Op::Comment(_) => false,
-            Op::Load { dst, .. } | Op::Zero { dst, .. } | Op::Activate { dst, .. } => dst.is_state(),
+            Op::Load { dst, .. } | Op::Zero { dst, .. } | Op::Activate { dst, .. } => {
+                dst.is_state()
+            }
             Op::MatVec {
                 src,
                 dst,

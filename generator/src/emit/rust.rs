@@ -76,11 +76,7 @@ fn op_lines(op: &Op) -> Vec<String> {
             dst,
             uses_temp,
         } => {
-            let temp = if *uses_temp {
-                ", &mut self.kp_tmp"
-            } else {
-                ""
-            };
+            let temp = if *uses_temp { ", &mut self.kp_tmp" } else { "" };
             vec![format!("{kernel}({}, {}{temp});", read(src), write(dst))]
         }
         Op::Lstm {
@@ -92,7 +88,9 @@ fn op_lines(op: &Op) -> Vec<String> {
             "cells::lstm_update(&self.{gates}, &mut self.{cell}, &mut self.{hidden});"
         )],
         Op::Gru { gates, hidden, .. } => {
-            vec![format!("cells::gru_update(&self.{gates}, &mut self.{hidden});")]
+            vec![format!(
+                "cells::gru_update(&self.{gates}, &mut self.{hidden});"
+            )]
         }
         Op::FastGrnn {
             pre,

@@ -24,7 +24,13 @@ fn affine(a: &Affine) -> String {
     let mut parts: Vec<String> = a
         .terms
         .iter()
-        .map(|&(v, c)| if c == 1 { v.to_owned() } else { format!("{v} * {c}") })
+        .map(|&(v, c)| {
+            if c == 1 {
+                v.to_owned()
+            } else {
+                format!("{v} * {c}")
+            }
+        })
         .collect();
     if a.constant != 0 || parts.is_empty() {
         parts.push(a.constant.to_string());
@@ -177,12 +183,18 @@ impl Printer {
                     Lang::Rust => {
                         // `get` instead of indexing: the tables are built consistent, and this
                         // keeps every panicking path out of the inference code.
-                        self.line(depth + 1, &format!("let span = {row}[r] as usize..{row}[r + 1] as usize;"));
+                        self.line(
+                            depth + 1,
+                            &format!("let span = {row}[r] as usize..{row}[r + 1] as usize;"),
+                        );
                         self.line(depth + 1, &format!(
                             "if let (Some(vals), Some(cols)) = ({val}.get(span.clone()), {col}.get(span)) {{"
                         ));
                         self.line(depth + 2, "for (v, &c) in vals.iter().zip(cols) {");
-                        self.line(depth + 3, "acc += v * x.get(c as usize).copied().unwrap_or(0.0);");
+                        self.line(
+                            depth + 3,
+                            "acc += v * x.get(c as usize).copied().unwrap_or(0.0);",
+                        );
                         self.line(depth + 2, "}");
                         self.line(depth + 1, "}");
                     }
@@ -237,7 +249,12 @@ pub fn table_definition(lang: Lang, t: &Table) -> String {
         ) => {
             let body = values
                 .chunks(*cols)
-                .map(|row| format!("    {{\n{}\n    }},", join_wrapped(&floats(row), "        ")))
+                .map(|row| {
+                    format!(
+                        "    {{\n{}\n    }},",
+                        join_wrapped(&floats(row), "        ")
+                    )
+                })
                 .collect::<Vec<_>>()
                 .join("\n");
             format!("static const float {name}[{rows}][{cols}] = {{\n{body}\n}};")

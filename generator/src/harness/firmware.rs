@@ -38,7 +38,11 @@ enum Driver {
     Null,
 }
 
-fn render_main(gen: &Generation, driver: Driver, inputs: &TestInputs) -> Result<String, HarnessError> {
+fn render_main(
+    gen: &Generation,
+    driver: Driver,
+    inputs: &TestInputs,
+) -> Result<String, HarnessError> {
     let name = &gen.plan.name;
     let (lang, include, state_decl, reset, step, infer) = match driver {
         Driver::C => (
@@ -111,6 +115,13 @@ struct Ticks {
     stack: u32,
 }
 
+/// The printed outputs: per sequence from `infer`, sequence 0 again from streaming `step`s.
+struct Decoded {
+    outputs: Vec<Vec<f32>>,
+    stream: Vec<f32>,
+    ticks: Ticks,
+}
+
 fn parse_hex(s: &str) -> Option<f32> {
     u32::from_str_radix(s.trim_start_matches("0x"), 16)
         .ok()
@@ -122,7 +133,7 @@ fn parse_output(
     text: &str,
     count: usize,
     outputs: usize,
-) -> Result<(Vec<Vec<f32>>, Vec<f32>, Ticks), HarnessError> {
+) -> Result<Decoded, HarnessError> {
     let bad = |detail: String| HarnessError::Protocol {
         lang,
         detail,
@@ -177,7 +188,11 @@ fn parse_output(
     if !ended || ys.iter().any(Vec::is_empty) || stream.is_empty() {
         return Err(bad("the output is incomplete".to_owned()));
     }
-    Ok((ys, stream, ticks))
+    Ok(Decoded {
+        outputs: ys,
+        stream,
+        ticks,
+    })
 }
 
 fn io(what: String) -> impl FnOnce(std::io::Error) -> HarnessError {
@@ -255,9 +270,11 @@ pub fn build_and_run(
             let shim = dir.join("shim");
             toolchain::write_rust_shim(&shim, name, &dir.join("gen/rust"))?;
             libs.push(match platform {
-                Platform::Qemu(tc) => {
-                    tc.build_rust_staticlib(&super::firmware_target(target), &shim, &dir.join("target"))?
-                }
+                Platform::Qemu(tc) => tc.build_rust_staticlib(
+                    &super::firmware_target(target),
+                    &shim,
+                    &dir.join("target"),
+                )?,
                 Platform::Host { .. } => host_staticlib(&shim, &dir.join("target"))?,
             });
         }
@@ -282,7 +299,14 @@ pub fn build_and_run(
                     output: text,
                 });
             }
-            let (outputs, stream, _) = parse_output(lang_name, &text, inputs.sequences.len(), gen.plan.output_size)?;
+            let Decoded {
+                outputs, stream, ..
+            } = parse_output(
+                lang_name,
+                &text,
+                inputs.sequences.len(),
+                gen.plan.output_size,
+            )?;
             let streaming_matches = bits_equal(&stream, &outputs[0]);
             Ok(RunOutput {
                 outputs,
@@ -294,7 +318,14 @@ pub fn build_and_run(
             let ft = super::firmware_target(target);
             let mut all = vec![runtime.join(toolchain::HARNESS_C)];
             all.extend(sources);
-            let fw = tc.compile_firmware(&ft, &all, &includes, &libs, &dir.join("build"), &dir.join("fw.elf"))?;
+            let fw = tc.compile_firmware(
+                &ft,
+                &all,
+                &includes,
+                &libs,
+                &dir.join("build"),
+                &dir.join("fw.elf"),
+            )?;
             // The same firmware without the model: the difference is what the model costs.
             let null_main = dir.join("null/main.c");
             write(&null_main, &render_main(gen, Driver::Null, inputs)?)?;
@@ -308,10 +339,19 @@ pub fn build_and_run(
             )?;
             let run = tc.run_qemu(&ft, &fw.elf, opts.timeout)?;
             check_exit(lang_name, &run, opts)?;
-            let (outputs, stream, ticks) =
-                parse_output(lang_name, &run.output, inputs.sequences.len(), gen.plan.output_size)?;
+            let Decoded {
+                outputs,
+                stream,
+                ticks,
+            } = parse_output(
+                lang_name,
+                &run.output,
+                inputs.sequences.len(),
+                gen.plan.output_size,
+            )?;
             let streaming_matches = bits_equal(&stream, &outputs[0]);
-            let (flash, ram) = sizes_delta(tc.section_sizes(&fw.elf)?, tc.section_sizes(&null.elf)?);
+            let (flash, ram) =
+                sizes_delta(tc.section_sizes(&fw.elf)?, tc.section_sizes(&null.elf)?);
             let stack_usage_bound = match lang {
                 Lang::C => {
                     let su = fw
@@ -328,8 +368,16 @@ pub fn build_and_run(
                 outputs,
                 streaming_matches,
                 cost: Some(Cost {
-                    instructions_per_inference: toolchain::instructions(&ft, ticks.infer, ticks.overhead),
-                    instructions_per_step: toolchain::instructions(&ft, ticks.stream, ticks.overhead) / steps,
+                    instructions_per_inference: toolchain::instructions(
+                        &ft,
+                        ticks.infer,
+                        ticks.overhead,
+                    ),
+                    instructions_per_step: toolchain::instructions(
+                        &ft,
+                        ticks.stream,
+                        ticks.overhead,
+                    ) / steps,
                     flash_bytes: flash,
                     ram_bytes: ram,
                     stack_bytes: u64::from(ticks.stack),
@@ -344,7 +392,11 @@ fn bits_equal(a: &[f32], b: &[f32]) -> bool {
     a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
 }
 
-fn check_exit(lang: &'static str, run: &toolchain::QemuRun, opts: &RunOptions) -> Result<(), HarnessError> {
+fn check_exit(
+    lang: &'static str,
+    run: &toolchain::QemuRun,
+    opts: &RunOptions,
+) -> Result<(), HarnessError> {
     let output = format!("{}{}", run.output, run.stderr);
     if run.timed_out {
         return Err(HarnessError::Timeout {
@@ -409,20 +461,24 @@ fn host_compile(
 }
 
 fn run_command(cmd: &mut Command, step: &str) -> Result<(), HarnessError> {
-    let out = cmd.output().map_err(io(format!("{step}: cannot start {:?}", cmd.get_program())))?;
+    let out = cmd
+        .output()
+        .map_err(io(format!("{step}: cannot start {:?}", cmd.get_program())))?;
     if out.status.success() {
         return Ok(());
     }
-    Err(HarnessError::Toolchain(toolchain::ToolchainError::CommandFailed {
-        step: step.to_owned(),
-        command: format!("{cmd:?}"),
-        status: out.status.to_string(),
-        stderr: format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    }))
+    Err(HarnessError::Toolchain(
+        toolchain::ToolchainError::CommandFailed {
+            step: step.to_owned(),
+            command: format!("{cmd:?}"),
+            status: out.status.to_string(),
+            stderr: format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        },
+    ))
 }
 
 /// The Rust shim as a host staticlib (host tests).

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use crate::diagnostic::{Diagnostic, Place};
+use crate::diagnostic::{Diagnostic, Diagnostics, Place};
 use crate::tensor;
 
 /// Input sequences, each `steps * features` floats, row-major.
@@ -45,40 +45,35 @@ impl TestInputs {
     }
 
     /// Reads a float .npy of shape sequences x steps x features (or steps x features for one).
-    pub fn from_file(path: &Path, steps: usize, features: usize) -> Result<Self, Diagnostic> {
-        let place = || Place::file(path);
+    pub fn from_file(path: &Path, steps: usize, features: usize) -> Result<Self, Diagnostics> {
+        let fail = |msg: String| -> Diagnostics { Diagnostic::new(Place::file(path), msg).into() };
         let base = path.parent().unwrap_or_else(|| Path::new("."));
         let name = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let t = tensor::load_float(&name, base).map_err(|e| Diagnostic::new(place(), e.to_string()))?;
+        let t = tensor::load_float(&name, base).map_err(|e| fail(e.to_string()))?;
         let (count, s, f) = match t.shape.as_slice() {
             [n, s, f] => (*n, *s, *f),
             [s, f] => (1, *s, *f),
             other => {
-                return Err(Diagnostic::new(
-                    place(),
-                    format!("inputs have shape {other:?}: expected sequences x steps x features"),
-                ))
+                return Err(fail(format!(
+                    "inputs have shape {other:?}: expected sequences x steps x features"
+                )))
             }
         };
         if s != steps || f != features {
-            return Err(Diagnostic::new(
-                place(),
-                format!(
-                    "inputs have {s} steps x {f} features per sequence: the model takes {steps} x {features}"
-                ),
-            ));
+            return Err(fail(format!(
+                "inputs have {s} steps x {f} features per sequence: the model takes {steps} x {features}"
+            )));
         }
         if count == 0 {
-            return Err(Diagnostic::new(place(), "inputs hold no sequence"));
+            return Err(fail("inputs hold no sequence".to_owned()));
         }
         if let Some((i, v)) = t.first_non_finite() {
-            return Err(Diagnostic::new(
-                place(),
-                format!("input value {i} is {v}: expected finite inputs"),
-            ));
+            return Err(fail(format!(
+                "input value {i} is {v}: expected finite inputs"
+            )));
         }
         Ok(TestInputs {
             steps,

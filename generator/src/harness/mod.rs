@@ -260,12 +260,21 @@ pub fn run_suite(
             let started = std::time::Instant::now();
             let dir = opts.work_dir.join(format!("{variant}-{}", lang.as_str()));
             let run = firmware::build_and_run(platform, target, gen, lang, inputs, &dir, opts)?;
-            let comparison = compare(&run.outputs, &reference, run.streaming_matches, opts.tolerance);
+            let comparison = compare(
+                &run.outputs,
+                &reference,
+                run.streaming_matches,
+                opts.tolerance,
+            );
             log(&format!(
                 "  {variant} {:<4}: built and ran in {:.1} s, {}",
                 lang.as_str(),
                 started.elapsed().as_secs_f64(),
-                if comparison.pass { "matches the reference" } else { "DIFFERS from the reference" }
+                if comparison.pass {
+                    "matches the reference"
+                } else {
+                    "DIFFERS from the reference"
+                }
             ));
             results.push(LangResult {
                 lang,

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use kpgen::tensor::{self, DType, Tensor, TensorError};
 
 fn dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tensors")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/tensors")
 }
 
 fn load(spec: &str) -> Tensor {
