@@ -1,0 +1,98 @@
+//! Every committed example builds, and its C and Rust reproduce the trained float model under
+//! QEMU Cortex-M4 on the whole test set: the same class for every sample, outputs within the
+//! conformance tolerance. The trainer's own logits (an independent numpy forward pass) are
+//! checked against kpgen's reference too, so the spec semantics match the training code.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use kpgen::harness::{self, Lang, Platform, RunOptions, TestInputs, Tolerance};
+use kpgen::tensor;
+use kpgen::toolchain::Toolchain;
+
+fn examples() -> Vec<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    let mut specs = Vec::new();
+    for set in std::fs::read_dir(&root).unwrap().flatten() {
+        let Ok(models) = std::fs::read_dir(set.path()) else {
+            continue;
+        };
+        for m in models.flatten() {
+            let spec = m.path().join("spec.yaml");
+            if spec.is_file() {
+                specs.push(spec);
+            }
+        }
+    }
+    specs.sort();
+    assert!(!specs.is_empty(), "no examples found under {}", root.display());
+    specs
+}
+
+fn argmax(v: &[f64]) -> usize {
+    (0..v.len())
+        .max_by(|&a, &b| v[a].total_cmp(&v[b]))
+        .unwrap_or(0)
+}
+
+#[test]
+fn every_example_matches_its_trained_model_in_qemu() {
+    let toolchain = Toolchain::locate().expect("the QEMU tests need the cross tools: run ci/setup");
+    let target = kpgen::target::lookup("cortex-m4").unwrap();
+    for spec in examples() {
+        let dir = spec.parent().unwrap();
+        let generation = kpgen::generate(&spec, &target)
+            .unwrap_or_else(|e| panic!("{}: {}", spec.display(), e.render()));
+        let model = &generation.model;
+        let inputs = TestInputs::from_file(&dir.join("test_x.npy"), model.steps, model.input_features)
+            .unwrap_or_else(|e| panic!("{}: {}", spec.display(), e.render()));
+        let lengths = tensor::load("test_len.npy", dir).unwrap();
+        assert!(
+            lengths.data.iter().all(|&l| l as usize == model.steps),
+            "{}: variable-length sequences need the step API",
+            spec.display()
+        );
+
+        // kpgen's reference against the trainer's logits.
+        let logits = tensor::load_float("test_logits.npy", dir).unwrap();
+        let reference = harness::reference_outputs(model, &inputs);
+        let classes = model.output_size();
+        for (i, r) in reference.iter().enumerate() {
+            let trained = &logits.data[i * classes..(i + 1) * classes];
+            for (a, b) in r.iter().zip(trained) {
+                assert!(
+                    (a - b).abs() <= 1e-4 * b.abs().max(1.0),
+                    "{}: sequence {i}: reference {a} vs trained {b}",
+                    spec.display()
+                );
+            }
+            assert_eq!(argmax(r), argmax(trained), "{}: sequence {i}", spec.display());
+        }
+
+        let work = tempfile::tempdir().unwrap();
+        let opts = RunOptions {
+            langs: vec![Lang::C, Lang::Rust],
+            tolerance: Tolerance::default(),
+            timeout: Duration::from_secs(120),
+            dense_baseline: false,
+            work_dir: work.path().to_path_buf(),
+        };
+        let suite = harness::run_suite(
+            &Platform::Qemu(toolchain.clone()),
+            &target,
+            &generation,
+            &inputs,
+            &opts,
+            &mut |_| {},
+        )
+        .unwrap_or_else(|e| panic!("{}: {e}", spec.display()));
+        for r in &suite.results {
+            let c = &r.comparison;
+            assert!(c.pass, "{} ({}): {c:?}", spec.display(), r.lang.as_str());
+            assert_eq!(c.class_mismatches, 0, "{}", spec.display());
+            assert_eq!(c.sequences, inputs.sequences.len());
+            let cost = r.cost.as_ref().expect("QEMU runs measure the cost");
+            assert!(cost.instructions_per_inference > 0 && cost.flash_bytes > 0);
+        }
+    }
+}
