@@ -25,7 +25,11 @@ fn examples() -> Vec<PathBuf> {
         }
     }
     specs.sort();
-    assert!(!specs.is_empty(), "no examples found under {}", root.display());
+    assert!(
+        !specs.is_empty(),
+        "no examples found under {}",
+        root.display()
+    );
     specs
 }
 
@@ -44,14 +48,11 @@ fn every_example_matches_its_trained_model_in_qemu() {
         let generation = kpgen::generate(&spec, &target)
             .unwrap_or_else(|e| panic!("{}: {}", spec.display(), e.render()));
         let model = &generation.model;
-        let inputs = TestInputs::from_file(&dir.join("test_x.npy"), model.steps, model.input_features)
-            .unwrap_or_else(|e| panic!("{}: {}", spec.display(), e.render()));
-        let lengths = tensor::load("test_len.npy", dir).unwrap();
-        assert!(
-            lengths.data.iter().all(|&l| l as usize == model.steps),
-            "{}: variable-length sequences need the step API",
-            spec.display()
-        );
+        let inputs =
+            TestInputs::from_file(&dir.join("test_x.npy"), model.steps, model.input_features)
+                .and_then(|i| i.with_lengths(&dir.join("test_len.npy")))
+                .and_then(|i| i.with_labels(&dir.join("test_y.npy"), model.output_size()))
+                .unwrap_or_else(|e| panic!("{}: {}", spec.display(), e.render()));
 
         // kpgen's reference against the trainer's logits.
         let logits = tensor::load_float("test_logits.npy", dir).unwrap();
@@ -66,7 +67,12 @@ fn every_example_matches_its_trained_model_in_qemu() {
                     spec.display()
                 );
             }
-            assert_eq!(argmax(r), argmax(trained), "{}: sequence {i}", spec.display());
+            assert_eq!(
+                argmax(r),
+                argmax(trained),
+                "{}: sequence {i}",
+                spec.display()
+            );
         }
 
         let work = tempfile::tempdir().unwrap();
@@ -90,6 +96,8 @@ fn every_example_matches_its_trained_model_in_qemu() {
             let c = &r.comparison;
             assert!(c.pass, "{} ({}): {c:?}", spec.display(), r.lang.as_str());
             assert_eq!(c.class_mismatches, 0, "{}", spec.display());
+            // Same classes as the reference, hence the same accuracy as the float model.
+            assert_eq!(c.accuracy, suite.reference_accuracy, "{}", spec.display());
             assert_eq!(c.sequences, inputs.sequences.len());
             let cost = r.cost.as_ref().expect("QEMU runs measure the cost");
             assert!(cost.instructions_per_inference > 0 && cost.flash_bytes > 0);

@@ -1,7 +1,7 @@
 """Data sets for the training companion.
 
 Everything here is offline: aeon ships the UEA/UCR files used below inside its
-PyPI wheel, and `synthetic` is generated from the seed. Sequences come back as
+PyPI wheel, scikit-learn ships `digits`, and `synthetic` is generated from the seed. Sequences come back as
 zero-padded float32 arrays (sequences x steps x features) plus int32 valid
 lengths, which is exactly the layout the exported test set uses.
 """
@@ -56,6 +56,20 @@ def _load_aeon(name):
     return parts
 
 
+def _load_digits(test_fraction=0.3):
+    """scikit-learn's 8x8 digits as 8 steps (image rows) x 8 features (pixels).
+    Fixed split: the last 30% of the 1797 images (in the package's order) are the
+    test set."""
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    n_test = int(round(test_fraction * len(d.target)))
+    cut = len(d.target) - n_test
+    seqs = [img.T for img in d.images]  # (features, steps): column j of img.T is row j
+    ys = np.array([str(v) for v in d.target])
+    return [(seqs[:cut], ys[:cut]), (seqs[cut:], ys[cut:])]
+
+
 def _load_synthetic(seed, features=3, steps=40, per_class=16, classes=3):
     """Tiny sine-frequency task; lets tests run without aeon."""
     rng = np.random.default_rng(seed)
@@ -77,10 +91,12 @@ def _load_synthetic(seed, features=3, steps=40, per_class=16, classes=3):
 def load(name, seed=0, standardize=True):
     if name == "synthetic":
         parts = _load_synthetic(seed)
+    elif name == "digits":
+        parts = _load_digits()
     elif name in _AEON:
         parts = _load_aeon(name)
     else:
-        raise SystemExit(f"unknown dataset {name!r}; known: {sorted(_AEON) + ['synthetic']}")
+        raise SystemExit(f"unknown dataset {name!r}; known: {sorted(_AEON) + ['digits', 'synthetic']}")
 
     (tr_seqs, tr_y), (te_seqs, te_y) = parts
     classes = sorted(set(tr_y.tolist()) | set(te_y.tolist()))
@@ -115,4 +131,13 @@ def subset(s: Split, k, seed):
     if k is None or k >= len(s.y):
         return s
     idx = np.sort(np.random.default_rng(seed).permutation(len(s.y))[:k])
+    return Split(s.x[idx], s.length[idx], s.y[idx])
+
+
+def spread(s: Split, k):
+    """K evenly spaced sequences, in order (a fixed, smaller committed test set
+    that keeps the class mix of a split sorted by class)."""
+    if k >= len(s.y):
+        return s
+    idx = np.unique(np.round(np.linspace(0, len(s.y) - 1, k)).astype(int))
     return Split(s.x[idx], s.length[idx], s.y[idx])

@@ -1,4 +1,4 @@
-"""RNN classifiers with dense, KP and doped-KP weight matrices (JAX).
+"""RNN classifiers with dense, KP, doped-KP, low-rank and pruned weight matrices (JAX).
 
 A model is a stack of recurrent layers (lstm | gru | fastgrnn) followed by
 dense layers applied to the last valid hidden state. Every weight matrix is
@@ -7,6 +7,8 @@ independently one of:
     dense   W
     kp      W = kron(A, B)            (np.kron convention)
     dkp     W = kron(A, B) + S        (S full size, magnitude-masked to sparse)
+    lowrank W = U @ V                 (U rows x r, V r x cols)
+    pruned  W = W0 * mask             (magnitude pruning to a target density)
 
 The cell equations match what kpgen generates (see examples/train/README.md);
 reference.py re-implements them in float64 numpy from the exported files.
@@ -76,11 +78,13 @@ def kp_shapes(M, N):
 
 @dataclass
 class MatrixCfg:
-    kind: str  # dense | kp | dkp
+    kind: str  # dense | kp | dkp | lowrank | pruned
     rows: int
     cols: int
     shapes: tuple = None  # (m1, n1, m2, n2) for kp / dkp
     dkp: dict = field(default_factory=dict)  # density, schedule, dropout (dkp only)
+    rank: int = None  # lowrank only
+    prune: dict = field(default_factory=dict)  # density, schedule (pruned only)
 
 
 @dataclass
@@ -102,7 +106,11 @@ def matrix_fields(kind):
     raise SystemExit(f"unknown layer kind {kind!r}")
 
 
-def build_config(recipe_layers, features, classes, dkp_defaults):
+KINDS = ("dense", "kp", "dkp", "lowrank", "pruned")
+
+
+def build_config(recipe_layers, features, classes, dkp_defaults, pruned_defaults=None,
+                 lowrank_defaults=None):
     """Turn the recipe's layer list into LayerCfgs with concrete shapes."""
     layers, inputs = [], features
     recurrent_done = False
@@ -126,16 +134,25 @@ def build_config(recipe_layers, features, classes, dkp_defaults):
             spec = rl.get(f, "dense")
             spec = {"kind": spec} if isinstance(spec, str) else dict(spec)
             mk = spec.pop("kind", "dense")
-            if mk not in ("dense", "kp", "dkp"):
-                raise SystemExit(f"layer {i} {f}: weight kind must be dense|kp|dkp")
-            shapes = None
-            if mk != "dense":
+            if mk not in KINDS:
+                raise SystemExit(f"layer {i} {f}: weight kind must be one of {'|'.join(KINDS)}")
+            shapes = rank = None
+            prune = {}
+            if mk == "lowrank":
+                rank = int({**(lowrank_defaults or {}), **spec}.get("rank", 0))
+                if not 1 <= rank < min(rows, cols):
+                    raise SystemExit(f"layer {i} {f}: lowrank needs 1 <= rank < {min(rows, cols)}, got {rank}")
+            elif mk == "pruned":
+                prune = {**(pruned_defaults or {}), **spec}
+                if not 0.0 < float(prune["density"]) <= 1.0:
+                    raise SystemExit(f"layer {i} {f}: pruned density must be in (0, 1]")
+            elif mk != "dense":
                 shapes = tuple(spec.pop("shapes", None) or kp_shapes(rows, cols))
                 m1, n1, m2, n2 = shapes
                 if m1 * m2 != rows or n1 * n2 != cols:
                     raise SystemExit(f"layer {i} {f}: shapes {shapes} do not give {rows}x{cols}")
             dk = {**dkp_defaults, **spec} if mk == "dkp" else {}
-            mats[f] = MatrixCfg(mk, rows, cols, shapes, dk)
+            mats[f] = MatrixCfg(mk, rows, cols, shapes, dk, rank, prune)
         layers.append(LayerCfg(kind, units, inputs, mats, rl.get("activation", "none")))
         inputs = units
     if not recurrent_done:
@@ -158,8 +175,13 @@ def _uniform(key, shape, bound):
 def init_matrix(key, m: MatrixCfg, bound):
     """Dense: U(-bound, bound) as in PyTorch. KP: factors scaled so kron(A, B)
     has the same element std as that dense init (std_A = std_B = sqrt(std_W))."""
-    if m.kind == "dense":
+    if m.kind in ("dense", "pruned"):
         return {"W": _uniform(key, (m.rows, m.cols), bound)}
+    if m.kind == "lowrank":
+        # std(U @ V) = sqrt(r) std_U std_V; split evenly so U @ V matches the dense std.
+        k1, k2 = jax.random.split(key)
+        fb = math.sqrt(3.0) * math.sqrt((bound / math.sqrt(3.0)) / math.sqrt(m.rank))
+        return {"U": _uniform(k1, (m.rows, m.rank), fb), "V": _uniform(k2, (m.rank, m.cols), fb)}
     m1, n1, m2, n2 = m.shapes
     k1, k2 = jax.random.split(key)
     fb = math.sqrt(math.sqrt(3.0) * bound)  # U(-fb, fb) has std sqrt(bound / sqrt(3))
@@ -198,15 +220,17 @@ def init_params(key, layers, forget_bias=1.0):
 
 
 def init_masks(layers):
-    """Overlay masks (1 = kept) for every dkp matrix; all ones = dense overlay."""
+    """Masks (1 = kept) for every dkp overlay and pruned matrix; all ones = dense."""
     return [{f: jnp.ones((m.rows, m.cols), jnp.float32)
-             for f, m in layer.matrices.items() if m.kind == "dkp"} for layer in layers]
+             for f, m in layer.matrices.items() if m.kind in ("dkp", "pruned")} for layer in layers]
 
 
 def materialize(p, mask=None, gate=(1.0, 1.0)):
     """Full weight matrix. `gate` = (kp_keep, overlay_keep) for co-matrix dropout."""
     if "W" in p:
-        return p["W"]
+        return p["W"] if mask is None else p["W"] * mask
+    if "U" in p:
+        return p["U"] @ p["V"]
     W = jnp.kron(p["A"], p["B"])
     if "S" in p:
         W = gate[0] * W + gate[1] * (p["S"] * mask)
@@ -299,13 +323,18 @@ def forward(layers, params, masks, x, lengths, gates=None):
 
 def param_counts(layers, masks, weights_only=False):
     """(stored, dense_equivalent) parameter counts: weights, biases, scalars.
-    A dkp overlay counts its non-zeros (index storage is not counted)."""
+    A dkp overlay or a pruned matrix counts its non-zeros (index storage is not
+    counted); a lowrank matrix counts r * (rows + cols)."""
     stored = dense = 0
     for layer, mk in zip(layers, masks):
         for f, m in layer.matrices.items():
             dense += m.rows * m.cols
             if m.kind == "dense":
                 stored += m.rows * m.cols
+            elif m.kind == "pruned":
+                stored += int(np.asarray(mk[f]).sum())
+            elif m.kind == "lowrank":
+                stored += m.rank * (m.rows + m.cols)
             else:
                 m1, n1, m2, n2 = m.shapes
                 stored += m1 * n1 + m2 * n2

@@ -30,7 +30,8 @@ ACT = {
 
 
 def _tensor(entry, base):
-    """A spec tensor: a path, {kron: [A, B]} or {kron: [A, B], dope: S}."""
+    """A spec tensor: a path, {kron: [A, B]}, {kron: [A, B], dope: S},
+    {lowrank: [U, V]} (W = U @ V) or {sparse: S} (W = S, zeros pruned)."""
     def load(p):
         a = np.load(os.path.join(base, p))
         assert a.dtype == np.float32, f"{p}: {a.dtype}, expected float32"
@@ -38,6 +39,16 @@ def _tensor(entry, base):
 
     if isinstance(entry, str):
         return load(entry)
+    forms = [k for k in ("kron", "lowrank", "sparse") if k in entry]
+    if len(forms) != 1 or set(entry) - {"kron", "dope", "lowrank", "sparse"} or (
+            "dope" in entry and forms != ["kron"]):
+        raise ValueError(f"bad weight entry {entry!r}")
+    if "lowrank" in entry:
+        U, V = (load(p) for p in entry["lowrank"])
+        assert U.ndim == V.ndim == 2 and U.shape[1] == V.shape[0], (U.shape, V.shape)
+        return U @ V
+    if "sparse" in entry:
+        return load(entry["sparse"])
     A, B = (load(p) for p in entry["kron"])
     W = np.kron(A, B)
     if "dope" in entry:

@@ -1,4 +1,4 @@
-"""Train a dense / KP / doped-KP RNN classifier and export it for kpgen.
+"""Train a dense / KP / doped-KP / low-rank / pruned RNN classifier and export it for kpgen.
 
     python examples/train/train.py examples/train/recipes/basic_motions_kp.yaml
     python examples/train/train.py RECIPE --epochs 2 --subset 8 --out /tmp/smoke
@@ -35,6 +35,15 @@ DKP_DEFAULTS = {
     "update_every": 5,  # epochs between mask recomputations while annealing
     "comatrix_dropout": 0.1,  # probability per step of dropping one path
     "dropout_target": "overlay",  # overlay | kp | either
+}
+
+# Magnitude pruning of a whole matrix (`pruned`): the same cubic schedule as the
+# DKP overlay, applied to W itself, without co-matrix dropout.
+PRUNED_DEFAULTS = {
+    "density": 0.1,
+    "start_epoch": 0.1,
+    "end_epoch": 0.6,
+    "update_every": 5,
 }
 
 
@@ -81,6 +90,13 @@ def dkp_matrices(layers):
     return [(i, f, m) for i, l in enumerate(layers) for f, m in l.matrices.items() if m.kind == "dkp"]
 
 
+def masked_matrices(layers):
+    """Every magnitude-pruned tensor: (layer, field, cfg, schedule, parameter name).
+    A dkp matrix prunes its overlay S, a pruned matrix prunes W itself."""
+    return [(i, f, m, m.dkp if m.kind == "dkp" else m.prune, "S" if m.kind == "dkp" else "W")
+            for i, l in enumerate(layers) for f, m in l.matrices.items() if m.kind in ("dkp", "pruned")]
+
+
 def co_matrix_gates(key, layers):
     """Co-matrix dropout: per dkp matrix and training step, with probability p
     zero the whole KP path or the whole overlay (not element-wise, and not
@@ -121,9 +137,10 @@ def make_step(layers, optimizer):
         (loss, acc), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, masks, x, lengths, y, key)
         updates, opt_state = optimizer.update(grads, opt_state, params)
         params = optax.apply_updates(params, updates)
-        # Pruned overlay entries stay exactly zero (Adam momentum would move them).
-        params = [{f: ({**v, "S": v["S"] * masks[i][f]} if isinstance(v, dict) and "S" in v else v)
-                   for f, v in p.items()} for i, p in enumerate(params)]
+        # Pruned overlay / weight entries stay exactly zero (Adam momentum would move them).
+        params = [dict(p) for p in params]
+        for i, f, _, _, k in masked_matrices(layers):
+            params[i][f] = {**params[i][f], k: params[i][f][k] * masks[i][f]}
         return params, opt_state, loss, acc
 
     return step
@@ -150,13 +167,13 @@ def train(recipe, layers, ds, epochs, seed, log=print):
     log_every = int(tcfg.get("log_every", max(1, epochs // 10)))
 
     for epoch in range(epochs):
-        # Anneal the overlay masks on their schedule (magnitude of S * mask).
-        for i, f, m in dkp_matrices(layers):
-            if mask_due(m.dkp, epoch, epochs):
-                d = overlay_density(m.dkp, epoch, epochs)
-                S = np.asarray(params[i][f]["S"]) * np.asarray(masks[i][f])
+        # Anneal the overlay / pruning masks on their schedule (magnitude of S * mask, W * mask).
+        for i, f, m, cfg, k in masked_matrices(layers):
+            if mask_due(cfg, epoch, epochs):
+                d = overlay_density(cfg, epoch, epochs)
+                S = np.asarray(params[i][f][k]) * np.asarray(masks[i][f])
                 masks[i][f] = jnp.asarray(magnitude_mask(S, d))
-                params[i][f] = {**params[i][f], "S": params[i][f]["S"] * masks[i][f]}
+                params[i][f] = {**params[i][f], k: params[i][f][k] * masks[i][f]}
         order = rng.permutation(n)
         losses, accs = [], []
         for b in range(steps_per_epoch):
@@ -168,19 +185,19 @@ def train(recipe, layers, ds, epochs, seed, log=print):
             accs.append(float(acc))
         if (epoch + 1) % log_every == 0 or epoch == epochs - 1:
             dens = " ".join(f"l{i}.{f}:{float(np.asarray(masks[i][f]).mean()):.3f}"
-                            for i, f, _ in dkp_matrices(layers))
+                            for i, f, *_ in masked_matrices(layers))
             log(f"epoch {epoch + 1:4d}  loss {np.mean(losses):.4f}  train acc {np.mean(accs):.3f}"
-                + (f"  overlay density {dens}" if dens else ""))
+                + (f"  mask density {dens}" if dens else ""))
 
-    # Guarantee the exported overlays are at their target density even if the
-    # schedule ended late (prunes without fine-tuning; warns).
-    for i, f, m in dkp_matrices(layers):
-        target = int(round(float(m.dkp["density"]) * m.rows * m.cols))
+    # Guarantee the exported overlays / pruned matrices are at their target density
+    # even if the schedule ended late (prunes without fine-tuning; warns).
+    for i, f, m, cfg, k in masked_matrices(layers):
+        target = int(round(float(cfg["density"]) * m.rows * m.cols))
         if int(np.asarray(masks[i][f]).sum()) > target:
-            log(f"warning: l{i}.{f} overlay pruned to target after training (end_epoch > epochs?)")
-            masks[i][f] = jnp.asarray(magnitude_mask(np.asarray(params[i][f]["S"] * masks[i][f]),
-                                                     float(m.dkp["density"])))
-            params[i][f] = {**params[i][f], "S": params[i][f]["S"] * masks[i][f]}
+            log(f"warning: l{i}.{f} pruned to target after training (end_epoch > epochs?)")
+            masks[i][f] = jnp.asarray(magnitude_mask(np.asarray(params[i][f][k] * masks[i][f]),
+                                                     float(cfg["density"])))
+            params[i][f] = {**params[i][f], k: params[i][f][k] * masks[i][f]}
     return params, masks
 
 
@@ -234,6 +251,10 @@ def export(out, name, layers, params, masks, ds):
                 entry[f] = save(f"{pre}.npy", v)
             elif m.kind == "dense":
                 entry[f] = save(f"{pre}.npy", v["W"])
+            elif m.kind == "pruned":
+                entry[f] = {"sparse": save(f"{pre}.npy", v["W"] * masks[i][f])}
+            elif m.kind == "lowrank":
+                entry[f] = {"lowrank": [save(f"{pre}_U.npy", v["U"]), save(f"{pre}_V.npy", v["V"])]}
             else:
                 entry[f] = {"kron": [save(f"{pre}_A.npy", v["A"]), save(f"{pre}_B.npy", v["B"])]}
                 if m.kind == "dkp":
@@ -279,21 +300,31 @@ def main(argv=None):
 
     dcfg = recipe.get("data", {})
     ds = data_mod.load(dcfg.get("dataset", "BasicMotions"), seed, bool(dcfg.get("standardize", True)))
+    full_test = ds.test
+    if dcfg.get("test_cap"):
+        # Keep the committed files small: `test_cap` evenly spaced test sequences
+        # (the splits are ordered by class, so not simply the first ones).
+        ds.test = data_mod.spread(ds.test, int(dcfg["test_cap"]))
     ds.train = data_mod.subset(ds.train, args.subset, seed)
     ds.test = data_mod.subset(ds.test, args.subset, seed + 1)
 
     dkp_defaults = {**DKP_DEFAULTS, **recipe.get("dkp", {})}
-    layers = M.build_config(recipe["layers"], ds.train.x.shape[2], len(ds.classes), dkp_defaults)
+    pruned_defaults = {**PRUNED_DEFAULTS, **recipe.get("pruned", {})}
+    layers = M.build_config(recipe["layers"], ds.train.x.shape[2], len(ds.classes), dkp_defaults,
+                            pruned_defaults, recipe.get("lowrank", {}))
     recipe_epochs = int(recipe.get("train", {}).get("epochs", epochs))
     if epochs != recipe_epochs:
-        # --epochs override: keep the DKP schedule at the same relative points.
-        for _, _, m in dkp_matrices(layers):
+        # --epochs override: keep the DKP / pruning schedule at the same relative points.
+        for _, _, _, cfg, _ in masked_matrices(layers):
             for k in ("start_epoch", "end_epoch"):
-                if not (isinstance(m.dkp[k], float) and m.dkp[k] <= 1.0):
-                    m.dkp[k] = min(1.0, float(m.dkp[k]) / recipe_epochs)
-            m.dkp["update_every"] = max(1, round(m.dkp["update_every"] * epochs / recipe_epochs))
+                if not (isinstance(cfg[k], float) and cfg[k] <= 1.0):
+                    cfg[k] = min(1.0, float(cfg[k]) / recipe_epochs)
+            cfg["update_every"] = max(1, round(cfg["update_every"] * epochs / recipe_epochs))
     for i, l in enumerate(layers):
-        mats = ", ".join(f"{f}={m.kind}" + (f"{m.shapes}" if m.shapes else "") for f, m in l.matrices.items())
+        mats = ", ".join(f"{f}={m.kind}" + (f"{m.shapes}" if m.shapes else "")
+                         + (f"(rank {m.rank})" if m.rank else "")
+                         + (f"(density {m.prune['density']})" if m.kind == "pruned" else "")
+                         for f, m in l.matrices.items())
         print(f"layer {i}: {l.kind} {l.units} units; {mats}")
 
     t0 = time.time()
@@ -308,6 +339,11 @@ def main(argv=None):
         raise SystemExit(f"export mismatch: JAX vs reference logits differ by {drift}")
 
     acc = float((logits.argmax(1) == ds.test.y).mean())
+    if full_test is not ds.test:  # accuracy on the whole test split, for comparison with the literature
+        full_logits = reference.logits(os.path.join(out, "spec.yaml"), full_test.x, full_test.length)
+        acc_full = float((full_logits.argmax(1) == full_test.y).mean())
+    else:
+        acc_full = acc
     stored, dense = M.param_counts(layers, masks)
     wstored, wdense = M.param_counts(layers, masks, weights_only=True)
     matrices = {}
@@ -319,12 +355,19 @@ def main(argv=None):
             if m.kind == "dkp":
                 nnz = int(np.asarray(masks[i][f]).sum())
                 e.update(overlay_nnz=nnz, overlay_density=round(nnz / (m.rows * m.cols), 4))
+            if m.kind == "pruned":
+                nnz = int(np.count_nonzero(np.asarray(params[i][f]["W"] * masks[i][f])))
+                e.update(nnz=nnz, density=round(nnz / (m.rows * m.cols), 4))
+            if m.kind == "lowrank":
+                e["rank"] = m.rank
             matrices[f"l{i}_{f}"] = e
     metrics = {
         "name": name,
         "recipe": os.path.basename(args.recipe),
         "dataset": dcfg.get("dataset", "BasicMotions"),
         "test_sequences": int(len(ds.test.y)),
+        "test_sequences_full_split": int(len(full_test.y)),  # before data.test_cap
+        "accuracy_full_split": round(acc_full, 4),
         "accuracy": round(acc, 4),
         "params_stored": stored,
         "params_dense_equivalent": dense,

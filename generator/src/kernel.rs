@@ -2,7 +2,7 @@
 //! statement form — loops with constant bounds, affine indices, literal or stored weights — that
 //! the C and Rust printers turn into text. One lowering, two syntaxes, the same arithmetic order.
 
-use crate::plan::{MatrixPlan, Operand, OverlayEncoding, Product, Stage};
+use crate::plan::{MatrixPlan, Operand, OverlayEncoding, Stage};
 
 /// An index expression `constant + Σ coef·var` over loop variables.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -241,14 +241,9 @@ fn lower_stage(stage: &Stage, dest_offset: usize, tables: &mut Vec<Table>) -> Ve
 pub fn lower_matrix(m: &MatrixPlan) -> Kernel {
     let mut tables = Vec::new();
     let mut body = Vec::new();
-    let uses_temp = matches!(m.product, Product::Kron { .. });
-    match &m.product {
-        Product::Dense { stage } => body.extend(lower_stage(stage, m.dest_offset, &mut tables)),
-        Product::Kron { stages, .. } => {
-            for s in stages {
-                body.extend(lower_stage(s, m.dest_offset, &mut tables));
-            }
-        }
+    let uses_temp = m.product.temp_len().is_some();
+    for s in m.product.stages() {
+        body.extend(lower_stage(s, m.dest_offset, &mut tables));
     }
     if let Some(ov) = &m.overlay {
         match ov.encoding {

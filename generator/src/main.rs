@@ -65,6 +65,13 @@ struct TestArgs {
     /// Input sequences: float .npy of shape sequences x steps x features.
     #[arg(long)]
     inputs: Option<PathBuf>,
+    /// Valid steps per sequence (int .npy, e.g. test_len.npy): shorter sequences run
+    /// reset + step for their own length.
+    #[arg(long, requires = "inputs")]
+    lengths: Option<PathBuf>,
+    /// Class labels per sequence (int .npy, e.g. test_y.npy): report accuracy.
+    #[arg(long, requires = "inputs")]
+    labels: Option<PathBuf>,
     /// Number of seeded random sequences when --inputs is not given.
     #[arg(long, default_value_t = 8)]
     count: usize,
@@ -308,10 +315,21 @@ fn test(args: &TestArgs) -> ExitCode {
     };
     let model = &generation.model;
     let inputs = match &args.inputs {
-        Some(path) => match TestInputs::from_file(path, model.steps, model.input_features) {
-            Ok(i) => i,
-            Err(e) => return report_errors(&e),
-        },
+        Some(path) => {
+            let read = TestInputs::from_file(path, model.steps, model.input_features)
+                .and_then(|i| match &args.lengths {
+                    Some(l) => i.with_lengths(l),
+                    None => Ok(i),
+                })
+                .and_then(|i| match &args.labels {
+                    Some(l) => i.with_labels(l, model.output_size()),
+                    None => Ok(i),
+                });
+            match read {
+                Ok(i) => i,
+                Err(e) => return report_errors(&e),
+            }
+        }
         None if args.count == 0 => {
             return report_errors(
                 &Diagnostic::new(
@@ -396,6 +414,14 @@ fn test(args: &TestArgs) -> ExitCode {
         }
     };
     print_results(&suite.results, opts.tolerance);
+    if let Some(acc) = suite.reference_accuracy {
+        println!("\naccuracy on the labels: reference {:.2}%", 100.0 * acc);
+        for r in &suite.results {
+            if let Some(a) = r.comparison.accuracy {
+                println!("  {} {}: {:.2}%", r.variant, r.lang.as_str(), 100.0 * a);
+            }
+        }
+    }
     if let Some(out) = &args.out {
         let mut files = generation.files.clone();
         let mut report = generation.report.clone();

@@ -7,7 +7,9 @@ use nalgebra::DMatrix;
 use serde_saphyr::Spanned;
 
 use crate::diagnostic::Diagnostics;
-use crate::spec::{Activation, LayerKind, LayerSpec, ScalarSpec, SpecDocument, WeightSpec};
+use crate::spec::{
+    Activation, LayerKind, LayerSpec, ScalarSpec, SpecDocument, WeightMap, WeightSpec,
+};
 use crate::tensor::{self, Tensor};
 
 #[derive(Debug, Clone)]
@@ -77,6 +79,13 @@ pub enum WeightForm {
         b: DMatrix<f64>,
         dope: Option<SparseMatrix>,
     },
+    /// W = u·v, computed as u·(v·x).
+    LowRank {
+        u: DMatrix<f64>,
+        v: DMatrix<f64>,
+    },
+    /// W = s, pruned: only its non-zeros are stored.
+    Sparse(SparseMatrix),
 }
 
 /// A sparse matrix as (row, col, value) triples sorted by row then column.
@@ -115,6 +124,8 @@ impl Weight {
         match &self.form {
             WeightForm::Dense(m) => m.nrows(),
             WeightForm::Kron { a, b, .. } => a.nrows() * b.nrows(),
+            WeightForm::LowRank { u, .. } => u.nrows(),
+            WeightForm::Sparse(s) => s.rows,
         }
     }
 
@@ -122,6 +133,8 @@ impl Weight {
         match &self.form {
             WeightForm::Dense(m) => m.ncols(),
             WeightForm::Kron { a, b, .. } => a.ncols() * b.ncols(),
+            WeightForm::LowRank { v, .. } => v.ncols(),
+            WeightForm::Sparse(s) => s.cols,
         }
     }
 
@@ -138,6 +151,14 @@ impl Weight {
                 }
                 w
             }
+            WeightForm::LowRank { u, v } => u * v,
+            WeightForm::Sparse(s) => {
+                let mut w = DMatrix::zeros(s.rows, s.cols);
+                for &(r, c, v) in &s.entries {
+                    w[(r, c)] = v;
+                }
+                w
+            }
         }
     }
 
@@ -148,6 +169,8 @@ impl Weight {
             WeightForm::Kron { a, b, dope } => {
                 a.len() + b.len() + dope.as_ref().map_or(0, SparseMatrix::nnz)
             }
+            WeightForm::LowRank { u, v } => u.len() + v.len(),
+            WeightForm::Sparse(s) => s.nnz(),
         }
     }
 
@@ -168,6 +191,8 @@ impl Weight {
             WeightForm::Dense(_) => "dense",
             WeightForm::Kron { dope: None, .. } => "kp",
             WeightForm::Kron { dope: Some(_), .. } => "dkp",
+            WeightForm::LowRank { .. } => "lowrank",
+            WeightForm::Sparse(_) => "sparse",
         }
     }
 }
@@ -400,68 +425,145 @@ impl Loader<'_> {
                 }
                 WeightForm::Dense(m)
             }
-            WeightSpec::Kron { kron, dope } => {
-                if kron.value.len() != 2 {
-                    self.fail(
-                        kron,
-                        &format!("{field}.kron"),
-                        format!(
-                            "expected exactly two factor tensors [A, B], found {}",
-                            kron.value.len()
-                        ),
-                    );
-                    return None;
-                }
-                let a = self.matrix(
-                    &kron.value[0],
-                    &format!("{field}.kron[0]"),
-                    &kron.value[0].value,
-                );
-                let b = self.matrix(
-                    &kron.value[1],
-                    &format!("{field}.kron[1]"),
-                    &kron.value[1].value,
-                );
-                let (a, b) = (a?, b?);
-                let (r, c) = (a.nrows() * b.nrows(), a.ncols() * b.ncols());
-                if (r, c) != (rows, cols) {
-                    self.fail(
-                        kron,
-                        &format!("{field}.kron"),
-                        format!(
-                            "factors ({}x{}) ⊗ ({}x{}) give a {r}x{c} matrix: expected {rows}x{cols} ({role})",
-                            a.nrows(),
-                            a.ncols(),
-                            b.nrows(),
-                            b.ncols()
-                        ),
-                    );
-                    return None;
-                }
-                let dope = match dope {
-                    None => None,
-                    Some(s) => {
-                        let m = self.matrix(s, &format!("{field}.dope"), &s.value)?;
-                        if (m.nrows(), m.ncols()) != (rows, cols) {
-                            self.fail(
-                                s,
-                                &format!("{field}.dope"),
-                                format!(
-                                    "`{}` is {}x{}: the overlay must be the full {rows}x{cols} matrix (zeros where it is not doped)",
-                                    s.value,
-                                    m.nrows(),
-                                    m.ncols()
-                                ),
-                            );
-                            return None;
-                        }
-                        Some(SparseMatrix::from_dense(&m))
-                    }
-                };
-                WeightForm::Kron { a, b, dope }
-            }
+            WeightSpec::Map(map) => self.weight_map(at, field, map, rows, cols, role)?,
         };
         Some(Weight { field: name, form })
+    }
+}
+
+impl Loader<'_> {
+    /// Two factor tensors `[P, Q]` of a structured weight.
+    fn factor_pair(
+        &mut self,
+        list: &Spanned<Vec<Spanned<String>>>,
+        field: &str,
+        what: &str,
+    ) -> Option<(DMatrix<f64>, DMatrix<f64>)> {
+        if list.value.len() != 2 {
+            self.fail(
+                list,
+                field,
+                format!(
+                    "expected exactly two factor tensors {what}, found {}",
+                    list.value.len()
+                ),
+            );
+            return None;
+        }
+        let p = self.matrix(&list.value[0], &format!("{field}[0]"), &list.value[0].value);
+        let q = self.matrix(&list.value[1], &format!("{field}[1]"), &list.value[1].value);
+        Some((p?, q?))
+    }
+
+    /// A full-size matrix read as sparse (a doping overlay or a pruned weight).
+    fn full_size_sparse(
+        &mut self,
+        s: &Spanned<String>,
+        field: &str,
+        rows: usize,
+        cols: usize,
+        what: &str,
+    ) -> Option<SparseMatrix> {
+        let m = self.matrix(s, field, &s.value)?;
+        if (m.nrows(), m.ncols()) != (rows, cols) {
+            self.fail(
+                s,
+                field,
+                format!(
+                    "`{}` is {}x{}: {what} must be the full {rows}x{cols} matrix (zeros where it has no entry)",
+                    s.value,
+                    m.nrows(),
+                    m.ncols()
+                ),
+            );
+            return None;
+        }
+        Some(SparseMatrix::from_dense(&m))
+    }
+
+    fn weight_map(
+        &mut self,
+        at: &Spanned<WeightSpec>,
+        field: &str,
+        map: &WeightMap,
+        rows: usize,
+        cols: usize,
+        role: &str,
+    ) -> Option<WeightForm> {
+        let forms = [
+            map.kron.is_some(),
+            map.lowrank.is_some(),
+            map.sparse.is_some(),
+        ];
+        if forms.iter().filter(|&&f| f).count() != 1 {
+            self.fail(
+                at,
+                field,
+                "expected exactly one of `kron` (with an optional `dope`), `lowrank` or `sparse`",
+            );
+            return None;
+        }
+        if map.dope.is_some() && map.kron.is_none() {
+            self.fail(
+                at,
+                &format!("{field}.dope"),
+                "`dope` goes with `kron`: the overlay of W = kron(A, B) + S",
+            );
+            return None;
+        }
+        if let Some(kron) = &map.kron {
+            let kf = format!("{field}.kron");
+            let (a, b) = self.factor_pair(kron, &kf, "[A, B]")?;
+            let (r, c) = (a.nrows() * b.nrows(), a.ncols() * b.ncols());
+            if (r, c) != (rows, cols) {
+                self.fail(
+                    kron,
+                    &kf,
+                    format!(
+                        "factors ({}x{}) ⊗ ({}x{}) give a {r}x{c} matrix: expected {rows}x{cols} ({role})",
+                        a.nrows(),
+                        a.ncols(),
+                        b.nrows(),
+                        b.ncols()
+                    ),
+                );
+                return None;
+            }
+            let dope = match &map.dope {
+                None => None,
+                Some(s) => Some(self.full_size_sparse(
+                    s,
+                    &format!("{field}.dope"),
+                    rows,
+                    cols,
+                    "the overlay",
+                )?),
+            };
+            return Some(WeightForm::Kron { a, b, dope });
+        }
+        if let Some(lowrank) = &map.lowrank {
+            let lf = format!("{field}.lowrank");
+            let (u, v) = self.factor_pair(lowrank, &lf, "[U, V]")?;
+            if u.ncols() != v.nrows() || u.nrows() != rows || v.ncols() != cols {
+                self.fail(
+                    lowrank,
+                    &lf,
+                    format!(
+                        "U ({}x{}) · V ({}x{}) must be ({rows}x r) · (r x {cols}) ({role})",
+                        u.nrows(),
+                        u.ncols(),
+                        v.nrows(),
+                        v.ncols()
+                    ),
+                );
+                return None;
+            }
+            return Some(WeightForm::LowRank { u, v });
+        }
+        let s = map.sparse.as_ref()?;
+        let m =
+            self.full_size_sparse(s, &format!("{field}.sparse"), rows, cols, "a sparse weight")?;
+        Some(WeightForm::Sparse(m))
     }
 }
 

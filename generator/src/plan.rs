@@ -120,6 +120,33 @@ pub enum Product {
         other_order_macs: usize,
         stages: [Stage; 2],
     },
+    /// T = V x (r values), then y += U T.
+    LowRank {
+        rank: usize,
+        stages: [Stage; 2],
+    },
+    /// Only the overlay: a pruned weight stored as its non-zeros.
+    Sparse,
+}
+
+impl Product {
+    /// The stages of the factored product, in execution order.
+    pub fn stages(&self) -> &[Stage] {
+        match self {
+            Product::Dense { stage } => std::slice::from_ref(stage),
+            Product::Kron { stages, .. } | Product::LowRank { stages, .. } => stages,
+            Product::Sparse => &[],
+        }
+    }
+
+    /// Elements of the intermediate vector, if the product has one.
+    pub fn temp_len(&self) -> Option<usize> {
+        match self {
+            Product::Kron { temp_len, .. } => Some(*temp_len),
+            Product::LowRank { rank, .. } => Some(*rank),
+            Product::Dense { .. } | Product::Sparse => None,
+        }
+    }
 }
 
 /// Which vector a stage reads or writes.
@@ -236,10 +263,7 @@ impl Plan {
 
     pub fn temp_len(&self) -> usize {
         self.matrices()
-            .filter_map(|m| match &m.product {
-                Product::Kron { temp_len, .. } => Some(*temp_len),
-                Product::Dense { .. } => None,
-            })
+            .filter_map(|m| m.product.temp_len())
             .max()
             .unwrap_or(0)
     }
@@ -379,11 +403,34 @@ fn plan_matrix(
                 overlay,
             )
         }
+        WeightForm::LowRank { u, v } => {
+            let rank = u.ncols();
+            let stage =
+                |factor: &str, m: &nalgebra::DMatrix<f64>, input, output, accumulate| Stage {
+                    factor: format!("{id}_{factor}"),
+                    p: m.nrows(),
+                    q: m.ncols(),
+                    values: row_major(m),
+                    unrolled: unroll(m.len()),
+                    outer: 1,
+                    input,
+                    in_j: 1,
+                    in_r: 0,
+                    output,
+                    out_i: 1,
+                    out_r: 0,
+                    accumulate,
+                };
+            let stages = [
+                stage("v", v, Operand::Input, Operand::Temp, false),
+                stage("u", u, Operand::Temp, Operand::Dest, true),
+            ];
+            (Product::LowRank { rank, stages }, None)
+        }
+        WeightForm::Sparse(s) => (Product::Sparse, Some(plan_overlay(target, s))),
     };
-    let macs = match &product {
-        Product::Dense { stage } => stage.macs(),
-        Product::Kron { stages, .. } => stages.iter().map(Stage::macs).sum(),
-    } + overlay.as_ref().map_or(0, |o| o.nnz);
+    let macs = product.stages().iter().map(Stage::macs).sum::<usize>()
+        + overlay.as_ref().map_or(0, |o| o.nnz);
     MatrixPlan {
         id,
         field: w.field,

@@ -44,6 +44,8 @@ pub struct MatrixReport {
     pub rows: usize,
     pub cols: usize,
     pub kron: Option<KronShape>,
+    /// Inner dimension of a low-rank weight.
+    pub rank: Option<usize>,
     pub order: Option<KronOrder>,
     /// MACs of the order not chosen, to show the choice.
     pub other_order_macs: Option<usize>,
@@ -88,33 +90,25 @@ fn ratio(a: usize, b: usize) -> f64 {
 }
 
 fn matrix_report(m: &MatrixPlan) -> MatrixReport {
-    let (kron, order, other, unrolled) = match &m.product {
-        Product::Dense { stage } => (
-            None,
-            None,
-            None,
-            if stage.unrolled {
-                vec![stage.factor.clone()]
-            } else {
-                vec![]
-            },
-        ),
+    let unrolled: Vec<String> = m
+        .product
+        .stages()
+        .iter()
+        .filter(|s| s.unrolled)
+        .map(|s| s.factor.clone())
+        .collect();
+    let (kron, order, other) = match &m.product {
         Product::Kron {
             shape,
             order,
             other_order_macs,
-            stages,
             ..
-        } => (
-            Some(*shape),
-            Some(*order),
-            Some(*other_order_macs),
-            stages
-                .iter()
-                .filter(|s| s.unrolled)
-                .map(|s| s.factor.clone())
-                .collect(),
-        ),
+        } => (Some(*shape), Some(*order), Some(*other_order_macs)),
+        _ => (None, None, None),
+    };
+    let rank = match &m.product {
+        Product::LowRank { rank, .. } => Some(*rank),
+        _ => None,
     };
     MatrixReport {
         field: m.field,
@@ -122,6 +116,7 @@ fn matrix_report(m: &MatrixPlan) -> MatrixReport {
         rows: m.rows,
         cols: m.cols,
         kron,
+        rank,
         order,
         other_order_macs: other,
         unrolled,

@@ -124,17 +124,22 @@ pub enum Activation {
 #[derive(Debug)]
 pub enum WeightSpec {
     Tensor(String),
-    Kron {
-        kron: Spanned<Vec<Spanned<String>>>,
-        dope: Option<Spanned<String>>,
-    },
+    /// The map form; the model stage checks that exactly one of its forms is given.
+    Map(Box<WeightMap>),
 }
 
-#[derive(Deserialize)]
+/// `{kron: [A, B]}`, `{kron: [A, B], dope: S}`, `{lowrank: [U, V]}` or `{sparse: S}`.
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct WeightMap {
-    kron: Spanned<Vec<Spanned<String>>>,
-    dope: Option<Spanned<String>>,
+pub struct WeightMap {
+    /// W = kron(A, B), numpy's np.kron convention.
+    pub kron: Option<Spanned<Vec<Spanned<String>>>>,
+    /// The doping overlay S of W = kron(A, B) + S: a full-size matrix, zeros where not doped.
+    pub dope: Option<Spanned<String>>,
+    /// W = U·V, U rows x r, V r x cols.
+    pub lowrank: Option<Spanned<Vec<Spanned<String>>>>,
+    /// W = S, a full-size matrix whose zeros are pruned.
+    pub sparse: Option<Spanned<String>>,
 }
 
 impl<'de> Deserialize<'de> for WeightSpec {
@@ -143,17 +148,14 @@ impl<'de> Deserialize<'de> for WeightSpec {
         impl<'de> Visitor<'de> for V {
             type Value = WeightSpec;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a tensor path (dense weight) or a map {kron: [A, B]} / {kron: [A, B], dope: S}")
+                f.write_str("a tensor path (dense weight) or a map: {kron: [A, B]}, {kron: [A, B], dope: S}, {lowrank: [U, V]} or {sparse: S}")
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<WeightSpec, E> {
                 Ok(WeightSpec::Tensor(v.to_owned()))
             }
             fn visit_map<M: MapAccess<'de>>(self, map: M) -> Result<WeightSpec, M::Error> {
                 let m = WeightMap::deserialize(de::value::MapAccessDeserializer::new(map))?;
-                Ok(WeightSpec::Kron {
-                    kron: m.kron,
-                    dope: m.dope,
-                })
+                Ok(WeightSpec::Map(Box::new(m)))
             }
         }
         d.deserialize_any(V)

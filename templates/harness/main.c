@@ -20,21 +20,33 @@ static const float kp_inputs[KP_SEQUENCES][KP_STEPS * KP_FEATURES] = {
 {%- endfor %}
 };
 
+/* Valid steps of each sequence: shorter ones run reset + step per sample. */
+static const int kp_lengths[KP_SEQUENCES] = {
+{{ lengths }}
+};
+
 static float kp_y[KP_OUTPUTS];
 static float kp_y_stream[KP_OUTPUTS];
 
-/* noipa keeps each measured call where it is: the compiler may not move or merge it. */
-__attribute__((noipa)) static void kp_model_reset(void)
+/* noipa keeps each measured call where it is: the compiler may not move or merge it
+ * (clang, used for host runs only, lacks noipa: noinline is its nearest). */
+#if defined(__clang__)
+#define KP_MEASURED __attribute__((noinline))
+#else
+#define KP_MEASURED __attribute__((noipa))
+#endif
+
+KP_MEASURED static void kp_model_reset(void)
 {
     {{ reset }}
 }
 
-__attribute__((noipa)) static void kp_model_step(const float *x, float *y)
+KP_MEASURED static void kp_model_step(const float *x, float *y)
 {
     {{ step }}
 }
 
-__attribute__((noipa)) static void kp_model_infer(const float *x, float *y)
+KP_MEASURED static void kp_model_infer(const float *x, float *y)
 {
     {{ infer }}
 }
@@ -65,11 +77,20 @@ int main(void)
     uint32_t overhead, infer_ticks, stream_ticks, stack_base, stack_used;
 
     for (int i = 0; i < KP_SEQUENCES; ++i) {
-        kp_model_infer(kp_inputs[i], kp_y);
+        if (kp_lengths[i] == KP_STEPS) {
+            kp_model_infer(kp_inputs[i], kp_y);
+        } else {
+            kp_model_reset();
+            for (int t = 0; t < kp_lengths[i]; ++t) {
+                kp_model_step(&kp_inputs[i][t * KP_FEATURES], kp_y);
+            }
+        }
         kp_print_output("Y ", i, kp_y);
     }
 
-    /* Streaming: reset + one step per sample must give what infer gave. */
+    /* Streaming: reset + one step per sample must give what infer gives, bit for bit. */
+    kp_model_infer(kp_inputs[0], kp_y);
+    kp_print_output("I ", 0, kp_y);
     kp_model_reset();
     for (int t = 0; t < KP_STEPS; ++t) {
         kp_model_step(&kp_inputs[0][t * KP_FEATURES], kp_y_stream);

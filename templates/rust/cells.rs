@@ -7,7 +7,7 @@
 #[inline]
 pub fn expf(x: f32) -> f32 {
     let x = x.clamp(-87.0, 88.0);
-    let nf = x * 1.442_695_f32;
+    let nf = x * core::f32::consts::LOG2_E;
     let n = (nf + if nf >= 0.0 { 0.5 } else { -0.5 }) as i32;
     let r = x - n as f32 * 0.693_145_75_f32;
     let r = r - n as f32 * 1.428_606_8e-6_f32;

@@ -6,7 +6,105 @@ use super::syntax::{float_lit, kernel_body, table_definition, Lang};
 use super::{GeneratedFile, Op, Program, Vector};
 use crate::spec::Activation;
 
-const RUNTIME: &str = include_str!("../../../templates/c/runtime.c");
+/// The hand-written runtime, one piece per helper with the pieces it calls. Only the helpers a
+/// model uses are emitted: an unused `static` function is a warning under clang's -Wall.
+const RUNTIME: &[(&str, &str, &[&str])] = &[
+    (
+        "expf",
+        include_str!("../../../templates/c/runtime/expf.c"),
+        &[],
+    ),
+    (
+        "sigmoidf",
+        include_str!("../../../templates/c/runtime/sigmoidf.c"),
+        &["expf"],
+    ),
+    (
+        "tanhf",
+        include_str!("../../../templates/c/runtime/tanhf.c"),
+        &["expf"],
+    ),
+    (
+        "lstm",
+        include_str!("../../../templates/c/runtime/lstm.c"),
+        &["sigmoidf", "tanhf"],
+    ),
+    (
+        "gru",
+        include_str!("../../../templates/c/runtime/gru.c"),
+        &["sigmoidf", "tanhf"],
+    ),
+    (
+        "fastgrnn",
+        include_str!("../../../templates/c/runtime/fastgrnn.c"),
+        &["sigmoidf", "tanhf"],
+    ),
+    (
+        "relu",
+        include_str!("../../../templates/c/runtime/relu.c"),
+        &[],
+    ),
+    (
+        "sigmoid",
+        include_str!("../../../templates/c/runtime/sigmoid.c"),
+        &["sigmoidf"],
+    ),
+    (
+        "tanh",
+        include_str!("../../../templates/c/runtime/tanh.c"),
+        &["tanhf"],
+    ),
+    (
+        "softmax",
+        include_str!("../../../templates/c/runtime/softmax.c"),
+        &["expf"],
+    ),
+];
+
+/// The runtime helpers an operation calls.
+fn helper_of(op: &Op) -> Option<&'static str> {
+    match op {
+        Op::Lstm { .. } => Some("lstm"),
+        Op::Gru { .. } => Some("gru"),
+        Op::FastGrnn { .. } => Some("fastgrnn"),
+        Op::Activate { act, .. } => match act {
+            Activation::None => None,
+            Activation::Relu => Some("relu"),
+            Activation::Sigmoid => Some("sigmoid"),
+            Activation::Tanh => Some("tanh"),
+            Activation::Softmax => Some("softmax"),
+        },
+        _ => None,
+    }
+}
+
+/// The runtime text a program needs, helpers in a fixed order (callees first).
+fn runtime_for(p: &Program) -> String {
+    let mut needed: Vec<&str> = p
+        .advance
+        .iter()
+        .chain(&p.head)
+        .filter_map(helper_of)
+        .collect();
+    // Close over dependencies; RUNTIME lists callees before callers.
+    for (name, _, deps) in RUNTIME.iter().rev() {
+        if needed.contains(name) {
+            needed.extend_from_slice(deps);
+        }
+    }
+    let pieces: Vec<&str> = RUNTIME
+        .iter()
+        .filter(|(name, _, _)| needed.contains(name))
+        .map(|(_, text, _)| *text)
+        .collect();
+    if pieces.is_empty() {
+        return String::new();
+    }
+    format!(
+        "/* ---- kpgen runtime: activations and cell updates (single precision, no libm) ---- */\n\n{}\n",
+        pieces.join("\n")
+    )
+}
 
 #[derive(Template)]
 #[template(path = "c/model.h", escape = "none")]
@@ -35,7 +133,7 @@ struct Source<'a> {
     name: &'a str,
     upper: String,
     target: &'a str,
-    runtime: &'a str,
+    runtime: String,
     tables: Vec<String>,
     kernels: Vec<KernelText>,
     advance: Vec<String>,
@@ -193,7 +291,7 @@ pub fn emit(p: &Program) -> Result<Vec<GeneratedFile>, askama::Error> {
         name: &p.name,
         upper,
         target: &p.target,
-        runtime: RUNTIME,
+        runtime: runtime_for(p),
         tables: p
             .tables
             .iter()

@@ -202,6 +202,11 @@ fn summary(m: &MatrixPlan) -> String {
                 }
             )
         }
+        Product::LowRank { rank, .. } => format!(
+            "low rank {rank}: U ({}x{rank}) V ({rank}x{})",
+            m.rows, m.cols
+        ),
+        Product::Sparse => format!("sparse {}x{}", m.rows, m.cols),
     };
     let overlay = m.overlay.as_ref().map_or(String::new(), |o| {
         format!(
@@ -250,7 +255,7 @@ fn layer_ops(plan: &Plan, l: &LayerPlan, tables: &mut Vec<Table>, ops: &mut Vec<
         kernel: format!("{}_mv", m.id),
         src,
         dst: dest_vector(&m.dest),
-        uses_temp: matches!(m.product, Product::Kron { .. }),
+        uses_temp: m.product.temp_len().is_some(),
     };
     let hidden = l.output.clone().unwrap_or_default();
     match &l.constants {

@@ -213,7 +213,21 @@ pub fn kernel_body(lang: Lang, k: &Kernel) -> String {
         out: String::new(),
     };
     p.stmts(1, &k.body);
-    p.out
+    // A kernel whose weights are all zero reads nothing: say so rather than trip unused warnings.
+    let mut unused = String::new();
+    for (name, used) in [
+        ("x", p.out.contains("x[")),
+        ("y", p.out.contains("y[")),
+        ("t", !k.uses_temp || p.out.contains("t[")),
+    ] {
+        if !used {
+            unused.push_str(&match lang {
+                Lang::C => format!("    (void){name};\n"),
+                Lang::Rust => format!("    let _ = {name};\n"),
+            });
+        }
+    }
+    unused + &p.out
 }
 
 fn join_wrapped(items: &[String], indent: &str) -> String {

@@ -27,6 +27,7 @@ struct TestMain<'a> {
     count: usize,
     state_decl: String,
     inputs: Vec<String>,
+    lengths: String,
     reset: String,
     step: String,
     infer: String,
@@ -93,6 +94,15 @@ fn render_main(
         count: inputs.sequences.len(),
         state_decl,
         inputs: inputs_text,
+        lengths: inputs
+            .lengths
+            .chunks(16)
+            .map(|c| {
+                let items: Vec<String> = c.iter().map(usize::to_string).collect();
+                format!("    {},", items.join(", "))
+            })
+            .collect::<Vec<_>>()
+            .join("\n"),
         reset,
         step,
         infer,
@@ -115,9 +125,10 @@ struct Ticks {
     stack: u32,
 }
 
-/// The printed outputs: per sequence from `infer`, sequence 0 again from streaming `step`s.
+/// The printed outputs: per sequence, then sequence 0 from `infer` and from streaming `step`s.
 struct Decoded {
     outputs: Vec<Vec<f32>>,
+    infer: Vec<f32>,
     stream: Vec<f32>,
     ticks: Ticks,
 }
@@ -141,6 +152,7 @@ fn parse_output(
     };
     let mut ys = vec![Vec::new(); count];
     let mut stream = Vec::new();
+    let mut infer = Vec::new();
     let mut ticks = Ticks {
         overhead: 0,
         infer: 0,
@@ -151,7 +163,7 @@ fn parse_output(
     for line in text.lines() {
         let mut words = line.split_whitespace();
         match words.next() {
-            Some(tag @ ("Y" | "S")) => {
+            Some(tag @ ("Y" | "S" | "I")) => {
                 let index: usize = words
                     .next()
                     .and_then(|w| w.parse().ok())
@@ -161,10 +173,10 @@ fn parse_output(
                 if values.len() != outputs || index >= count {
                     return Err(bad(format!("unexpected line `{line}`")));
                 }
-                if tag == "Y" {
-                    ys[index] = values;
-                } else {
-                    stream = values;
+                match tag {
+                    "Y" => ys[index] = values,
+                    "I" => infer = values,
+                    _ => stream = values,
                 }
             }
             Some("T") => {
@@ -185,11 +197,12 @@ fn parse_output(
             _ => {}
         }
     }
-    if !ended || ys.iter().any(Vec::is_empty) || stream.is_empty() {
+    if !ended || ys.iter().any(Vec::is_empty) || stream.is_empty() || infer.is_empty() {
         return Err(bad("the output is incomplete".to_owned()));
     }
     Ok(Decoded {
         outputs: ys,
+        infer,
         stream,
         ticks,
     })
@@ -300,14 +313,17 @@ pub fn build_and_run(
                 });
             }
             let Decoded {
-                outputs, stream, ..
+                outputs,
+                infer,
+                stream,
+                ..
             } = parse_output(
                 lang_name,
                 &text,
                 inputs.sequences.len(),
                 gen.plan.output_size,
             )?;
-            let streaming_matches = bits_equal(&stream, &outputs[0]);
+            let streaming_matches = bits_equal(&stream, &infer);
             Ok(RunOutput {
                 outputs,
                 streaming_matches,
@@ -341,6 +357,7 @@ pub fn build_and_run(
             check_exit(lang_name, &run, opts)?;
             let Decoded {
                 outputs,
+                infer,
                 stream,
                 ticks,
             } = parse_output(
@@ -349,7 +366,7 @@ pub fn build_and_run(
                 inputs.sequences.len(),
                 gen.plan.output_size,
             )?;
-            let streaming_matches = bits_equal(&stream, &outputs[0]);
+            let streaming_matches = bits_equal(&stream, &infer);
             let (flash, ram) =
                 sizes_delta(tc.section_sizes(&fw.elf)?, tc.section_sizes(&null.elf)?);
             let stack_usage_bound = match lang {

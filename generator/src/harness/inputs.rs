@@ -5,12 +5,16 @@ use std::path::Path;
 use crate::diagnostic::{Diagnostic, Diagnostics, Place};
 use crate::tensor;
 
-/// Input sequences, each `steps * features` floats, row-major.
+/// Input sequences, each `steps * features` floats, row-major (zero-padded past its length).
 #[derive(Debug, Clone, PartialEq)]
 pub struct TestInputs {
     pub steps: usize,
     pub features: usize,
     pub sequences: Vec<Vec<f32>>,
+    /// Valid steps of each sequence (1..=steps); shorter ones run through the step API.
+    pub lengths: Vec<usize>,
+    /// Class labels, for accuracy.
+    pub labels: Option<Vec<usize>>,
 }
 
 /// SplitMix64: a tiny, well-known generator, so seeded inputs are the same on every machine.
@@ -41,6 +45,8 @@ impl TestInputs {
             sequences: (0..count)
                 .map(|_| (0..steps * features).map(|_| rng.unit() * scale).collect())
                 .collect(),
+            lengths: vec![steps; count],
+            labels: None,
         }
     }
 
@@ -83,6 +89,69 @@ impl TestInputs {
                 .chunks(steps * features)
                 .map(|c| c.iter().map(|&v| v as f32).collect())
                 .collect(),
+            lengths: vec![steps; count],
+            labels: None,
         })
+    }
+
+    /// Reads one whole number per sequence from an integer (or integral float) .npy.
+    fn per_sequence(&self, path: &Path, what: &str) -> Result<Vec<usize>, Diagnostics> {
+        let fail = |msg: String| -> Diagnostics { Diagnostic::new(Place::file(path), msg).into() };
+        let base = path.parent().unwrap_or_else(|| Path::new("."));
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let t = tensor::load(&name, base).map_err(|e| fail(e.to_string()))?;
+        if t.data.len() != self.sequences.len() || t.shape.len() > 1 {
+            return Err(fail(format!(
+                "{what} have shape {:?}: expected one value per sequence ({})",
+                t.shape,
+                self.sequences.len()
+            )));
+        }
+        t.data
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| {
+                if v >= 0.0 && v.fract() == 0.0 && v < 1e9 {
+                    Ok(v as usize)
+                } else {
+                    Err(fail(format!("{what}[{i}] is {v}: expected a whole number")))
+                }
+            })
+            .collect()
+    }
+
+    /// Sets each sequence's valid length from a .npy (e.g. the trainer's test_len.npy).
+    pub fn with_lengths(mut self, path: &Path) -> Result<Self, Diagnostics> {
+        let lengths = self.per_sequence(path, "lengths")?;
+        if let Some((i, l)) = lengths
+            .iter()
+            .enumerate()
+            .find(|(_, &l)| l == 0 || l > self.steps)
+        {
+            return Err(Diagnostic::new(
+                Place::file(path),
+                format!("lengths[{i}] is {l}: expected 1 to {} steps", self.steps),
+            )
+            .into());
+        }
+        self.lengths = lengths;
+        Ok(self)
+    }
+
+    /// Sets class labels from a .npy (e.g. test_y.npy), for accuracy.
+    pub fn with_labels(mut self, path: &Path, classes: usize) -> Result<Self, Diagnostics> {
+        let labels = self.per_sequence(path, "labels")?;
+        if let Some((i, l)) = labels.iter().enumerate().find(|(_, &l)| l >= classes) {
+            return Err(Diagnostic::new(
+                Place::file(path),
+                format!("labels[{i}] is {l}: the model has {classes} outputs"),
+            )
+            .into());
+        }
+        self.labels = Some(labels);
+        Ok(self)
     }
 }

@@ -68,6 +68,8 @@ pub struct Comparison {
     pub class_mismatches: usize,
     /// `reset` + `step` x steps reproduced `infer` bit for bit.
     pub streaming_matches: bool,
+    /// Fraction of sequences whose arg-max is the label, when labels were given.
+    pub accuracy: Option<f64>,
     pub pass: bool,
 }
 
@@ -162,8 +164,12 @@ pub fn reference_outputs(model: &Model, inputs: &TestInputs) -> Vec<Vec<f64>> {
     inputs
         .sequences
         .iter()
-        .map(|s| {
-            let x: Vec<f64> = s.iter().map(|&v| v as f64).collect();
+        .zip(&inputs.lengths)
+        .map(|(s, &len)| {
+            let x: Vec<f64> = s[..len * inputs.features]
+                .iter()
+                .map(|&v| v as f64)
+                .collect();
             r.infer(&x)
         })
         .collect()
@@ -179,10 +185,17 @@ fn argmax(v: impl Iterator<Item = f64>) -> usize {
     best.0
 }
 
+/// Fraction of predicted classes equal to the labels.
+pub fn accuracy(predicted: impl Iterator<Item = usize>, labels: &[usize]) -> f64 {
+    let hits = predicted.zip(labels).filter(|(p, l)| p == *l).count();
+    hits as f64 / labels.len().max(1) as f64
+}
+
 /// Compares outputs with the reference.
 pub fn compare(
     outputs: &[Vec<f32>],
     reference: &[Vec<f64>],
+    labels: Option<&[usize]>,
     streaming_matches: bool,
     tol: Tolerance,
 ) -> Comparison {
@@ -204,6 +217,12 @@ pub fn compare(
         }
     }
     let complete = outputs.len() == reference.len();
+    let accuracy = labels.map(|l| {
+        accuracy(
+            outputs.iter().map(|y| argmax(y.iter().map(|&v| v as f64))),
+            l,
+        )
+    });
     Comparison {
         sequences: outputs.len(),
         max_abs_error: max_abs,
@@ -211,6 +230,7 @@ pub fn compare(
         failures,
         class_mismatches,
         streaming_matches,
+        accuracy,
         pass: complete && failures == 0 && streaming_matches,
     }
 }
@@ -234,6 +254,8 @@ pub struct Suite {
     pub platform: String,
     pub sequences: usize,
     pub tolerance: Tolerance,
+    /// Accuracy of the float reference, when labels were given.
+    pub reference_accuracy: Option<f64>,
     pub results: Vec<LangResult>,
 }
 
@@ -263,6 +285,7 @@ pub fn run_suite(
             let comparison = compare(
                 &run.outputs,
                 &reference,
+                inputs.labels.as_deref(),
                 run.streaming_matches,
                 opts.tolerance,
             );
@@ -292,6 +315,10 @@ pub fn run_suite(
         },
         sequences: inputs.sequences.len(),
         tolerance: opts.tolerance,
+        reference_accuracy: inputs
+            .labels
+            .as_deref()
+            .map(|l| accuracy(reference.iter().map(|r| argmax(r.iter().copied())), l)),
         results,
     })
 }

@@ -1,0 +1,724 @@
+//! Fixtures for the conformance tests: a described model is written into a temporary directory
+//! as seeded pseudo-random float32 `.npy` tensors plus a `spec.yaml` naming them, and the shared
+//! list of conformance cases (host and QEMU run the same list).
+//!
+//! Each test binary uses a different part of this module.
+#![allow(dead_code)]
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use kpgen::plan::{OverlayEncoding, Plan, Product};
+use kpgen::shapes::{self, KronShape};
+use kpgen::tensor::write_npy_f32;
+
+/// Largest overlay the cortex-m4 planner emits as straight-line code (targets/cortex-m4.toml).
+pub const STRAIGHT_LINE_MAX_NNZ: usize = 128;
+/// Largest factor (elements) the cortex-m4 planner unrolls (targets/cortex-m4.toml).
+pub const UNROLL_MAX_FACTOR_ELEMS: usize = 64;
+
+/// A dense layer's activation, as written in the spec.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Act {
+    None,
+    Relu,
+    Sigmoid,
+    Tanh,
+    Softmax,
+}
+
+impl Act {
+    pub const ALL: [Act; 5] = [Act::None, Act::Relu, Act::Sigmoid, Act::Tanh, Act::Softmax];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Act::None => "none",
+            Act::Relu => "relu",
+            Act::Sigmoid => "sigmoid",
+            Act::Tanh => "tanh",
+            Act::Softmax => "softmax",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Lstm,
+    Gru,
+    FastGrnn,
+    Dense(Act),
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Lstm => "lstm",
+            Kind::Gru => "gru",
+            Kind::FastGrnn => "fastgrnn",
+            Kind::Dense(_) => "dense",
+        }
+    }
+}
+
+/// How one weight matrix is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WeightKind {
+    /// A plain dense matrix.
+    Dense,
+    /// `kron(A, B)` with the shapes of [`kpgen::shapes::best`].
+    Kp,
+    /// `kron(A, B) + S` with about 5% non-zeros in S, at most 128 (straight-line overlay).
+    Dkp,
+    /// `kron(A, B) + S` with more than 128 non-zeros in S (CSR overlay).
+    DkpCsr,
+    /// `kron(A, B)` with a factor of more than 64 elements (kept as a loop, not unrolled).
+    KpLooped,
+}
+
+/// How FastGRNN's zeta and nu are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scalars {
+    /// Numbers in the YAML.
+    Inline,
+    /// 0-d `.npy` files.
+    Npy,
+}
+
+#[derive(Debug, Clone)]
+pub struct LayerSpec {
+    pub kind: Kind,
+    pub units: usize,
+    /// The storage of every weight matrix of the layer, unless overridden per field.
+    pub weights: WeightKind,
+    /// Per-field storage, e.g. `("w_hh", WeightKind::DkpCsr)`.
+    pub overrides: Vec<(&'static str, WeightKind)>,
+    /// Write the bias tensors (omitted biases default to zero).
+    pub biases: bool,
+    pub scalars: Scalars,
+}
+
+impl LayerSpec {
+    pub fn new(kind: Kind, units: usize, weights: WeightKind) -> Self {
+        LayerSpec {
+            kind,
+            units,
+            weights,
+            overrides: Vec::new(),
+            biases: true,
+            scalars: Scalars::Inline,
+        }
+    }
+
+    pub fn lstm(units: usize, weights: WeightKind) -> Self {
+        Self::new(Kind::Lstm, units, weights)
+    }
+
+    pub fn gru(units: usize, weights: WeightKind) -> Self {
+        Self::new(Kind::Gru, units, weights)
+    }
+
+    pub fn fastgrnn(units: usize, weights: WeightKind) -> Self {
+        Self::new(Kind::FastGrnn, units, weights)
+    }
+
+    pub fn dense(units: usize, act: Act, weights: WeightKind) -> Self {
+        Self::new(Kind::Dense(act), units, weights)
+    }
+
+    /// Stores the matrix `field` as `kind`.
+    pub fn with(mut self, field: &'static str, kind: WeightKind) -> Self {
+        self.overrides.push((field, kind));
+        self
+    }
+
+    pub fn without_biases(mut self) -> Self {
+        self.biases = false;
+        self
+    }
+
+    pub fn scalars(mut self, s: Scalars) -> Self {
+        self.scalars = s;
+        self
+    }
+
+    fn weight_kind(&self, field: &str) -> WeightKind {
+        self.overrides
+            .iter()
+            .rev()
+            .find(|(f, _)| *f == field)
+            .map_or(self.weights, |(_, k)| *k)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ModelSpec {
+    pub name: String,
+    pub features: usize,
+    /// `None`: the spec omits `steps` (feed-forward, one step).
+    pub steps: Option<usize>,
+    pub layers: Vec<LayerSpec>,
+    pub seed: u64,
+}
+
+impl ModelSpec {
+    pub fn new(name: &str, features: usize, steps: Option<usize>, layers: Vec<LayerSpec>) -> Self {
+        // Every model gets its own tensors: derive the seed from the name.
+        let seed = name.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+        ModelSpec {
+            name: name.to_owned(),
+            features,
+            steps,
+            layers,
+            seed,
+        }
+    }
+
+    /// Steps of one inference (1 when omitted).
+    pub fn steps(&self) -> usize {
+        self.steps.unwrap_or(1)
+    }
+
+    /// Writes the tensors and spec.yaml into a new temporary directory.
+    pub fn write(&self) -> Fixture {
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("kpgen-fixture-{}-", self.name))
+            .tempdir()
+            .expect("create a fixture directory");
+        let spec_path = self.write_into(dir.path());
+        Fixture { dir, spec_path }
+    }
+
+    /// Writes the tensors and spec.yaml into `dir`; returns the spec's path.
+    pub fn write_into(&self, dir: &Path) -> PathBuf {
+        let mut w = Writer {
+            dir,
+            rng: SplitMix64(self.seed),
+        };
+        let mut yaml = String::new();
+        writeln!(
+            yaml,
+            "# Conformance fixture `{}`, seed {:#x}.",
+            self.name, self.seed
+        )
+        .unwrap();
+        writeln!(yaml, "name: {}", self.name).unwrap();
+        match self.steps {
+            Some(s) => writeln!(yaml, "input: {{features: {}, steps: {s}}}", self.features),
+            None => writeln!(yaml, "input: {{features: {}}}", self.features),
+        }
+        .unwrap();
+        writeln!(yaml, "layers:").unwrap();
+        let mut inputs = self.features;
+        for (i, layer) in self.layers.iter().enumerate() {
+            w.layer(&mut yaml, i, layer, inputs);
+            inputs = layer.units;
+        }
+        let path = dir.join("spec.yaml");
+        std::fs::write(&path, yaml).expect("write spec.yaml");
+        path
+    }
+}
+
+/// A written model: the spec and its tensors live as long as this value.
+pub struct Fixture {
+    pub dir: tempfile::TempDir,
+    pub spec_path: PathBuf,
+}
+
+/// SplitMix64, so fixtures are identical on every machine.
+pub struct SplitMix64(pub u64);
+
+impl SplitMix64 {
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [-scale, scale).
+    pub fn uniform(&mut self, scale: f32) -> f32 {
+        let unit = (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32;
+        (unit * 2.0 - 1.0) * scale
+    }
+
+    /// Uniform in [0, n).
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n as u64) as usize
+    }
+}
+
+/// Value ranges: moderate, so no activation saturates.
+const FACTOR_SCALE: f32 = 0.5;
+const DENSE_SCALE: f32 = 0.3;
+const OVERLAY_SCALE: f32 = 0.3;
+const BIAS_SCALE: f32 = 0.2;
+
+struct Writer<'a> {
+    dir: &'a Path,
+    rng: SplitMix64,
+}
+
+impl Writer<'_> {
+    fn tensor(&mut self, file: &str, shape: &[usize], scale: f32) -> String {
+        let n = shape.iter().product();
+        let data: Vec<f32> = (0..n).map(|_| self.rng.uniform(scale)).collect();
+        self.save(file, shape, &data)
+    }
+
+    fn save(&mut self, file: &str, shape: &[usize], data: &[f32]) -> String {
+        write_npy_f32(&self.dir.join(file), shape, data)
+            .unwrap_or_else(|e| panic!("write {file}: {e}"));
+        file.to_owned()
+    }
+
+    /// Writes one weight matrix and returns its spec value.
+    fn weight(&mut self, prefix: &str, rows: usize, cols: usize, kind: WeightKind) -> String {
+        let kron = |w: &mut Self, s: KronShape| {
+            let a = w.tensor(&format!("{prefix}_A.npy"), &[s.m1, s.n1], FACTOR_SCALE);
+            let b = w.tensor(&format!("{prefix}_B.npy"), &[s.m2, s.n2], FACTOR_SCALE);
+            (a, b)
+        };
+        match kind {
+            WeightKind::Dense => self.tensor(&format!("{prefix}.npy"), &[rows, cols], DENSE_SCALE),
+            WeightKind::Kp | WeightKind::Dkp | WeightKind::DkpCsr => {
+                let s = shapes::best(rows, cols).unwrap_or_else(|| {
+                    panic!("{prefix}: no Kronecker factorization of {rows}x{cols}")
+                });
+                let (a, b) = kron(self, s);
+                let nnz = match kind {
+                    WeightKind::Kp => return format!("{{kron: [{a}, {b}]}}"),
+                    WeightKind::Dkp => ((rows * cols) / 20).clamp(1, STRAIGHT_LINE_MAX_NNZ),
+                    _ => ((rows * cols) / 20).max(STRAIGHT_LINE_MAX_NNZ + 1),
+                };
+                assert!(
+                    nnz <= rows * cols,
+                    "{prefix}: a {rows}x{cols} matrix cannot hold a {nnz}-non-zero overlay"
+                );
+                let s = self.overlay(&format!("{prefix}_S.npy"), rows, cols, nnz);
+                format!("{{kron: [{a}, {b}], dope: {s}}}")
+            }
+            WeightKind::KpLooped => {
+                let s = shapes::ranked(rows, cols)
+                    .into_iter()
+                    .find(|s| s.m1 * s.n1 > UNROLL_MAX_FACTOR_ELEMS || s.m2 * s.n2 > UNROLL_MAX_FACTOR_ELEMS)
+                    .unwrap_or_else(|| {
+                        panic!("{prefix}: no factorization of {rows}x{cols} has a factor of more than {UNROLL_MAX_FACTOR_ELEMS} elements")
+                    });
+                let (a, b) = kron(self, s);
+                format!("{{kron: [{a}, {b}]}}")
+            }
+        }
+    }
+
+    /// A full-size overlay with exactly `nnz` non-zeros at random places.
+    fn overlay(&mut self, file: &str, rows: usize, cols: usize, nnz: usize) -> String {
+        let mut places: Vec<usize> = (0..rows * cols).collect();
+        for i in 0..nnz {
+            let j = i + self.rng.below(places.len() - i);
+            places.swap(i, j);
+        }
+        let mut data = vec![0.0f32; rows * cols];
+        for &p in &places[..nnz] {
+            let v = self.rng.uniform(OVERLAY_SCALE);
+            data[p] = if v == 0.0 { 0.125 } else { v };
+        }
+        self.save(file, &[rows, cols], &data)
+    }
+
+    fn layer(&mut self, yaml: &mut String, i: usize, layer: &LayerSpec, inputs: usize) {
+        let h = layer.units;
+        let p = |field: &str| format!("l{i}_{field}");
+        writeln!(yaml, "  - kind: {}", layer.kind.as_str()).unwrap();
+        writeln!(yaml, "    units: {h}").unwrap();
+        let field = |yaml: &mut String, name: &str, value: String| {
+            writeln!(yaml, "    {name}: {value}").unwrap();
+        };
+        match layer.kind {
+            Kind::Lstm | Kind::Gru => {
+                let g = if layer.kind == Kind::Lstm { 4 } else { 3 };
+                let v = self.weight(&p("w_ih"), g * h, inputs, layer.weight_kind("w_ih"));
+                field(yaml, "w_ih", v);
+                let v = self.weight(&p("w_hh"), g * h, h, layer.weight_kind("w_hh"));
+                field(yaml, "w_hh", v);
+                if layer.biases {
+                    let v = self.tensor(&format!("{}.npy", p("b_ih")), &[g * h], BIAS_SCALE);
+                    field(yaml, "b_ih", v);
+                    let v = self.tensor(&format!("{}.npy", p("b_hh")), &[g * h], BIAS_SCALE);
+                    field(yaml, "b_hh", v);
+                }
+            }
+            Kind::FastGrnn => {
+                let v = self.weight(&p("w"), h, inputs, layer.weight_kind("w"));
+                field(yaml, "w", v);
+                let v = self.weight(&p("u"), h, h, layer.weight_kind("u"));
+                field(yaml, "u", v);
+                if layer.biases {
+                    let v = self.tensor(&format!("{}.npy", p("b_z")), &[h], BIAS_SCALE);
+                    field(yaml, "b_z", v);
+                    let v = self.tensor(&format!("{}.npy", p("b_h")), &[h], BIAS_SCALE);
+                    field(yaml, "b_h", v);
+                }
+                // Raw values; the cell uses sigmoid(zeta) and sigmoid(nu).
+                let (zeta, nu) = (1.0 + self.rng.uniform(0.5), -2.0 + self.rng.uniform(0.5));
+                match layer.scalars {
+                    Scalars::Inline => {
+                        field(yaml, "zeta", format!("{zeta:?}"));
+                        field(yaml, "nu", format!("{nu:?}"));
+                    }
+                    Scalars::Npy => {
+                        let v = self.save(&format!("{}.npy", p("zeta")), &[], &[zeta]);
+                        field(yaml, "zeta", v);
+                        let v = self.save(&format!("{}.npy", p("nu")), &[], &[nu]);
+                        field(yaml, "nu", v);
+                    }
+                }
+            }
+            Kind::Dense(act) => {
+                let v = self.weight(&p("w"), h, inputs, layer.weight_kind("w"));
+                field(yaml, "w", v);
+                if layer.biases {
+                    let v = self.tensor(&format!("{}.npy", p("b")), &[h], BIAS_SCALE);
+                    field(yaml, "b", v);
+                }
+                field(yaml, "activation", act.as_str().to_owned());
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// What the planner made of a model
+// ---------------------------------------------------------------------------------------------
+
+/// A property of a plan a case is built to exercise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Feature {
+    /// A KP factor unrolled into straight-line code.
+    KpUnrolled,
+    /// A KP factor kept as a loop over a stored array.
+    KpLooped,
+    /// A doping overlay as straight-line code.
+    OverlayStraightLine,
+    /// A doping overlay in CSR form.
+    OverlayCsr,
+}
+
+/// The features present in a plan.
+pub fn plan_features(plan: &Plan) -> BTreeSet<Feature> {
+    let mut out = BTreeSet::new();
+    for m in plan.matrices() {
+        if let Product::Kron { stages, .. } = &m.product {
+            for s in stages {
+                out.insert(if s.unrolled {
+                    Feature::KpUnrolled
+                } else {
+                    Feature::KpLooped
+                });
+            }
+        }
+        if let Some(o) = &m.overlay {
+            out.insert(match o.encoding {
+                OverlayEncoding::StraightLine => Feature::OverlayStraightLine,
+                OverlayEncoding::Csr { .. } => Feature::OverlayCsr,
+            });
+        }
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------------------------
+// The conformance cases
+// ---------------------------------------------------------------------------------------------
+
+pub struct Case {
+    pub model: ModelSpec,
+    /// Plan features the case must produce (checked, so a fixture change cannot silently stop
+    /// exercising them).
+    pub expect: Vec<Feature>,
+    /// Also build and run the model with every matrix expanded to dense.
+    pub dense_baseline: bool,
+}
+
+impl Case {
+    pub fn name(&self) -> &str {
+        &self.model.name
+    }
+
+    /// Checks that the plan has the features this case is meant to exercise.
+    pub fn check_plan(&self, plan: &Plan) -> Result<(), String> {
+        let have = plan_features(plan);
+        let missing: Vec<_> = self.expect.iter().filter(|f| !have.contains(f)).collect();
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("the plan lacks {missing:?} (it has {have:?})"))
+        }
+    }
+}
+
+fn case(model: ModelSpec, expect: &[Feature]) -> Case {
+    Case {
+        model,
+        expect: expect.to_vec(),
+        dense_baseline: false,
+    }
+}
+
+const FEATURES: usize = 6;
+const STEPS: usize = 5;
+
+/// Every layer kind x weight kind (dense, kp, dkp): a small recurrent layer with a dense head
+/// (same weight kind), or for `dense`, two dense layers over one step.
+pub fn cell_cases() -> Vec<Case> {
+    use Feature::*;
+    let mut out = Vec::new();
+    for (kind, kind_name) in [
+        (Kind::Lstm, "lstm"),
+        (Kind::Gru, "gru"),
+        (Kind::FastGrnn, "fastgrnn"),
+        (Kind::Dense(Act::Relu), "dense"),
+    ] {
+        for (wk, wk_name, expect) in [
+            (WeightKind::Dense, "dense", &[][..]),
+            (WeightKind::Kp, "kp", &[KpUnrolled][..]),
+            (
+                WeightKind::Dkp,
+                "dkp",
+                &[KpUnrolled, OverlayStraightLine][..],
+            ),
+        ] {
+            let name = format!("{kind_name}_{wk_name}");
+            let model = match kind {
+                Kind::Dense(_) => ModelSpec::new(
+                    &name,
+                    12,
+                    Some(1),
+                    vec![
+                        LayerSpec::dense(16, Act::Relu, wk),
+                        LayerSpec::dense(4, Act::None, wk),
+                    ],
+                ),
+                _ => {
+                    let mut layer = LayerSpec::new(kind, 8, wk);
+                    if kind == Kind::FastGrnn && wk == WeightKind::Dkp {
+                        layer = layer.scalars(Scalars::Npy);
+                    }
+                    ModelSpec::new(
+                        &name,
+                        FEATURES,
+                        Some(STEPS),
+                        vec![layer, LayerSpec::dense(4, Act::None, wk)],
+                    )
+                }
+            };
+            out.push(case(model, expect));
+        }
+    }
+    out
+}
+
+/// Structural cases: stacking, CSR overlays, looped factors, every activation, no head, no
+/// steps.
+pub fn structure_cases() -> Vec<Case> {
+    use Feature::*;
+    let mut out = vec![
+        case(
+            ModelSpec::new(
+                "stacked_lstm_gru_softmax",
+                FEATURES,
+                Some(STEPS),
+                vec![
+                    LayerSpec::lstm(16, WeightKind::Kp),
+                    LayerSpec::gru(8, WeightKind::Dkp),
+                    LayerSpec::dense(4, Act::Softmax, WeightKind::Dense),
+                ],
+            ),
+            &[KpUnrolled, OverlayStraightLine],
+        ),
+        Case {
+            dense_baseline: true,
+            ..case(
+                ModelSpec::new(
+                    "lstm32_dkp_csr",
+                    FEATURES,
+                    Some(4),
+                    vec![
+                        LayerSpec::lstm(32, WeightKind::Kp).with("w_hh", WeightKind::DkpCsr),
+                        LayerSpec::dense(4, Act::None, WeightKind::Dense),
+                    ],
+                ),
+                &[OverlayCsr],
+            )
+        },
+        case(
+            ModelSpec::new(
+                "lstm32_kp_looped",
+                FEATURES,
+                Some(4),
+                vec![
+                    LayerSpec::lstm(32, WeightKind::Kp).with("w_hh", WeightKind::KpLooped),
+                    LayerSpec::dense(4, Act::None, WeightKind::Dense),
+                ],
+            ),
+            &[KpLooped],
+        ),
+        // Every activation between layers, softmax at the output.
+        case(
+            ModelSpec::new(
+                "dense_activation_chain",
+                8,
+                Some(1),
+                vec![
+                    LayerSpec::dense(8, Act::Relu, WeightKind::Dense),
+                    LayerSpec::dense(8, Act::Sigmoid, WeightKind::Kp),
+                    LayerSpec::dense(8, Act::Tanh, WeightKind::Dense),
+                    LayerSpec::dense(8, Act::None, WeightKind::Dkp),
+                    LayerSpec::dense(4, Act::Softmax, WeightKind::Dense),
+                ],
+            ),
+            &[KpUnrolled, OverlayStraightLine],
+        ),
+        case(
+            ModelSpec::new(
+                "gru_no_head_no_bias",
+                FEATURES,
+                Some(STEPS),
+                vec![LayerSpec::gru(8, WeightKind::Kp).without_biases()],
+            ),
+            &[KpUnrolled],
+        ),
+        case(
+            ModelSpec::new(
+                "feed_forward_no_steps",
+                10,
+                None,
+                vec![
+                    LayerSpec::dense(16, Act::Tanh, WeightKind::Kp),
+                    LayerSpec::dense(3, Act::None, WeightKind::Dkp),
+                ],
+            ),
+            &[KpUnrolled, OverlayStraightLine],
+        ),
+    ];
+    // The model of the generated-Rust lint test.
+    out.push(everything_model());
+    // Every activation as the model's output (the last layer writes the caller's y directly).
+    for act in Act::ALL {
+        out.push(case(
+            ModelSpec::new(
+                &format!("fastgrnn_head_{}", act.as_str()),
+                FEATURES,
+                Some(3),
+                vec![
+                    LayerSpec::fastgrnn(8, WeightKind::Kp),
+                    LayerSpec::dense(5, act, WeightKind::Dense),
+                ],
+            ),
+            &[KpUnrolled],
+        ));
+    }
+    out
+}
+
+/// Every case.
+pub fn all_cases() -> Vec<Case> {
+    let mut out = cell_cases();
+    out.extend(structure_cases());
+    out
+}
+
+/// A model using every feature: stacked LSTM, GRU and FastGRNN with KP, straight-line and CSR
+/// overlays, a looped factor and a softmax head.
+pub fn everything_model() -> Case {
+    use Feature::*;
+    case(
+        ModelSpec::new(
+            "everything",
+            FEATURES,
+            Some(STEPS),
+            vec![
+                LayerSpec::lstm(32, WeightKind::Kp).with("w_hh", WeightKind::DkpCsr),
+                LayerSpec::gru(16, WeightKind::Dkp).with("w_ih", WeightKind::KpLooped),
+                LayerSpec::fastgrnn(8, WeightKind::Kp)
+                    .with("u", WeightKind::Dense)
+                    .scalars(Scalars::Npy),
+                LayerSpec::dense(4, Act::Softmax, WeightKind::Kp),
+            ],
+        ),
+        &[KpUnrolled, KpLooped, OverlayStraightLine, OverlayCsr],
+    )
+}
+
+/// The cortex-m4 target every test uses.
+pub fn target() -> kpgen::target::Target {
+    kpgen::target::lookup("cortex-m4").unwrap_or_else(|d| panic!("cortex-m4 target: {d:?}"))
+}
+
+/// Writes a case's fixture and generates its code; errors name the case.
+pub fn generate(
+    case: &Case,
+    target: &kpgen::target::Target,
+) -> Result<(Fixture, kpgen::Generation), String> {
+    let fixture = case.model.write();
+    let gen = kpgen::generate(&fixture.spec_path, target).map_err(|d| {
+        format!(
+            "generation failed:\n{}\nspec:\n{}",
+            d.render(),
+            std::fs::read_to_string(&fixture.spec_path).unwrap_or_default()
+        )
+    })?;
+    case.check_plan(&gen.plan)?;
+    Ok((fixture, gen))
+}
+
+/// Runs `f` for every case and panics at the end listing every failing case and its error.
+pub fn run_cases(cases: &[Case], mut f: impl FnMut(&Case) -> Result<(), String>) {
+    let mut failures = Vec::new();
+    for case in cases {
+        let started = std::time::Instant::now();
+        let outcome = f(case);
+        eprintln!(
+            "case {}: {} in {:.1} s",
+            case.name(),
+            if outcome.is_ok() { "ok" } else { "FAILED" },
+            started.elapsed().as_secs_f64()
+        );
+        if let Err(e) = outcome {
+            failures.push(format!("---- case `{}` ----\n{e}", case.name()));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases failed:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
+}
+
+/// Checks every result of a suite passed; the error shows each failing comparison.
+pub fn check_suite(what: &str, suite: &kpgen::harness::Suite) -> Result<(), String> {
+    let bad: Vec<String> = suite
+        .results
+        .iter()
+        .filter(|r| !r.comparison.pass)
+        .map(|r| {
+            format!(
+                "{what}: {} {} differs from the reference: {:#?}",
+                r.variant,
+                r.lang.as_str(),
+                r.comparison
+            )
+        })
+        .collect();
+    if bad.is_empty() {
+        Ok(())
+    } else {
+        Err(bad.join("\n"))
+    }
+}

@@ -1,0 +1,99 @@
+//! Conformance on the host: every layer kind x weight kind and the structural cases of
+//! `common`, generated, compiled natively (gcc: C and Rust; clang: C) and compared with the f64
+//! reference on seeded random sequences. The generated C must also compile warning-free with
+//! the strict flags under both compilers.
+
+mod common;
+
+use std::time::Duration;
+
+use common::Case;
+use kpgen::harness::{self, firmware, Lang, Platform, RunOptions, TestInputs, Tolerance};
+
+const SEQUENCES: usize = 4;
+
+/// Every check of one case; independent checks all run, so one report shows every problem.
+fn run_host(case: &Case) -> Result<(), String> {
+    let target = common::target();
+    let (_fixture, gen) = common::generate(case, &target)?;
+    let work = tempfile::Builder::new()
+        .prefix(&format!("kpgen-host-{}-", case.name()))
+        .tempdir()
+        .map_err(|e| e.to_string())?;
+    let mut errors = Vec::new();
+
+    // The generated C alone, strict flags, both compilers.
+    let gen_dir = work.path().join("gen");
+    harness::write_files(&gen_dir, &gen.files).map_err(|e| e.to_string())?;
+    for cc in ["gcc", "clang"] {
+        if let Err(e) = firmware::check_c_compiles(cc, &gen_dir.join("c"), &[]) {
+            errors.push(format!(
+                "the generated C does not compile cleanly with {cc}: {e}"
+            ));
+        }
+    }
+
+    let inputs = TestInputs::random(
+        SEQUENCES,
+        case.model.steps(),
+        case.model.features,
+        0x5eed ^ case.model.seed,
+        1.0,
+    );
+    for (cc, langs) in [("gcc", vec![Lang::C, Lang::Rust]), ("clang", vec![Lang::C])] {
+        if let Err(e) = run_with(cc, &langs, case, &target, &gen, &inputs, work.path()) {
+            errors.push(e);
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors.join("\n"))
+    }
+}
+
+fn run_with(
+    cc: &str,
+    langs: &[Lang],
+    case: &Case,
+    target: &kpgen::target::Target,
+    gen: &kpgen::Generation,
+    inputs: &TestInputs,
+    work: &std::path::Path,
+) -> Result<(), String> {
+    let opts = RunOptions {
+        langs: langs.to_vec(),
+        tolerance: Tolerance::default(),
+        timeout: Duration::from_secs(60),
+        dense_baseline: case.dense_baseline,
+        work_dir: work.join(format!("run-{cc}")),
+    };
+    let platform = Platform::Host { cc: cc.to_owned() };
+    let suite = harness::run_suite(&platform, target, gen, inputs, &opts, &mut |_| {})
+        .map_err(|e| format!("the host run with {cc} failed: {e}"))?;
+    let expected = langs.len() * if case.dense_baseline { 2 } else { 1 };
+    if suite.results.len() != expected {
+        return Err(format!(
+            "{cc}: expected {expected} results, got {:#?}",
+            suite.results
+        ));
+    }
+    common::check_suite(cc, &suite)?;
+    if suite.results.iter().any(|r| r.cost.is_some()) {
+        return Err(format!(
+            "{cc}: a host run reported costs: {:#?}",
+            suite.results
+        ));
+    }
+    Ok(())
+}
+
+#[test]
+fn every_cell_with_every_weight_kind() {
+    common::run_cases(&common::cell_cases(), run_host);
+}
+
+#[test]
+fn stacking_overlays_loops_activations_and_shapes() {
+    common::run_cases(&common::structure_cases(), run_host);
+}
