@@ -125,6 +125,8 @@ int main(void)
     MEASURE("nop1000", NOPS(1000));
     /* 1 + 2 * 50000 instructions */
     MEASURE("loop100001", __asm__ volatile("ldr r0, =50000\n1:\n\tsubs r0, #1\n\tbne 1b" ::: "r0", "cc"));
+    /* 1 + 2 * 10000000 instructions: several wraps of the 24-bit counter */
+    MEASURE("loop20000001", __asm__ volatile("ldr r0, =10000000\n1:\n\tsubs r0, #1\n\tbne 1b" ::: "r0", "cc"));
 
     kp_stack_repaint();
     base = kp_stack_high_water();
@@ -191,9 +193,24 @@ fn instruction_counts_stack_and_exit_code() {
     assert!(v["stack_big_frame"] >= 256, "{}", run.output);
     assert_eq!(u64::from(v["stack_size"]), toolchain::stack_size(&target));
 
+    // Past 2^24 ticks the SysTick interrupt counts the wraps; each adds its handler's few
+    // instructions to the count.
+    let long = toolchain::instructions(&target, v["loop20000001"], overhead);
+    let wraps = (20_000_001 * 32 / 10) >> 24;
+    assert!(wraps >= 3);
+    assert!(
+        (20_000_001..=20_000_001 + 10 * wraps).contains(&long),
+        "long region: {long} instructions for 20000001 ({wraps} wraps)"
+    );
+    eprintln!("20000001-instruction region read as {long} ({wraps} wraps)");
+
     let sizes = tc.section_sizes(&fw.elf).unwrap();
     assert!(sizes.text > 1000 && sizes.rodata >= 192, "{sizes:?}");
-    assert_eq!(sizes.ram(), 4, "only kp_test_sink: {sizes:?}");
+    assert_eq!(
+        sizes.ram(),
+        8,
+        "only kp_test_sink and the timer wrap count: {sizes:?}"
+    );
     let obj_sizes = tc.section_sizes(&fw.objects[1]).unwrap();
     assert!(obj_sizes.text > 0 && obj_sizes.bss == 4, "{obj_sizes:?}");
 }

@@ -172,6 +172,24 @@ case!(
     replace("w: f/W_out.npy", "w: f/W_ih.npy")
 );
 case!(
+    two_weight_forms,
+    replace(
+        "w_ih: {kron: [f/A_ih.npy, f/B_ih.npy]}",
+        "w_ih: {kron: [f/A_ih.npy, f/B_ih.npy], sparse: f/W_ih.npy}"
+    )
+);
+case!(
+    lowrank_wrong_shape,
+    replace(
+        "w_ih: {kron: [f/A_ih.npy, f/B_ih.npy]}",
+        "w_ih: {lowrank: [f/A_ih.npy, f/B_ih.npy]}"
+    )
+);
+case!(
+    sparse_wrong_shape,
+    replace("w: f/W_out.npy", "w: {sparse: f/W_ih.npy}")
+);
+case!(
     overlay_wrong_shape,
     replace("dope: f/S_hh.npy", "dope: f/S_small.npy")
 );

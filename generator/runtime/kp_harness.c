@@ -47,6 +47,7 @@ void kp_mem_fault_handler(void);
 void kp_bus_fault_handler(void);
 void kp_usage_fault_handler(void);
 void kp_default_handler(void);
+void kp_systick_handler(void);
 __attribute__((noreturn, used)) void kp_fault_report(const uint32_t *frame, uint32_t exc_return,
                                                      uint32_t code);
 
@@ -75,7 +76,7 @@ __attribute__((section(".vectors"), used)) const struct kp_vector_table kp_vecto
         kp_default_handler,     /* 12 DebugMonitor */
         kp_default_handler,     /* 13 reserved */
         kp_default_handler,     /* 14 PendSV */
-        kp_default_handler,     /* 15 SysTick */
+        kp_systick_handler,     /* 15 SysTick */
         kp_default_handler, kp_default_handler, kp_default_handler, kp_default_handler,
         kp_default_handler, kp_default_handler, kp_default_handler, kp_default_handler,
         kp_default_handler, kp_default_handler, kp_default_handler, kp_default_handler,
@@ -272,21 +273,40 @@ void kp_exit(int code)
 
 /* ---- SysTick instruction counting ---- */
 
+/* Wraps of the 24-bit counter since kp_timer_start(): the SysTick interrupt counts them, so a
+ * measured region may be longer than 2^24 ticks. Each wrap adds the handler's few instructions
+ * (about 5 per 2^24 ticks, i.e. per 5.2 M instructions at 3.2 ticks per instruction). */
+static volatile uint32_t kp_timer_wraps;
+
+void kp_systick_handler(void)
+{
+    kp_timer_wraps = kp_timer_wraps + 1u;
+}
+
 void kp_timer_start(void)
 {
     KP_SYST_CSR = 0u;
     KP_SYST_RVR = KP_SYSTICK_MAX;
+    kp_timer_wraps = 0u;
     KP_SYST_CVR = 0u;    /* any write clears the counter (and COUNTFLAG) */
-    KP_SYST_CSR = 5u;    /* ENABLE | CLKSOURCE=processor clock, no interrupt */
+    KP_SYST_CSR = 7u;    /* ENABLE | TICKINT | CLKSOURCE=processor clock */
 }
 
 uint32_t kp_timer_ticks(void)
 {
-    uint32_t now = KP_SYST_CVR; /* first: keeps the fixed overhead small */
-    if ((KP_SYST_CSR & (1u << 16)) != 0u) {
-        return KP_TIMER_OVERFLOW; /* COUNTFLAG: the counter reached 0 and reloaded */
+    uint32_t before = kp_timer_wraps;
+    uint32_t now = KP_SYST_CVR;
+    uint32_t wraps;
+    KP_SYST_CSR = 0u; /* stop counting */
+    wraps = kp_timer_wraps;
+    /* A wrap counted after `now` was read (now still near 0) belongs to the next period. */
+    if (wraps != before && now < KP_SYSTICK_MAX / 2u) {
+        wraps = before;
     }
-    return KP_SYSTICK_MAX - now;
+    if (wraps >= 256u) {
+        return KP_TIMER_OVERFLOW; /* beyond 2^32 ticks */
+    }
+    return (wraps << 24) + (KP_SYSTICK_MAX - now);
 }
 
 /* ---- stack ---- */

@@ -32,7 +32,7 @@
 #define KP_EXIT_OTHER_EXCEPTION 94
 #define KP_EXIT_STACK_OVERFLOW 95
 
-/* Value returned by kp_timer_ticks() when the 24-bit SysTick counter wrapped. */
+/* Value returned by kp_timer_ticks() when a region exceeds 2^32 ticks. */
 #define KP_TIMER_OVERFLOW 0xFFFFFFFFu
 
 /* Word written over unused stack so the high-water mark can be found. */
@@ -65,7 +65,8 @@ void kp_timer_start(void);
 /*
  * Ticks elapsed since the last kp_timer_start() (SysTick counts down; handled here).
  * The counter is read as the first thing this function does. Returns
- * KP_TIMER_OVERFLOW when the 24-bit counter wrapped (region too long).
+ * KP_TIMER_OVERFLOW beyond 2^32 ticks. Wraps of the 24-bit counter are counted by the SysTick
+ * interrupt (kp_systick_handler), which adds about 5 instructions per 2^24 ticks.
  * The host converts ticks to instructions, subtracting the fixed cost of an empty
  * region (kp_timer_start(); kp_timer_ticks(); with nothing between).
  */
