@@ -298,6 +298,33 @@ fn row_major(m: &nalgebra::DMatrix<f64>) -> Vec<f32> {
     out
 }
 
+/// A stage applying stored matrix `m` as a plain mat-vec (outer 1, contiguous input and output);
+/// the KP stages override the layout.
+fn stored_stage(
+    factor: String,
+    m: &nalgebra::DMatrix<f64>,
+    unrolled: bool,
+    input: Operand,
+    output: Operand,
+    accumulate: bool,
+) -> Stage {
+    Stage {
+        factor,
+        p: m.nrows(),
+        q: m.ncols(),
+        values: row_major(m),
+        unrolled,
+        outer: 1,
+        input,
+        in_j: 1,
+        in_r: 0,
+        output,
+        out_i: 1,
+        out_r: 0,
+        accumulate,
+    }
+}
+
 /// Plans `dest[dest_offset ..] += W x` for one weight.
 fn plan_matrix(
     target: &Target,
@@ -310,21 +337,14 @@ fn plan_matrix(
     let (rows, cols) = (w.rows(), w.cols());
     let (product, overlay) = match &w.form {
         WeightForm::Dense(m) => {
-            let stage = Stage {
-                factor: format!("{id}_w"),
-                p: rows,
-                q: cols,
-                values: row_major(m),
-                unrolled: unroll(rows * cols),
-                outer: 1,
-                input: Operand::Input,
-                in_j: 1,
-                in_r: 0,
-                output: Operand::Dest,
-                out_i: 1,
-                out_r: 0,
-                accumulate: true,
-            };
+            let stage = stored_stage(
+                format!("{id}_w"),
+                m,
+                unroll(m.len()),
+                Operand::Input,
+                Operand::Dest,
+                true,
+            );
             (Product::Dense { stage }, None)
         }
         WeightForm::Kron { a, b, dope } => {
@@ -348,47 +368,49 @@ fn plan_matrix(
                 KronOrder::LeftFirst => KronOrder::RightFirst,
             };
             let KronShape { m1, n1, m2, n2 } = shape;
-            let fa = |input, in_j, in_r, output, out_i, out_r, outer, accumulate| Stage {
-                factor: format!("{id}_a"),
-                p: m1,
-                q: n1,
-                values: row_major(a),
-                unrolled: unroll(m1 * n1),
-                outer,
-                input,
-                in_j,
-                in_r,
-                output,
-                out_i,
-                out_r,
-                accumulate,
-            };
-            let fb = |input, in_j, in_r, output, out_i, out_r, outer, accumulate| Stage {
-                factor: format!("{id}_b"),
-                p: m2,
-                q: n2,
-                values: row_major(b),
-                unrolled: unroll(m2 * n2),
-                outer,
-                input,
-                in_j,
-                in_r,
-                output,
-                out_i,
-                out_r,
-                accumulate,
+            // One stage per factor, with its layout [outer, in_j, in_r, out_i, out_r].
+            let factor_stage = |f: &str, input, output, accumulate, layout: [usize; 5]| {
+                let m = if f == "a" { a } else { b };
+                let [outer, in_j, in_r, out_i, out_r] = layout;
+                Stage {
+                    outer,
+                    in_j,
+                    in_r,
+                    out_i,
+                    out_r,
+                    ..stored_stage(
+                        format!("{id}_{f}"),
+                        m,
+                        unroll(m.len()),
+                        input,
+                        output,
+                        accumulate,
+                    )
+                }
             };
             // x is X[n1][n2] row-major; y is Y[m1][m2] row-major.
             let stages = match order {
                 // T[j1][i2] = Σ_j2 X[j1][j2] B[i2][j2];  Y[i1][i2] += Σ_j1 A[i1][j1] T[j1][i2]
                 KronOrder::RightFirst => [
-                    fb(Operand::Input, 1, n2, Operand::Temp, 1, m2, n1, false),
-                    fa(Operand::Temp, m2, 1, Operand::Dest, m2, 1, m2, true),
+                    factor_stage(
+                        "b",
+                        Operand::Input,
+                        Operand::Temp,
+                        false,
+                        [n1, 1, n2, 1, m2],
+                    ),
+                    factor_stage("a", Operand::Temp, Operand::Dest, true, [m2, m2, 1, m2, 1]),
                 ],
                 // T[i1][j2] = Σ_j1 A[i1][j1] X[j1][j2];  Y[i1][i2] += Σ_j2 T[i1][j2] B[i2][j2]
                 KronOrder::LeftFirst => [
-                    fa(Operand::Input, n2, 1, Operand::Temp, n2, 1, n2, false),
-                    fb(Operand::Temp, 1, n2, Operand::Dest, 1, m2, m1, true),
+                    factor_stage(
+                        "a",
+                        Operand::Input,
+                        Operand::Temp,
+                        false,
+                        [n2, n2, 1, n2, 1],
+                    ),
+                    factor_stage("b", Operand::Temp, Operand::Dest, true, [m1, 1, n2, 1, m2]),
                 ],
             };
             let overlay = dope.as_ref().map(|s| plan_overlay(target, s));
@@ -405,22 +427,16 @@ fn plan_matrix(
         }
         WeightForm::LowRank { u, v } => {
             let rank = u.ncols();
-            let stage =
-                |factor: &str, m: &nalgebra::DMatrix<f64>, input, output, accumulate| Stage {
-                    factor: format!("{id}_{factor}"),
-                    p: m.nrows(),
-                    q: m.ncols(),
-                    values: row_major(m),
-                    unrolled: unroll(m.len()),
-                    outer: 1,
+            let stage = |f: &str, m: &nalgebra::DMatrix<f64>, input, output, accumulate| {
+                stored_stage(
+                    format!("{id}_{f}"),
+                    m,
+                    unroll(m.len()),
                     input,
-                    in_j: 1,
-                    in_r: 0,
                     output,
-                    out_i: 1,
-                    out_r: 0,
                     accumulate,
-                };
+                )
+            };
             let stages = [
                 stage("v", v, Operand::Input, Operand::Temp, false),
                 stage("u", u, Operand::Temp, Operand::Dest, true),

@@ -35,6 +35,21 @@ impl SplitMix64 {
     }
 }
 
+/// Loads a tensor file given by its own path (not relative to a spec).
+fn read(path: &Path, float: bool) -> Result<tensor::Tensor, String> {
+    let base = path.parent().unwrap_or_else(|| Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let loaded = if float {
+        tensor::load_float(&name, base)
+    } else {
+        tensor::load(&name, base)
+    };
+    loaded.map_err(|e| e.to_string())
+}
+
 impl TestInputs {
     /// `count` sequences of values uniform in [-scale, scale).
     pub fn random(count: usize, steps: usize, features: usize, seed: u64, scale: f32) -> Self {
@@ -53,12 +68,7 @@ impl TestInputs {
     /// Reads a float .npy of shape sequences x steps x features (or steps x features for one).
     pub fn from_file(path: &Path, steps: usize, features: usize) -> Result<Self, Diagnostics> {
         let fail = |msg: String| -> Diagnostics { Diagnostic::new(Place::file(path), msg).into() };
-        let base = path.parent().unwrap_or_else(|| Path::new("."));
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let t = tensor::load_float(&name, base).map_err(|e| fail(e.to_string()))?;
+        let t = read(path, true).map_err(fail)?;
         let (count, s, f) = match t.shape.as_slice() {
             [n, s, f] => (*n, *s, *f),
             [s, f] => (1, *s, *f),
@@ -97,12 +107,7 @@ impl TestInputs {
     /// Reads one whole number per sequence from an integer (or integral float) .npy.
     fn per_sequence(&self, path: &Path, what: &str) -> Result<Vec<usize>, Diagnostics> {
         let fail = |msg: String| -> Diagnostics { Diagnostic::new(Place::file(path), msg).into() };
-        let base = path.parent().unwrap_or_else(|| Path::new("."));
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let t = tensor::load(&name, base).map_err(|e| fail(e.to_string()))?;
+        let t = read(path, false).map_err(fail)?;
         if t.data.len() != self.sequences.len() || t.shape.len() > 1 {
             return Err(fail(format!(
                 "{what} have shape {:?}: expected one value per sequence ({})",
