@@ -320,9 +320,32 @@ uint32_t kp_stack_high_water(void)
     return (uint32_t)((uintptr_t)kp_ld_stack_top - (uintptr_t)p);
 }
 
-void kp_stack_repaint(void)
+/*
+ * In assembly, not C: the measurement needs a function that uses no stack at all, and on
+ * v8.1-M GCC turns the C paint loop into a low-overhead loop (dls/le) counting in LR, saves
+ * LR on the stack after reading SP (shrink-wrapping), and so paints over its own return
+ * address. Thumb-1 only, so the same code serves v6-M.
+ */
+__attribute__((naked)) void kp_stack_repaint(void)
 {
-    kp_paint(kp_current_sp());
+    /* GCC wraps basic asm in `.syntax divided`; this block is written in unified syntax. */
+    __asm__ volatile(".syntax unified\n\t"
+                     "ldr r0, 3f\n\t"
+                     "ldr r1, 4f\n\t"
+                     "mov r2, sp\n"
+                     "1:\n\t"
+                     "cmp r0, r2\n\t"
+                     "bhs 2f\n\t"
+                     "str r1, [r0]\n\t"
+                     "adds r0, #4\n\t"
+                     "b 1b\n"
+                     "2:\n\t"
+                     "bx lr\n\t"
+                     ".p2align 2\n"
+                     "3:\n\t"
+                     ".word kp_ld_stack_limit\n"
+                     "4:\n\t"
+                     ".word 0xC5ACCE55\n\t");
 }
 
 uint32_t kp_stack_size(void)

@@ -44,6 +44,12 @@ struct BuildOptions {
     /// A built-in target (see `kpgen targets`) or a target .toml file.
     #[arg(long, default_value = "cortex-m4")]
     target: String,
+    /// Flash budget in bytes, replacing the target's (the model's estimated flash must fit).
+    #[arg(long, value_name = "BYTES")]
+    flash_budget: Option<u64>,
+    /// RAM budget in bytes, replacing the target's (the model's state must fit).
+    #[arg(long, value_name = "BYTES")]
+    ram_budget: Option<u64>,
 }
 
 #[derive(Args)]
@@ -155,15 +161,24 @@ fn shapes_cmd(args: &ShapesArgs) -> ExitCode {
 
 fn targets() -> ExitCode {
     println!(
-        "{:<12} {:<12} {:<24} {:>9} {:>9}  description",
-        "target", "qemu", "rust triple", "flash", "ram"
+        "{:<11} {:<6} {:<3} {:<3} {:<26} {:<12} {:>6} {:>5}  description",
+        "target", "fpu", "dsp", "mve", "rust", "qemu", "flash", "ram"
     );
+    let yes_no = |b: bool| if b { "yes" } else { "no" };
     for t in target::builtin_targets() {
+        let fpu = match t.features.fpu {
+            target::Fpu::None => "none",
+            target::Fpu::Single => "single",
+            target::Fpu::Double => "double",
+        };
         println!(
-            "{:<12} {:<12} {:<24} {:>8}K {:>8}K  {}",
+            "{:<11} {:<6} {:<3} {:<3} {:<26} {:<12} {:>5}K {:>4}K  {}",
             t.name,
+            fpu,
+            yes_no(t.features.dsp),
+            yes_no(t.features.mve),
+            t.rust.triple.as_deref().unwrap_or("no (C only)"),
             t.qemu.machine,
-            t.rust.triple.as_deref().unwrap_or("(none)"),
             t.budget.flash / 1024,
             t.budget.ram / 1024,
             t.description
@@ -173,8 +188,11 @@ fn targets() -> ExitCode {
 }
 
 fn generate(opts: &BuildOptions) -> Result<(target::Target, kpgen::Generation), Diagnostics> {
-    let target = target::lookup(&opts.target)?;
+    let mut target = target::lookup(&opts.target)?;
+    target.budget.flash = opts.flash_budget.unwrap_or(target.budget.flash);
+    target.budget.ram = opts.ram_budget.unwrap_or(target.budget.ram);
     let generation = kpgen::generate(&opts.spec, &target)?;
+    target::check_budget(&target, &generation.report)?;
     Ok((target, generation))
 }
 
@@ -380,12 +398,27 @@ fn test(args: &TestArgs) -> ExitCode {
             }
         },
     };
+    let mut langs = if args.langs.is_empty() {
+        vec![Lang::C, Lang::Rust]
+    } else {
+        args.langs.clone()
+    };
+    if target.rust.triple.is_none() && matches!(platform, Platform::Qemu(_)) {
+        if args.langs.contains(&Lang::Rust) {
+            eprintln!(
+                "kpgen test: target `{}` has no Rust target triple: Rust firmware cannot be built for it (test C with --lang c)",
+                target.name
+            );
+            return ExitCode::from(EXIT_BAD_INPUT);
+        }
+        langs.retain(|&l| l != Lang::Rust);
+        eprintln!(
+            "kpgen test: note: target `{}` has no Rust target triple: testing C only",
+            target.name
+        );
+    }
     let opts = RunOptions {
-        langs: if args.langs.is_empty() {
-            vec![Lang::C, Lang::Rust]
-        } else {
-            args.langs.clone()
-        },
+        langs,
         tolerance: Tolerance {
             abs: args.tolerance,
         },

@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::diagnostic::{Diagnostic, Diagnostics, Place};
+use crate::report::Report;
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -90,7 +91,14 @@ pub struct PlanRules {
 }
 
 /// The targets shipped with kpgen, as (file name, contents).
-const BUILTIN: &[(&str, &str)] = &[("cortex-m4", include_str!("../../targets/cortex-m4.toml"))];
+const BUILTIN: &[(&str, &str)] = &[
+    ("cortex-m0", include_str!("../../targets/cortex-m0.toml")),
+    ("cortex-m3", include_str!("../../targets/cortex-m3.toml")),
+    ("cortex-m4", include_str!("../../targets/cortex-m4.toml")),
+    ("cortex-m7", include_str!("../../targets/cortex-m7.toml")),
+    ("cortex-m33", include_str!("../../targets/cortex-m33.toml")),
+    ("cortex-m55", include_str!("../../targets/cortex-m55.toml")),
+];
 
 /// Names of the built-in targets.
 pub fn builtin_names() -> Vec<&'static str> {
@@ -141,5 +149,83 @@ impl Target {
     /// One instruction advances the virtual clock 2^N ns; SysTick counts at `systick_hz`.
     pub fn ticks_per_instruction(&self) -> f64 {
         (1u64 << self.qemu.icount_shift) as f64 * self.qemu.systick_hz as f64 / 1e9
+    }
+}
+
+/// Bytes of flash a model needs by estimate: its stored parameters as float32 plus the index
+/// arrays of its CSR overlays (code, and the literals of unrolled factors beyond their weight
+/// bytes, are not counted).
+pub fn estimated_flash(report: &Report) -> u64 {
+    (report.totals.weight_bytes + report.totals.overlay_index_bytes) as u64
+}
+
+/// Bytes of RAM a model needs by estimate: its state struct (`state_bytes`:
+/// recurrent state and scratch buffers).
+pub fn estimated_ram(report: &Report) -> u64 {
+    report.totals.state_bytes as u64
+}
+
+/// Refuses a model whose [`estimated_flash`] or [`estimated_ram`] exceeds the target's budget;
+/// one diagnostic per exceeded budget, naming the target, the figure and the budget.
+pub fn check_budget(target: &Target, report: &Report) -> Result<(), Diagnostics> {
+    let checks = [
+        (
+            "flash",
+            "stored parameters x 4 + overlay index bytes",
+            estimated_flash(report),
+            target.budget.flash,
+            "--flash-budget",
+        ),
+        (
+            "RAM",
+            "the state struct: recurrent state and scratch buffers",
+            estimated_ram(report),
+            target.budget.ram,
+            "--ram-budget",
+        ),
+    ];
+    let errors: Vec<Diagnostic> = checks
+        .iter()
+        .filter(|(_, _, need, budget, _)| need > budget)
+        .map(|(what, how, need, budget, flag)| {
+            Diagnostic::new(
+                Place::file("--target".as_ref()),
+                format!(
+                    "model `{}` needs an estimated {need} bytes of {what} ({how}), over the \
+                     {budget}-byte {what} budget of target `{}`",
+                    report.model, target.name
+                ),
+            )
+            .with_help(format!(
+                "compress the model further, choose a larger target, or raise the budget \
+                 with {flag} BYTES"
+            ))
+        })
+        .collect();
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(Diagnostics(errors))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_builtin_target_parses_and_counts_exactly() {
+        let targets = builtin_targets();
+        assert_eq!(targets.len(), BUILTIN.len());
+        for t in &targets {
+            assert_eq!(t.name, lookup(&t.name).unwrap().name);
+            // More than 2 ticks per instruction: exact instruction counts.
+            assert!(t.ticks_per_instruction() > 2.0, "{}", t.name);
+            assert!(t.budget.ram <= t.memory.ram_size, "{}", t.name);
+            assert_eq!(t.features.mve, t.name == "cortex-m55");
+        }
+        let m55 = lookup("cortex-m55").unwrap();
+        assert!(m55.rust.triple.is_none());
+        assert_eq!(lookup("cortex-m0").unwrap().features.fpu, Fpu::None);
     }
 }

@@ -1,0 +1,359 @@
+//! Every built-in target under QEMU: a few models of `common` (each cell kind, a straight-line
+//! and a CSR overlay, a stacked model) and the basic_motions KP example are generated for the
+//! core, built into bare-metal firmware in C and, where the target has a Rust triple, in Rust,
+//! run on the target's QEMU board, compared with the f64 reference and measured.
+//! Also the CLI side: `kpgen targets`, the flash/RAM budget check and C-only testing on a core
+//! without Rust. Needs arm-none-eabi-gcc, qemu-system-arm and the rustup thumb targets (ci/setup),
+//! and FAILS (never skips) when they are missing.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use common::Case;
+use kpgen::harness::{self, Lang, Platform, RunOptions, TestInputs, Tolerance};
+use kpgen::target::{Fpu, Target};
+use kpgen::toolchain::Toolchain;
+
+const SEQUENCES: usize = 2;
+
+/// The models every target runs, by case name (kept small: the Cortex-M0 board has 64 KB RAM).
+const CASES: &[&str] = &[
+    "lstm_kp",
+    "gru_dkp",
+    "fastgrnn_dense",
+    "lstm32_dkp_csr",
+    "stacked_lstm_gru_softmax",
+];
+
+fn platform() -> Platform {
+    Platform::Qemu(
+        Toolchain::locate()
+            .unwrap_or_else(|e| panic!("the cross toolchain is missing (run ci/setup): {e}")),
+    )
+}
+
+fn target(name: &str) -> Target {
+    kpgen::target::lookup(name).unwrap_or_else(|d| panic!("{name}: {}", d.render()))
+}
+
+/// C, plus Rust where the target has a triple.
+fn langs(target: &Target) -> Vec<Lang> {
+    match target.rust.triple {
+        Some(_) => vec![Lang::C, Lang::Rust],
+        None => vec![Lang::C],
+    }
+}
+
+fn cases() -> Vec<Case> {
+    let all = common::all_cases();
+    let picked: Vec<Case> = all
+        .into_iter()
+        .filter(|c| CASES.contains(&c.name()))
+        .collect();
+    assert_eq!(
+        picked.len(),
+        CASES.len(),
+        "a case of CASES is gone from common"
+    );
+    picked
+}
+
+fn run_case(platform: &Platform, target: &Target, case: &Case) -> Result<(), String> {
+    let (_fixture, gen) = common::generate(case, target)?;
+    kpgen::target::check_budget(target, &gen.report).map_err(|d| d.render())?;
+    let work = tempfile::Builder::new()
+        .prefix(&format!("kpgen-{}-{}-", target.name, case.name()))
+        .tempdir()
+        .map_err(|e| e.to_string())?;
+    let inputs = TestInputs::random(
+        SEQUENCES,
+        case.model.steps(),
+        case.model.features,
+        0x51ed ^ case.model.seed,
+        1.0,
+    );
+    let langs = langs(target);
+    let opts = RunOptions {
+        langs: langs.clone(),
+        tolerance: Tolerance::default(),
+        timeout: Duration::from_secs(60),
+        dense_baseline: case.dense_baseline,
+        work_dir: work.path().to_path_buf(),
+    };
+    let suite = harness::run_suite(platform, target, &gen, &inputs, &opts, &mut |_| {})
+        .map_err(|e| format!("the QEMU run failed: {e}"))?;
+    let variants = if case.dense_baseline { 2 } else { 1 };
+    if suite.results.len() != variants * langs.len() {
+        return Err(format!("unexpected results: {:#?}", suite.results));
+    }
+    common::check_suite(&target.name, &suite)?;
+    for r in &suite.results {
+        let what = format!("{} {} {}", target.name, r.variant, r.lang.as_str());
+        let cost = r
+            .cost
+            .as_ref()
+            .ok_or_else(|| format!("{what}: no cost was measured"))?;
+        let measured = cost.instructions_per_inference > 0
+            && cost.instructions_per_inference != u64::MAX
+            && cost.instructions_per_step > 0
+            && cost.flash_bytes > 0
+            && cost.ram_bytes > 0
+            && cost.stack_bytes > 0;
+        if !measured {
+            return Err(format!("{what}: a cost is missing: {cost:#?}"));
+        }
+        if cost.instructions_per_inference
+            < cost.instructions_per_step * case.model.steps() as u64 / 2
+        {
+            return Err(format!("{what}: implausible instruction counts: {cost:#?}"));
+        }
+        // The -fstack-usage bound covers the model's own functions only: on soft-float cores
+        // the libgcc float routines it calls (precompiled, no .su) add frames beyond it.
+        if let (Lang::C, Fpu::Single | Fpu::Double) = (r.lang, target.features.fpu) {
+            match cost.stack_usage_bound {
+                Some(bound) if bound >= cost.stack_bytes => {}
+                other => {
+                    return Err(format!(
+                        "{what}: measured stack {} is not within the -fstack-usage bound {other:?}",
+                        cost.stack_bytes
+                    ))
+                }
+            }
+        }
+        eprintln!(
+            "{what}: {} instructions per inference, {} per step, flash {} B, RAM {} B, stack {} B",
+            cost.instructions_per_inference,
+            cost.instructions_per_step,
+            cost.flash_bytes,
+            cost.ram_bytes,
+            cost.stack_bytes
+        );
+    }
+    if case.dense_baseline {
+        for &lang in &langs {
+            let per_step = |variant: &str| {
+                suite
+                    .results
+                    .iter()
+                    .find(|r| r.variant == variant && r.lang == lang)
+                    .and_then(|r| r.cost.as_ref())
+                    .map(|c| c.instructions_per_step)
+                    .unwrap_or(0)
+            };
+            if per_step("model") >= per_step("dense") {
+                return Err(format!(
+                    "{} {}: the compressed model ({} instructions per step) is not cheaper than its dense expansion ({})",
+                    target.name,
+                    lang.as_str(),
+                    per_step("model"),
+                    per_step("dense")
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn example_spec() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/basic_motions/kp/spec.yaml")
+}
+
+/// The basic_motions KP example in C on one sequence: passes, and its cost is printed so
+/// runs with `--nocapture` show instructions per inference on every core.
+fn run_example(platform: &Platform, target: &Target) -> Result<(), String> {
+    let gen = kpgen::generate(&example_spec(), target).map_err(|d| d.render())?;
+    kpgen::target::check_budget(target, &gen.report).map_err(|d| d.render())?;
+    let work = tempfile::Builder::new()
+        .prefix(&format!("kpgen-{}-example-", target.name))
+        .tempdir()
+        .map_err(|e| e.to_string())?;
+    let m = &gen.model;
+    let inputs = TestInputs::random(1, m.steps, m.input_features, 7, 1.0);
+    let opts = RunOptions {
+        langs: vec![Lang::C],
+        tolerance: Tolerance::default(),
+        timeout: Duration::from_secs(60),
+        dense_baseline: false,
+        work_dir: work.path().to_path_buf(),
+    };
+    let suite = harness::run_suite(platform, target, &gen, &inputs, &opts, &mut |_| {})
+        .map_err(|e| format!("the QEMU run failed: {e}"))?;
+    common::check_suite(&target.name, &suite)?;
+    let cost = suite.results[0].cost.as_ref().ok_or("no cost measured")?;
+    eprintln!(
+        "{} basic_motions/kp c: {} instructions per inference ({} steps), flash {} B",
+        target.name, cost.instructions_per_inference, m.steps, cost.flash_bytes
+    );
+    Ok(())
+}
+
+fn conformance(name: &str) {
+    let platform = platform();
+    let target = target(name);
+    common::run_cases(&cases(), |c| run_case(&platform, &target, c));
+    run_example(&platform, &target).unwrap_or_else(|e| panic!("{name}: example: {e}"));
+}
+
+#[test]
+fn cortex_m0() {
+    conformance("cortex-m0");
+}
+
+#[test]
+fn cortex_m3() {
+    conformance("cortex-m3");
+}
+
+#[test]
+fn cortex_m4() {
+    conformance("cortex-m4");
+}
+
+#[test]
+fn cortex_m7() {
+    conformance("cortex-m7");
+}
+
+#[test]
+fn cortex_m33() {
+    conformance("cortex-m33");
+}
+
+#[test]
+fn cortex_m55() {
+    conformance("cortex-m55");
+}
+
+// ---------------------------------------------------------------------------------------------
+// The CLI
+// ---------------------------------------------------------------------------------------------
+
+fn kpgen(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kpgen"))
+        .args(args)
+        .output()
+        .expect("run kpgen")
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[test]
+fn targets_lists_every_core_with_its_features() {
+    let out = kpgen(&["targets"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let listing = String::from_utf8_lossy(&out.stdout);
+    for name in kpgen::target::builtin_names() {
+        assert!(listing.contains(name), "{name} missing:\n{listing}");
+    }
+    let m55 = listing
+        .lines()
+        .find(|l| l.starts_with("cortex-m55 "))
+        .unwrap();
+    assert!(m55.contains("C only"), "{m55}");
+    let m0 = listing
+        .lines()
+        .find(|l| l.starts_with("cortex-m0 "))
+        .unwrap();
+    assert!(m0.contains("M0+") && m0.contains("none"), "{m0}");
+}
+
+#[test]
+fn an_over_budget_model_is_refused_unless_the_budget_is_raised() {
+    let spec =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/basic_motions/dense/spec.yaml");
+    let spec = spec.to_str().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("out");
+    let out_arg = out_dir.to_str().unwrap();
+
+    // 5252 float32 parameters (21 KB): over a 4 KB flash budget.
+    let refused = kpgen(&[
+        "build",
+        spec,
+        "--target",
+        "cortex-m0",
+        "--flash-budget",
+        "4096",
+        "--out",
+        out_arg,
+    ]);
+    let msg = text(&refused);
+    assert_eq!(refused.status.code(), Some(2), "{msg}");
+    assert!(
+        msg.contains("cortex-m0") && msg.contains("21008") && msg.contains("4096"),
+        "{msg}"
+    );
+    assert!(!out_dir.exists(), "a refused build wrote {out_arg}");
+
+    // The same with `test`, on the RAM side (768 bytes of state).
+    let refused = kpgen(&["test", spec, "--target", "cortex-m0", "--ram-budget", "512"]);
+    let msg = text(&refused);
+    assert_eq!(refused.status.code(), Some(2), "{msg}");
+    assert!(
+        msg.contains("RAM") && msg.contains("768") && msg.contains("512"),
+        "{msg}"
+    );
+
+    // Raising the budgets lets it through.
+    let built = kpgen(&[
+        "build",
+        spec,
+        "--target",
+        "cortex-m0",
+        "--flash-budget",
+        "32768",
+        "--ram-budget",
+        "1024",
+        "--out",
+        out_arg,
+    ]);
+    assert!(built.status.success(), "{}", text(&built));
+    assert!(out_dir.join("report.json").is_file());
+
+    // A library check on a built-in budget: within the M0's 64 KB / 8 KB.
+    let gen = kpgen::generate(Path::new(spec), &target("cortex-m0")).unwrap();
+    assert!(kpgen::target::check_budget(&target("cortex-m0"), &gen.report).is_ok());
+    let mut tiny = target("cortex-m0");
+    tiny.budget.flash = 100;
+    tiny.budget.ram = 100;
+    let errors = kpgen::target::check_budget(&tiny, &gen.report).unwrap_err();
+    assert_eq!(errors.0.len(), 2, "{}", errors.render());
+}
+
+#[test]
+fn a_core_without_rust_tests_c_only_and_refuses_lang_rust() {
+    let fixture = common::all_cases()
+        .into_iter()
+        .find(|c| c.name() == "gru_dkp")
+        .unwrap()
+        .model
+        .write();
+    let spec = fixture.spec_path.to_str().unwrap();
+    let out = kpgen(&[
+        "test",
+        spec,
+        "--target",
+        "cortex-m55",
+        "--count",
+        "1",
+        "--no-dense",
+    ]);
+    let msg = text(&out);
+    assert!(out.status.success(), "{msg}");
+    assert!(msg.contains("note:") && msg.contains("C only"), "{msg}");
+    assert!(msg.contains("1 passed, 0 failed"), "{msg}");
+
+    let out = kpgen(&["test", spec, "--target", "cortex-m55", "--lang", "rust"]);
+    let msg = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{msg}");
+    assert!(msg.contains("no Rust"), "{msg}");
+}
