@@ -312,7 +312,7 @@ int main(void)
 
 fn rust_staticlib(tc: &Toolchain, dir: &Path, crate_name: &str, fixture_dir: &str) -> PathBuf {
     let shim = dir.join("shim");
-    toolchain::write_rust_shim(&shim, crate_name, &fixture(fixture_dir)).unwrap();
+    toolchain::write_rust_shim(&shim, crate_name, &fixture(fixture_dir), false).unwrap();
     tc.build_rust_staticlib(&cortex_m4(), &shim, &dir.join("target"))
         .unwrap_or_else(|e| panic!("{e}"))
 }

@@ -7,9 +7,10 @@
 
 /* Clear the recurrent state. */
 void kp_rust_reset(void);
-/* One time step: x has INPUT_FEATURES floats, y receives OUTPUT_SIZE floats. */
-void kp_rust_step(const float *x, float *y);
-/* Whole sequence: x has INPUT_STEPS * INPUT_FEATURES floats (step-major), y receives OUTPUT_SIZE. */
-void kp_rust_infer(const float *x, float *y);
+/* One time step: x has INPUT_FEATURES values, y receives OUTPUT_SIZE (floats, or codes of a
+ * fixed-point model). */
+void kp_rust_step(const void *x, void *y);
+/* Whole sequence: x has INPUT_STEPS * INPUT_FEATURES values (step-major), y receives OUTPUT_SIZE. */
+void kp_rust_infer(const void *x, void *y);
 
 #endif /* KP_RUST_SHIM_H */

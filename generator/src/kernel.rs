@@ -2,7 +2,97 @@
 //! statement form — loops with constant bounds, affine indices, literal or stored weights — that
 //! the C and Rust printers turn into text. One lowering, two syntaxes, the same arithmetic order.
 
+use crate::fixed::Requant;
 use crate::plan::{MatrixPlan, Operand, OverlayEncoding, Stage};
+use crate::quant::{MatrixQuant, StageQuant};
+
+/// Element type of an array or accumulator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Elem {
+    F32,
+    I8,
+    I16,
+    I32,
+    I64,
+}
+
+impl Elem {
+    /// The integer type of `bits` bits.
+    pub fn int(bits: u32) -> Elem {
+        match bits {
+            8 => Elem::I8,
+            16 => Elem::I16,
+            32 => Elem::I32,
+            _ => Elem::I64,
+        }
+    }
+
+    pub fn c_name(self) -> &'static str {
+        match self {
+            Elem::F32 => "float",
+            Elem::I8 => "int8_t",
+            Elem::I16 => "int16_t",
+            Elem::I32 => "int32_t",
+            Elem::I64 => "int64_t",
+        }
+    }
+
+    pub fn rust_name(self) -> &'static str {
+        match self {
+            Elem::F32 => "f32",
+            Elem::I8 => "i8",
+            Elem::I16 => "i16",
+            Elem::I32 => "i32",
+            Elem::I64 => "i64",
+        }
+    }
+
+    pub fn bytes(self) -> usize {
+        match self {
+            Elem::I8 => 1,
+            Elem::I16 => 2,
+            Elem::F32 | Elem::I32 => 4,
+            Elem::I64 => 8,
+        }
+    }
+}
+
+/// A literal weight.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Num {
+    F32(f32),
+    Int(i32),
+}
+
+impl Num {
+    pub fn is_zero(self) -> bool {
+        match self {
+            Num::F32(v) => v == 0.0,
+            Num::Int(v) => v == 0,
+        }
+    }
+}
+
+/// How an integer accumulator becomes the output of a fixed-point statement:
+/// `requantize(acc)`, then stored saturated to int16 (`narrow`, a temp) or added to an int32
+/// destination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fixed {
+    /// int64 accumulator (`requantize_s64`) instead of int32.
+    pub wide: bool,
+    pub requant: Requant,
+    pub narrow: bool,
+}
+
+impl Fixed {
+    pub fn of(sq: &StageQuant) -> Fixed {
+        Fixed {
+            wide: sq.wide,
+            requant: sq.requant,
+            narrow: sq.narrow,
+        }
+    }
+}
 
 /// An index expression `constant + Σ coef·var` over loop variables.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,7 +156,7 @@ impl Access {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Coef {
-    Literal(f32),
+    Literal(Num),
     Load(Access),
 }
 
@@ -82,6 +172,7 @@ pub enum Stmt {
         dst: Access,
         accumulate: bool,
         terms: Vec<(Coef, Access)>,
+        fixed: Option<Fixed>,
     },
     /// `acc = 0; for var < count: acc += weight · input; dst (=|+=) acc`.
     Dot {
@@ -91,6 +182,7 @@ pub enum Stmt {
         count: usize,
         weight: Access,
         input: Access,
+        fixed: Option<Fixed>,
     },
     /// CSR rows: for r < rows, dst[offset + r] += Σ_{k in row r} val[k] · x[col[k]].
     Csr {
@@ -99,6 +191,7 @@ pub enum Stmt {
         row_ptr: String,
         col_index: String,
         values: String,
+        fixed: Option<Fixed>,
     },
 }
 
@@ -109,11 +202,16 @@ pub enum Table {
         name: String,
         rows: usize,
         cols: usize,
-        values: Vec<f32>,
+        values: Values,
     },
     Floats {
         name: String,
         values: Vec<f32>,
+    },
+    Ints {
+        name: String,
+        elem: Elem,
+        values: Vec<i32>,
     },
     Indices {
         name: String,
@@ -127,9 +225,42 @@ impl Table {
         match self {
             Table::Matrix { name, .. }
             | Table::Floats { name, .. }
+            | Table::Ints { name, .. }
             | Table::Indices { name, .. } => name,
         }
     }
+}
+
+/// The values of a stored matrix or vector.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Values {
+    F32(Vec<f32>),
+    Int(Elem, Vec<i32>),
+}
+
+impl Values {
+    pub fn get(&self, k: usize) -> Num {
+        match self {
+            Values::F32(v) => Num::F32(v[k]),
+            Values::Int(_, v) => Num::Int(v[k]),
+        }
+    }
+}
+
+/// Element types of a kernel's operands: input `x`, destination `y`, temp `t`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Operands {
+    pub x: Elem,
+    pub y: Elem,
+    pub t: Elem,
+}
+
+impl Operands {
+    pub const F32: Operands = Operands {
+        x: Elem::F32,
+        y: Elem::F32,
+        t: Elem::F32,
+    };
 }
 
 /// One `dest += W x` kernel.
@@ -138,6 +269,7 @@ pub struct Kernel {
     pub name: String,
     pub input_len: usize,
     pub uses_temp: bool,
+    pub operands: Operands,
     pub tables: Vec<Table>,
     pub body: Vec<Stmt>,
 }
@@ -150,7 +282,12 @@ fn array_of(op: Operand) -> Array {
     }
 }
 
-fn lower_stage(stage: &Stage, dest_offset: usize, tables: &mut Vec<Table>) -> Vec<Stmt> {
+fn lower_stage(
+    stage: &Stage,
+    quant: Option<&StageQuant>,
+    dest_offset: usize,
+    tables: &mut Vec<Table>,
+) -> Vec<Stmt> {
     let out_base = if stage.output == Operand::Dest {
         dest_offset
     } else {
@@ -158,6 +295,13 @@ fn lower_stage(stage: &Stage, dest_offset: usize, tables: &mut Vec<Table>) -> Ve
     };
     let input = array_of(stage.input);
     let output = array_of(stage.output);
+    let fixed = quant.map(Fixed::of);
+    let values = match quant {
+        Some(q) => Values::Int(Elem::int(q.weight_bits), q.values.clone()),
+        None => Values::F32(stage.values.clone()),
+    };
+    // A fixed-point temp is stored once, saturated: never accumulated into.
+    let accumulate = stage.accumulate;
     let per_r = |r_var: Option<&'static str>| -> Vec<Stmt> {
         let r_terms = |coef: usize| r_var.map(|v| (v, coef));
         if stage.unrolled {
@@ -165,8 +309,8 @@ fn lower_stage(stage: &Stage, dest_offset: usize, tables: &mut Vec<Table>) -> Ve
                 .filter_map(|i| {
                     let terms: Vec<(Coef, Access)> = (0..stage.q)
                         .filter_map(|j| {
-                            let w = stage.values[i * stage.q + j];
-                            (w != 0.0).then(|| {
+                            let w = values.get(i * stage.q + j);
+                            (!w.is_zero()).then(|| {
                                 let idx = Affine::new(
                                     j * stage.in_j,
                                     &r_terms(stage.in_r).into_iter().collect::<Vec<_>>(),
@@ -175,7 +319,7 @@ fn lower_stage(stage: &Stage, dest_offset: usize, tables: &mut Vec<Table>) -> Ve
                             })
                         })
                         .collect();
-                    if terms.is_empty() && stage.accumulate {
+                    if terms.is_empty() && accumulate {
                         return None;
                     }
                     let dst = Affine::new(
@@ -184,8 +328,9 @@ fn lower_stage(stage: &Stage, dest_offset: usize, tables: &mut Vec<Table>) -> Ve
                     );
                     Some(Stmt::Sum {
                         dst: Access::flat(output.clone(), dst),
-                        accumulate: stage.accumulate,
+                        accumulate,
                         terms,
+                        fixed,
                     })
                 })
                 .collect()
@@ -203,7 +348,7 @@ fn lower_stage(stage: &Stage, dest_offset: usize, tables: &mut Vec<Table>) -> Ve
                 count: stage.p,
                 body: vec![Stmt::Dot {
                     dst: Access::flat(output.clone(), Affine::new(out_base, &o_part)),
-                    accumulate: stage.accumulate,
+                    accumulate,
                     var: "j",
                     count: stage.q,
                     weight: Access {
@@ -214,6 +359,7 @@ fn lower_stage(stage: &Stage, dest_offset: usize, tables: &mut Vec<Table>) -> Ve
                         ),
                     },
                     input: Access::flat(input.clone(), Affine::new(0, &in_terms)),
+                    fixed,
                 }],
             }]
         }
@@ -223,7 +369,7 @@ fn lower_stage(stage: &Stage, dest_offset: usize, tables: &mut Vec<Table>) -> Ve
             name: stage.factor.clone(),
             rows: stage.p,
             cols: stage.q,
-            values: stage.values.clone(),
+            values: values.clone(),
         });
     }
     if stage.outer == 1 {
@@ -237,15 +383,23 @@ fn lower_stage(stage: &Stage, dest_offset: usize, tables: &mut Vec<Table>) -> Ve
     }
 }
 
-/// Lowers one planned matrix to its kernel.
-pub fn lower_matrix(m: &MatrixPlan) -> Kernel {
+/// Lowers one planned matrix to its kernel; `quant` makes it a fixed-point kernel whose input
+/// codes have element type `act`.
+pub fn lower_matrix(m: &MatrixPlan, quant: Option<(&MatrixQuant, Elem)>) -> Kernel {
     let mut tables = Vec::new();
     let mut body = Vec::new();
     let uses_temp = m.product.temp_len().is_some();
-    for s in m.product.stages() {
-        body.extend(lower_stage(s, m.dest_offset, &mut tables));
+    for (k, s) in m.product.stages().iter().enumerate() {
+        let sq = quant.map(|(q, _)| &q.stages[k]);
+        body.extend(lower_stage(s, sq, m.dest_offset, &mut tables));
     }
+    let overlay_quant = quant.and_then(|(q, _)| q.overlay.as_ref());
     if let Some(ov) = &m.overlay {
+        let value = |k: usize| match overlay_quant {
+            Some(q) => Num::Int(q.values[k]),
+            None => Num::F32(ov.entries[k].2),
+        };
+        let fixed = overlay_quant.map(Fixed::of);
         match ov.encoding {
             OverlayEncoding::StraightLine => {
                 let mut k = 0;
@@ -253,17 +407,23 @@ pub fn lower_matrix(m: &MatrixPlan) -> Kernel {
                     let row = ov.entries[k].0;
                     let mut terms = Vec::new();
                     while k < ov.entries.len() && ov.entries[k].0 == row {
-                        let (_, c, v) = ov.entries[k];
-                        terms.push((
-                            Coef::Literal(v),
-                            Access::flat(Array::Input, Affine::constant(c)),
-                        ));
+                        let c = ov.entries[k].1;
+                        if !value(k).is_zero() {
+                            terms.push((
+                                Coef::Literal(value(k)),
+                                Access::flat(Array::Input, Affine::constant(c)),
+                            ));
+                        }
                         k += 1;
+                    }
+                    if terms.is_empty() {
+                        continue;
                     }
                     body.push(Stmt::Sum {
                         dst: Access::flat(Array::Dest, Affine::constant(m.dest_offset + row)),
                         accumulate: true,
                         terms,
+                        fixed,
                     });
                 }
             }
@@ -283,9 +443,16 @@ pub fn lower_matrix(m: &MatrixPlan) -> Kernel {
                     bytes: col_index.bytes(),
                     values: ov.entries.iter().map(|e| e.1).collect(),
                 });
-                tables.push(Table::Floats {
-                    name: names[2].clone(),
-                    values: ov.entries.iter().map(|e| e.2).collect(),
+                tables.push(match overlay_quant {
+                    Some(q) => Table::Ints {
+                        name: names[2].clone(),
+                        elem: Elem::int(q.weight_bits),
+                        values: q.values.clone(),
+                    },
+                    None => Table::Floats {
+                        name: names[2].clone(),
+                        values: ov.entries.iter().map(|e| e.2).collect(),
+                    },
                 });
                 let [row_ptr, col_index, values] = names;
                 body.push(Stmt::Csr {
@@ -294,14 +461,24 @@ pub fn lower_matrix(m: &MatrixPlan) -> Kernel {
                     row_ptr,
                     col_index,
                     values,
+                    fixed,
                 });
             }
         }
     }
+    let operands = match quant {
+        Some((_, act)) => Operands {
+            x: act,
+            y: Elem::I32,
+            t: Elem::I16,
+        },
+        None => Operands::F32,
+    };
     Kernel {
         name: format!("{}_mv", m.id),
         input_len: m.cols,
         uses_temp,
+        operands,
         tables,
         body,
     }

@@ -10,10 +10,13 @@
 
 pub mod diagnostic;
 pub mod emit;
+pub mod fixed;
 pub mod harness;
+pub mod intref;
 pub mod kernel;
 pub mod model;
 pub mod plan;
+pub mod quant;
 pub mod reference;
 pub mod report;
 pub mod shapes;
@@ -28,6 +31,7 @@ use diagnostic::{Diagnostic, Diagnostics, Place};
 use emit::GeneratedFile;
 use model::Model;
 use plan::Plan;
+use quant::QuantPlan;
 use report::Report;
 use target::Target;
 
@@ -36,6 +40,8 @@ use target::Target;
 pub struct Generation {
     pub model: Model,
     pub plan: Plan,
+    /// The quantization of int8 / int16 builds.
+    pub quant: Option<QuantPlan>,
     pub report: Report,
     pub files: Vec<GeneratedFile>,
 }
@@ -49,14 +55,19 @@ pub fn load(spec_path: &Path) -> Result<Model, Diagnostics> {
 /// Plans and emits a loaded model for a target.
 pub fn generate_model(model: &Model, target: &Target) -> Result<Generation, Diagnostics> {
     let plan = plan::plan_model(model, target);
-    let program = emit::lower(&plan);
+    let quant = if model.precision.is_fixed() {
+        Some(quantize(model, &plan)?)
+    } else {
+        None
+    };
+    let program = emit::lower(&plan, quant.as_ref());
     let mut files = emit::emit(&program).map_err(|e| {
         Diagnostic::new(
             Place::file(Path::new("templates")),
             format!("internal error while rendering templates: {e}"),
         )
     })?;
-    let report = report::build_report(model, &plan);
+    let report = report::build_report(model, &plan, quant.as_ref());
     let json = serde_json::to_string_pretty(&report).unwrap_or_default();
     files.push(GeneratedFile {
         path: "report.json".to_owned(),
@@ -65,8 +76,34 @@ pub fn generate_model(model: &Model, target: &Target) -> Result<Generation, Diag
     Ok(Generation {
         model: model.clone(),
         plan,
+        quant,
         report,
         files,
+    })
+}
+
+/// Sequences calibration uses when the spec and the command line name none.
+pub const DEFAULT_CALIBRATION: &str =
+    "64 seeded random sequences uniform in [-1, 1) (no calibration data given)";
+
+/// Calibrates (on the model's calibration file, or the documented default) and quantizes.
+fn quantize(model: &Model, plan: &Plan) -> Result<QuantPlan, Diagnostics> {
+    let (inputs, what) = match &model.calibration {
+        Some(path) => (
+            harness::TestInputs::from_file(path, model.steps, model.input_features)?,
+            path.display().to_string(),
+        ),
+        None => (
+            harness::TestInputs::random(64, model.steps, model.input_features, 0x5EED, 1.0),
+            DEFAULT_CALIBRATION.to_owned(),
+        ),
+    };
+    quant::quantize(model, plan, &inputs, what).map_err(|e| {
+        Diagnostic::new(
+            Place::file(model.calibration.as_deref().unwrap_or(Path::new("spec"))),
+            format!("cannot quantize model `{}`: {e}", model.name),
+        )
+        .into()
     })
 }
 

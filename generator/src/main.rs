@@ -50,6 +50,13 @@ struct BuildOptions {
     /// RAM budget in bytes, replacing the target's (the model's state must fit).
     #[arg(long, value_name = "BYTES")]
     ram_budget: Option<u64>,
+    /// Arithmetic of the generated code, replacing the spec's `precision` (default f32).
+    #[arg(long, value_enum)]
+    precision: Option<kpgen::spec::Precision>,
+    /// Calibration inputs for int8/int16 (float .npy, sequences x steps x features), replacing
+    /// the spec's `calibration`.
+    #[arg(long, value_name = "FILE.npy")]
+    calibrate: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -191,7 +198,20 @@ fn generate(opts: &BuildOptions) -> Result<(target::Target, kpgen::Generation), 
     let mut target = target::lookup(&opts.target)?;
     target.budget.flash = opts.flash_budget.unwrap_or(target.budget.flash);
     target.budget.ram = opts.ram_budget.unwrap_or(target.budget.ram);
-    let generation = kpgen::generate(&opts.spec, &target)?;
+    let mut model = kpgen::load(&opts.spec)?;
+    if let Some(p) = opts.precision {
+        model.precision = p;
+    }
+    if let Some(c) = &opts.calibrate {
+        model.calibration = Some(c.clone());
+    }
+    if model.precision.is_fixed() && model.calibration.is_none() {
+        eprintln!(
+            "kpgen: note: no calibration data (spec `calibration:` or --calibrate): scales come from {}",
+            kpgen::DEFAULT_CALIBRATION
+        );
+    }
+    let generation = kpgen::generate_model(&model, &target)?;
     target::check_budget(&target, &generation.report)?;
     Ok((target, generation))
 }

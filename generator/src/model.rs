@@ -1,14 +1,14 @@
 //! Stage 2: the validated model. Tensors are loaded, shapes checked against the layer sizes,
 //! values checked finite. Everything downstream may assume a consistent model.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use nalgebra::DMatrix;
 use serde_saphyr::Spanned;
 
 use crate::diagnostic::Diagnostics;
 use crate::spec::{
-    Activation, LayerKind, LayerSpec, ScalarSpec, SpecDocument, WeightMap, WeightSpec,
+    Activation, LayerKind, LayerSpec, Precision, ScalarSpec, SpecDocument, WeightMap, WeightSpec,
 };
 use crate::tensor::{self, Tensor};
 
@@ -18,6 +18,10 @@ pub struct Model {
     pub input_features: usize,
     pub steps: usize,
     pub layers: Vec<Layer>,
+    /// The spec's `precision` (f32 when omitted); the CLI may override it.
+    pub precision: Precision,
+    /// The spec's `calibration` file, resolved against the spec's folder.
+    pub calibration: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -625,6 +629,14 @@ pub fn load_model(doc: &SpecDocument) -> Result<Model, Diagnostics> {
         input_features: features.unwrap_or(0),
         steps: steps.unwrap_or(0),
         layers,
+        precision: spec
+            .precision
+            .as_ref()
+            .map_or_else(Precision::default, |p| p.value),
+        calibration: spec
+            .calibration
+            .as_ref()
+            .map(|c| doc.base_dir().join(&c.value)),
     };
     l.errors.into_result(model)
 }

@@ -7,13 +7,14 @@ use serde::Serialize;
 use crate::model::{Cell, Layer, Model, SparseMatrix, Weight, WeightForm};
 use crate::reference::sigmoid;
 use crate::shapes::{self, KronOrder, KronShape};
-use crate::spec::{Activation, LayerKind};
+use crate::spec::{Activation, LayerKind, Precision};
 use crate::target::Target;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Plan {
     pub name: String,
     pub target: String,
+    pub precision: Precision,
     pub input_features: usize,
     pub steps: usize,
     pub output_size: usize,
@@ -29,6 +30,21 @@ pub struct Buffer {
     pub len: usize,
     /// Recurrent state (zeroed by reset and carried across steps), as opposed to scratch.
     pub recurrent: bool,
+    pub role: BufferRole,
+}
+
+/// What a buffer holds, which decides its element type per precision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BufferRole {
+    /// A layer's output vector (hidden state, dense output): float, int8 or int16.
+    Activation,
+    /// Sums of matrix products and biases: float or int32.
+    Accumulator,
+    /// LSTM cell state: float or int16.
+    CellState,
+    /// The KP / low-rank intermediate product: float or int16.
+    Temp,
 }
 
 /// Where a layer reads its input from.
@@ -82,6 +98,9 @@ pub enum LayerConstants {
     Dense {
         bias: Vec<f32>,
         activation: Activation,
+        /// Fixed point only: the int32 buffer the products accumulate into before the
+        /// activation narrows them into the output.
+        acc: Option<String>,
     },
 }
 
@@ -278,6 +297,24 @@ impl Plan {
     /// Floats in the state struct.
     pub fn state_floats(&self) -> usize {
         self.buffers.iter().map(|b| b.len).sum()
+    }
+
+    /// Bytes of the state struct: every buffer at its element size for the plan's precision.
+    pub fn state_bytes(&self) -> usize {
+        self.buffers
+            .iter()
+            .map(|b| b.len * b.role.elem_bytes(self.precision))
+            .sum()
+    }
+}
+
+impl BufferRole {
+    pub fn elem_bytes(self, precision: Precision) -> usize {
+        match (precision, self) {
+            (Precision::F32, _) | (_, BufferRole::Accumulator) => 4,
+            (Precision::Int8, BufferRole::Activation) => 1,
+            _ => 2,
+        }
     }
 }
 
@@ -498,6 +535,7 @@ pub fn plan_model(model: &Model, target: &Target) -> Plan {
     for (index, layer) in model.layers.iter().enumerate() {
         let lp = plan_layer(
             target,
+            model.precision,
             index,
             layer,
             input.clone(),
@@ -512,6 +550,7 @@ pub fn plan_model(model: &Model, target: &Target) -> Plan {
     let mut plan = Plan {
         name: model.name.clone(),
         target: target.name.clone(),
+        precision: model.precision,
         input_features: model.input_features,
         steps: model.steps,
         output_size: model.output_size(),
@@ -524,6 +563,7 @@ pub fn plan_model(model: &Model, target: &Target) -> Plan {
             name: TEMP_BUFFER.to_owned(),
             len: temp,
             recurrent: false,
+            role: BufferRole::Temp,
         });
     }
     plan
@@ -531,6 +571,7 @@ pub fn plan_model(model: &Model, target: &Target) -> Plan {
 
 fn plan_layer(
     target: &Target,
+    precision: Precision,
     index: usize,
     layer: &Layer,
     input: Source,
@@ -538,20 +579,22 @@ fn plan_layer(
     buffers: &mut Vec<Buffer>,
 ) -> LayerPlan {
     let h = layer.units;
-    let mut buffer = |name: String, len: usize, recurrent: bool| {
+    let mut buffer = |name: String, len: usize, recurrent: bool, role: BufferRole| {
         buffers.push(Buffer {
             name: name.clone(),
             len,
             recurrent,
+            role,
         });
         name
     };
+    use BufferRole::{Accumulator, Activation as Act, CellState};
     let id = |field: &str| format!("l{index}_{field}");
     let (matrices, constants, output) = match &layer.cell {
         Cell::Lstm(g) => {
-            let hidden = buffer(format!("l{index}_h"), h, true);
-            let cell = buffer(format!("l{index}_c"), h, true);
-            let gates = buffer(format!("l{index}_gates"), 4 * h, false);
+            let hidden = buffer(format!("l{index}_h"), h, true, Act);
+            let cell = buffer(format!("l{index}_c"), h, true, CellState);
+            let gates = buffer(format!("l{index}_gates"), 4 * h, false, Accumulator);
             let m = vec![
                 plan_matrix(target, id("w_ih"), &g.w_ih, &gates, 0),
                 plan_matrix(target, id("w_hh"), &g.w_hh, &gates, 0),
@@ -568,9 +611,9 @@ fn plan_layer(
             )
         }
         Cell::Gru(g) => {
-            let hidden = buffer(format!("l{index}_h"), h, true);
+            let hidden = buffer(format!("l{index}_h"), h, true, Act);
             // Input gates in [0, 3H), recurrent gates in [3H, 6H).
-            let gates = buffer(format!("l{index}_gates"), 6 * h, false);
+            let gates = buffer(format!("l{index}_gates"), 6 * h, false, Accumulator);
             let m = vec![
                 plan_matrix(target, id("w_ih"), &g.w_ih, &gates, 0),
                 plan_matrix(target, id("w_hh"), &g.w_hh, &gates, 3 * h),
@@ -586,8 +629,8 @@ fn plan_layer(
             )
         }
         Cell::FastGrnn(f) => {
-            let hidden = buffer(format!("l{index}_h"), h, true);
-            let gates = buffer(format!("l{index}_pre"), h, false);
+            let hidden = buffer(format!("l{index}_h"), h, true, Act);
+            let gates = buffer(format!("l{index}_pre"), h, false, Accumulator);
             let m = vec![
                 plan_matrix(target, id("w"), &f.w, &gates, 0),
                 plan_matrix(target, id("u"), &f.u, &gates, 0),
@@ -606,14 +649,22 @@ fn plan_layer(
         }
         Cell::Dense(d) => {
             // The last dense layer writes the caller's y; earlier ones need a buffer.
-            let out = (!is_last).then(|| buffer(format!("l{index}_out"), h, false));
-            let dest = out.clone().unwrap_or_else(|| "y".to_owned());
+            let out = (!is_last).then(|| buffer(format!("l{index}_out"), h, false, Act));
+            // Fixed point sums in int32 before the activation narrows into the output.
+            let acc = precision
+                .is_fixed()
+                .then(|| buffer(format!("l{index}_acc"), h, false, Accumulator));
+            let dest = acc
+                .clone()
+                .or_else(|| out.clone())
+                .unwrap_or_else(|| "y".to_owned());
             let m = vec![plan_matrix(target, id("w"), &d.w, &dest, 0)];
             (
                 m,
                 LayerConstants::Dense {
                     bias: to_f32(&d.b),
                     activation: d.activation,
+                    acc,
                 },
                 out,
             )

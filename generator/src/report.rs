@@ -4,13 +4,19 @@ use serde::Serialize;
 
 use crate::model::Model;
 use crate::plan::{MatrixPlan, OverlayEncoding, Plan, Product};
+use crate::quant::QuantPlan;
 use crate::shapes::{KronOrder, KronShape};
-use crate::spec::LayerKind;
+use crate::spec::{LayerKind, Precision};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub model: String,
     pub target: String,
+    pub precision: Precision,
+    /// Fixed point: formats, calibration, and per matrix the requantization and the proven
+    /// accumulator bound (|acc| <= bound; int64 accumulators where int32 could overflow).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quantization: Option<QuantPlan>,
     pub input_features: usize,
     pub input_steps: usize,
     pub output_size: usize,
@@ -79,7 +85,7 @@ pub struct Totals {
     pub dense_macs_per_step: usize,
     pub overlay_nnz: usize,
     pub overlay_index_bytes: usize,
-    /// float32 weight bytes: stored parameters x 4 (literals in code included).
+    /// Weight bytes: stored parameters x 4 (f32), 2 (int16) or 1 (int8), literals included.
     pub weight_bytes: usize,
     pub state_bytes: usize,
 }
@@ -144,7 +150,7 @@ fn matrix_report(m: &MatrixPlan) -> MatrixReport {
     }
 }
 
-pub fn build_report(model: &Model, plan: &Plan) -> Report {
+pub fn build_report(model: &Model, plan: &Plan, quant: Option<&QuantPlan>) -> Report {
     let layers: Vec<LayerReport> = plan
         .layers
         .iter()
@@ -177,9 +183,16 @@ pub fn build_report(model: &Model, plan: &Plan) -> Report {
             .flat_map(|l| &l.matrices)
             .filter_map(|m| m.overlay.as_ref())
     };
+    let weight_size = match plan.precision {
+        Precision::F32 => 4,
+        Precision::Int16 => 2,
+        Precision::Int8 => 1,
+    };
     Report {
         model: plan.name.clone(),
         target: plan.target.clone(),
+        precision: plan.precision,
+        quantization: quant.cloned(),
         input_features: plan.input_features,
         input_steps: plan.steps,
         output_size: plan.output_size,
@@ -191,8 +204,8 @@ pub fn build_report(model: &Model, plan: &Plan) -> Report {
             dense_macs_per_step: layers.iter().map(|l| l.dense_macs_per_step).sum(),
             overlay_nnz: overlays().map(|o| o.nnz).sum(),
             overlay_index_bytes: overlays().map(|o| o.index_bytes).sum(),
-            weight_bytes: 4 * stored,
-            state_bytes: 4 * plan.state_floats(),
+            weight_bytes: weight_size * stored,
+            state_bytes: plan.state_bytes(),
         },
         layers,
         measured: None,

@@ -52,6 +52,42 @@ pub struct Spec {
     pub name: Spanned<String>,
     pub input: Spanned<InputSpec>,
     pub layers: Spanned<Vec<Spanned<LayerSpec>>>,
+    /// Arithmetic of the generated code; `--precision` overrides it. Omitted = f32.
+    #[serde(default)]
+    pub precision: Option<Spanned<Precision>>,
+    /// Calibration inputs for fixed point (float .npy, sequences x steps x features), relative
+    /// to the spec; `--calibrate` overrides it.
+    #[serde(default)]
+    pub calibration: Option<Spanned<String>>,
+}
+
+/// The arithmetic of the generated code.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, Default, clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// IEEE single precision throughout.
+    #[default]
+    F32,
+    /// int16 weights and activations, int16 gates and cell state, int64 accumulation.
+    Int16,
+    /// int8 weights and activations, int16 gates and cell state, int32 accumulation.
+    Int8,
+}
+
+impl Precision {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Precision::F32 => "f32",
+            Precision::Int16 => "int16",
+            Precision::Int8 => "int8",
+        }
+    }
+
+    pub fn is_fixed(self) -> bool {
+        self != Precision::F32
+    }
 }
 
 #[derive(Debug, Deserialize)]

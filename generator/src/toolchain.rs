@@ -225,10 +225,12 @@ pub fn write_runtime(dir: &Path) -> Result<Vec<PathBuf>, ToolchainError> {
 
 /// Writes a ready-to-build Rust shim crate into `dir` (`Cargo.toml` and `src/lib.rs`) that
 /// wraps the generated crate named `model_crate` found at `model_path`.
+/// `fixed`: the model is fixed point, and the shim exports its integer (`_q`) API.
 pub fn write_rust_shim(
     dir: &Path,
     model_crate: &str,
     model_path: &Path,
+    fixed: bool,
 ) -> Result<(), ToolchainError> {
     let model_path = std::path::absolute(model_path)
         .map_err(|e| ToolchainError::io(format!("resolve {}", model_path.display()), e))?;
@@ -239,7 +241,16 @@ pub fn write_rust_shim(
             &toml_escape(&model_path.to_string_lossy().replace('\\', "/")),
         );
     write_file(&dir.join("Cargo.toml"), &cargo)?;
-    write_file(&dir.join("src/lib.rs"), SHIM_LIB_RS)
+    let (code, suffix) = if fixed {
+        ("kp_model::Code", "_q")
+    } else {
+        ("f32", "")
+    };
+    let lib = SHIM_LIB_RS
+        .replace("@CODE@", code)
+        .replace("@STEP@", &format!("step{suffix}"))
+        .replace("@INFER@", &format!("infer{suffix}"));
+    write_file(&dir.join("src/lib.rs"), &lib)
 }
 
 /// Bytes reserved for the stack at the top of RAM: a quarter of RAM, at most 64 KiB.

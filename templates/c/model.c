@@ -3,6 +3,13 @@
 #include <stdint.h>
 
 #include "{{ name }}.h"
+{%- if let Some(q) = fixed %}
+
+/* Codes of activations, inputs and outputs. */
+typedef {{ q.code }} kp_code_t;
+#define KP_CODE_MIN {{ q.code_min }}
+#define KP_CODE_MAX {{ q.code_max }}
+{%- endif %}
 
 {{ runtime }}
 /* ---- weights and constants (flash) ---- */
@@ -22,7 +29,7 @@ static void {{ k.signature }}
 {%- endfor %}
 
 /* Layers that carry state: run at every step. */
-static void {{ name }}_advance({{ name }}_state_t *s, const float *x)
+static void {{ name }}_advance({{ name }}_state_t *s, const {{ io }} *x)
 {
 {%- for line in advance %}
     {{ line }}
@@ -30,7 +37,7 @@ static void {{ name }}_advance({{ name }}_state_t *s, const float *x)
 }
 
 /* Stateless layers after the last recurrent one: write the output. */
-static void {{ name }}_head({{ name }}_state_t *s, const float *x, float *y)
+static void {{ name }}_head({{ name }}_state_t *s, const {{ io }} *x, {{ io }} *y)
 {
 {%- for line in head %}
     {{ line }}
@@ -44,6 +51,51 @@ void {{ name }}_reset({{ name }}_state_t *s)
 {%- endfor %}
 }
 
+{% if let Some(q) = fixed -%}
+void {{ name }}_step_q({{ name }}_state_t *s, const {{ q.code }} x[{{ upper }}_INPUT_FEATURES],
+{{ q.step_q_indent }}{{ q.code }} y[{{ upper }}_OUTPUT_SIZE])
+{
+    {{ name }}_advance(s, x);
+    {{ name }}_head(s, x, y);
+}
+
+void {{ name }}_infer_q({{ name }}_state_t *s,
+{{ q.infer_q_indent }}const {{ q.code }} x[{{ upper }}_INPUT_STEPS * {{ upper }}_INPUT_FEATURES],
+{{ q.infer_q_indent }}{{ q.code }} y[{{ upper }}_OUTPUT_SIZE])
+{
+    {{ name }}_reset(s);
+    /* Only the last step's output is returned: the head runs once. */
+    for (int t = 0; t + 1 < {{ upper }}_INPUT_STEPS; ++t) {
+        {{ name }}_advance(s, &x[t * {{ upper }}_INPUT_FEATURES]);
+    }
+    {{ name }}_step_q(s, &x[({{ upper }}_INPUT_STEPS - 1) * {{ upper }}_INPUT_FEATURES], y);
+}
+
+/* The float API: quantize in, run the integer model, dequantize out. */
+void {{ name }}_step({{ name }}_state_t *s, const float x[{{ upper }}_INPUT_FEATURES],
+{{ step_indent }}float y[{{ upper }}_OUTPUT_SIZE])
+{
+    kp_code_t xq[{{ upper }}_INPUT_FEATURES];
+    kp_code_t yq[{{ upper }}_OUTPUT_SIZE];
+    kp_quantize(x, xq, {{ upper }}_INPUT_FEATURES, {{ q.input_inv_scale }}, {{ upper }}_INPUT_ZERO_POINT);
+    {{ name }}_step_q(s, xq, yq);
+    kp_dequantize(yq, y, {{ upper }}_OUTPUT_SIZE, {{ upper }}_OUTPUT_SCALE, {{ upper }}_OUTPUT_ZERO_POINT);
+}
+
+void {{ name }}_infer({{ name }}_state_t *s,
+{{ infer_indent }}const float x[{{ upper }}_INPUT_STEPS * {{ upper }}_INPUT_FEATURES],
+{{ infer_indent }}float y[{{ upper }}_OUTPUT_SIZE])
+{
+    kp_code_t xq[{{ upper }}_INPUT_FEATURES];
+    {{ name }}_reset(s);
+    for (int t = 0; t + 1 < {{ upper }}_INPUT_STEPS; ++t) {
+        kp_quantize(&x[t * {{ upper }}_INPUT_FEATURES], xq, {{ upper }}_INPUT_FEATURES,
+                    {{ q.input_inv_scale }}, {{ upper }}_INPUT_ZERO_POINT);
+        {{ name }}_advance(s, xq);
+    }
+    {{ name }}_step(s, &x[({{ upper }}_INPUT_STEPS - 1) * {{ upper }}_INPUT_FEATURES], y);
+}
+{% else -%}
 void {{ name }}_step({{ name }}_state_t *s, const float x[{{ upper }}_INPUT_FEATURES],
 {{ step_indent }}float y[{{ upper }}_OUTPUT_SIZE])
 {
@@ -62,4 +114,4 @@ void {{ name }}_infer({{ name }}_state_t *s,
     }
     {{ name }}_step(s, &x[({{ upper }}_INPUT_STEPS - 1) * {{ upper }}_INPUT_FEATURES], y);
 }
-
+{% endif %}

@@ -13,6 +13,16 @@ extern "C" {
 #define {{ upper }}_INPUT_FEATURES {{ features }}
 #define {{ upper }}_INPUT_STEPS {{ steps }}
 #define {{ upper }}_OUTPUT_SIZE {{ output }}
+{%- if let Some(q) = fixed %}
+
+#include <stdint.h>
+
+/* Fixed point: real = (code - ZERO_POINT) * SCALE for the inputs and outputs of the _q API. */
+#define {{ upper }}_INPUT_SCALE {{ q.input_scale }}
+#define {{ upper }}_INPUT_ZERO_POINT {{ q.input_zero_point }}
+#define {{ upper }}_OUTPUT_SCALE {{ q.output_scale }}
+#define {{ upper }}_OUTPUT_ZERO_POINT {{ q.output_zero_point }}
+{%- endif %}
 
 /* All mutable memory of the model: recurrent state and scratch ({{ state_bytes }} bytes). */
 struct {{ name }}_state {
@@ -34,6 +44,16 @@ void {{ name }}_step({{ name }}_state_t *s, const float x[{{ upper }}_INPUT_FEAT
 void {{ name }}_infer({{ name }}_state_t *s,
 {{ infer_indent }}const float x[{{ upper }}_INPUT_STEPS * {{ upper }}_INPUT_FEATURES],
 {{ infer_indent }}float y[{{ upper }}_OUTPUT_SIZE]);
+
+{%- if let Some(q) = fixed %}
+
+/* The integer API: codes in, codes out (bit-exact with kpgen's integer reference). */
+void {{ name }}_step_q({{ name }}_state_t *s, const {{ q.code }} x[{{ upper }}_INPUT_FEATURES],
+{{ q.step_q_indent }}{{ q.code }} y[{{ upper }}_OUTPUT_SIZE]);
+void {{ name }}_infer_q({{ name }}_state_t *s,
+{{ q.infer_q_indent }}const {{ q.code }} x[{{ upper }}_INPUT_STEPS * {{ upper }}_INPUT_FEATURES],
+{{ q.infer_q_indent }}{{ q.code }} y[{{ upper }}_OUTPUT_SIZE]);
+{%- endif %}
 
 #ifdef __cplusplus
 }

@@ -21,6 +21,16 @@ pub const INPUT_FEATURES: usize = {{ features }};
 pub const INPUT_STEPS: usize = {{ steps }};
 /// Values of the model output.
 pub const OUTPUT_SIZE: usize = {{ output }};
+{%- if let Some(q) = fixed %}
+
+/// Fixed point: real = (code - ZERO_POINT) * SCALE for the inputs and outputs of the `_q` API.
+pub const INPUT_SCALE: f32 = {{ q.input_scale }};
+pub const INPUT_ZERO_POINT: i32 = {{ q.input_zero_point }};
+pub const OUTPUT_SCALE: f32 = {{ q.output_scale }};
+pub const OUTPUT_ZERO_POINT: i32 = {{ q.output_zero_point }};
+/// The integer type of input and output codes.
+pub type Code = {{ q.code }};
+{%- endif %}
 
 // ---- weights and constants (flash) ----
 {%- for table in tables %}
@@ -60,20 +70,63 @@ impl Model {
     }
 
     /// Layers that carry state: run at every step.
-    fn advance(&mut self, {{ advance_x }}: &[f32; INPUT_FEATURES]) {
+    fn advance(&mut self, {{ advance_x }}: &[{{ io }}; INPUT_FEATURES]) {
 {%- for line in advance %}
         {{ line }}
 {%- endfor %}
     }
 
     /// Stateless layers after the last recurrent one: write the output.
-    fn head(&mut self, {{ head_x }}: &[f32; INPUT_FEATURES], y: &mut [f32; OUTPUT_SIZE]) {
+    fn head(&mut self, {{ head_x }}: &[{{ io }}; INPUT_FEATURES], y: &mut [{{ io }}; OUTPUT_SIZE]) {
 {%- for line in head %}
         {{ line }}
 {%- endfor %}
     }
 
-    /// Advance one time step; write the model output for this step.
+{% if let Some(q) = fixed %}    /// Advance one time step on input codes; write the output codes for this step
+    /// (bit-exact with kpgen's integer reference).
+    pub fn step_q(&mut self, x: &[Code; INPUT_FEATURES], y: &mut [Code; OUTPUT_SIZE]) {
+        self.advance(x);
+        self.head(x, y);
+    }
+
+    /// Reset, run all steps of the input codes `x` and write the output codes after the last.
+    pub fn infer_q(&mut self, x: &[[Code; INPUT_FEATURES]; INPUT_STEPS], y: &mut [Code; OUTPUT_SIZE]) {
+        self.reset();
+        // Only the last step's output is returned: the head runs once.
+        if let Some((last, rest)) = x.split_last() {
+            for xt in rest {
+                self.advance(xt);
+            }
+            self.step_q(last, y);
+        }
+    }
+
+    /// Advance one time step; write the model output for this step (quantize in, run the
+    /// integer model, dequantize out).
+    pub fn step(&mut self, x: &[f32; INPUT_FEATURES], y: &mut [f32; OUTPUT_SIZE]) {
+        let mut xq = [0; INPUT_FEATURES];
+        let mut yq = [0; OUTPUT_SIZE];
+        cells::quantize(x, &mut xq, {{ q.input_inv_scale }}, INPUT_ZERO_POINT);
+        self.step_q(&xq, &mut yq);
+        cells::dequantize(&yq, y, OUTPUT_SCALE, OUTPUT_ZERO_POINT);
+    }
+
+    /// Reset, run all steps of `x` and write the output after the last one.
+    pub fn infer(&mut self, x: &[[f32; INPUT_FEATURES]; INPUT_STEPS], y: &mut [f32; OUTPUT_SIZE]) {
+        self.reset();
+        let mut xq = [0; INPUT_FEATURES];
+        if let Some((last, rest)) = x.split_last() {
+            for xt in rest {
+                cells::quantize(xt, &mut xq, {{ q.input_inv_scale }}, INPUT_ZERO_POINT);
+                self.advance(&xq);
+            }
+            self.step(last, y);
+        }
+    }
+}
+
+{% else %}    /// Advance one time step; write the model output for this step.
     pub fn step(&mut self, x: &[f32; INPUT_FEATURES], y: &mut [f32; OUTPUT_SIZE]) {
         self.advance(x);
         self.head(x, y);
@@ -92,7 +145,7 @@ impl Model {
     }
 }
 
-impl Default for Model {
+{% endif %}impl Default for Model {
     fn default() -> Self {
         Self::new()
     }

@@ -5,8 +5,11 @@ pub mod c;
 pub mod rust;
 pub mod syntax;
 
-use crate::kernel::{lower_matrix, Kernel, Table};
-use crate::plan::{LayerConstants, LayerPlan, MatrixPlan, Plan, Product, Source, TEMP_BUFFER};
+use crate::kernel::{lower_matrix, Elem, Kernel, Table};
+use crate::plan::{
+    BufferRole, LayerConstants, LayerPlan, MatrixPlan, Plan, Product, Source, TEMP_BUFFER,
+};
+use crate::quant::{LayerQuant, QFormat, QuantPlan};
 use crate::spec::Activation;
 
 /// A file of the generated output, relative to the output directory.
@@ -40,6 +43,7 @@ pub enum Op {
     Zero {
         dst: Vector,
         len: usize,
+        elem: Elem,
     },
     /// dst += W src through a generated kernel.
     MatVec {
@@ -53,11 +57,15 @@ pub enum Op {
         cell: String,
         hidden: String,
         units: usize,
+        /// Fixed point: (cell state, hidden state) fraction bits.
+        fracs: Option<(u32, u32)>,
     },
     Gru {
         gates: String,
         hidden: String,
         units: usize,
+        /// Fixed point: hidden state fraction bits.
+        hidden_frac: Option<u32>,
     },
     FastGrnn {
         pre: String,
@@ -67,6 +75,17 @@ pub enum Op {
         nu: f32,
         hidden: String,
         units: usize,
+        /// Fixed point: zeta and nu in Q15, hidden state fraction bits.
+        fixed: Option<(i32, i32, u32)>,
+    },
+    /// Fixed point: an int32 accumulator through the activation into output codes.
+    Narrow {
+        acc: String,
+        dst: Vector,
+        len: usize,
+        act: Activation,
+        acc_shift: u32,
+        zero_point: i32,
     },
     Activate {
         act: Activation,
@@ -94,6 +113,7 @@ impl Op {
             Op::Load { dst, .. } | Op::Zero { dst, .. } | Op::Activate { dst, .. } => {
                 dst.is_state()
             }
+            Op::Narrow { .. } => true,
             Op::MatVec {
                 src,
                 dst,
@@ -137,6 +157,20 @@ pub struct KernelDef {
     pub temp_len: usize,
 }
 
+/// The integer interface of a fixed-point program.
+#[derive(Debug, Clone)]
+pub struct FixedApi {
+    /// Element type of input and output codes.
+    pub code: Elem,
+    pub bits: u32,
+    pub input: QFormat,
+    pub output: QFormat,
+    /// Which activation tables the runtime needs.
+    pub uses_sigmoid: bool,
+    pub uses_tanh: bool,
+    pub uses_exp: bool,
+}
+
 #[derive(Debug, Clone)]
 pub struct Program {
     pub name: String,
@@ -146,7 +180,10 @@ pub struct Program {
     pub output_size: usize,
     pub tables: Vec<Table>,
     pub kernels: Vec<KernelDef>,
-    pub buffers: Vec<(String, usize)>,
+    /// State-struct arrays: name, length, element type.
+    pub buffers: Vec<(String, usize, Elem)>,
+    /// Present for int8 / int16 programs.
+    pub fixed: Option<FixedApi>,
     /// Layers that carry state: run at every step.
     pub advance: Vec<Op>,
     /// Stateless layers after the last recurrent one: only their last-step output matters to
@@ -229,13 +266,26 @@ fn summary(m: &MatrixPlan) -> String {
     )
 }
 
-fn layer_ops(plan: &Plan, l: &LayerPlan, tables: &mut Vec<Table>, ops: &mut Vec<Op>) {
+fn layer_ops(
+    l: &LayerPlan,
+    quant: Option<&LayerQuant>,
+    tables: &mut Vec<Table>,
+    ops: &mut Vec<Op>,
+) {
     let i = l.index;
     let input = vector(&l.input);
-    let mut table = |name: String, values: &[f32]| {
-        tables.push(Table::Floats {
-            name: name.clone(),
-            values: values.to_vec(),
+    // Float constants, or their int32 codes in a fixed-point program.
+    let mut table = |name: String, values: &[f32], codes: Option<&Vec<i32>>| {
+        tables.push(match codes {
+            Some(c) => Table::Ints {
+                name: name.clone(),
+                elem: Elem::I32,
+                values: c.clone(),
+            },
+            None => Table::Floats {
+                name: name.clone(),
+                values: values.to_vec(),
+            },
         });
         name
     };
@@ -264,7 +314,15 @@ fn layer_ops(plan: &Plan, l: &LayerPlan, tables: &mut Vec<Table>, ops: &mut Vec<
             cell_state,
             gates,
         } => {
-            let b = table(format!("l{i}_bias"), bias);
+            let (codes, fracs) = match quant {
+                Some(LayerQuant::Lstm {
+                    bias,
+                    cell_frac,
+                    hidden_frac,
+                }) => (Some(bias), Some((*cell_frac, *hidden_frac))),
+                _ => (None, None),
+            };
+            let b = table(format!("l{i}_bias"), bias, codes);
             ops.push(Op::Load {
                 dst: Vector::State(gates.clone()),
                 table: b,
@@ -277,6 +335,7 @@ fn layer_ops(plan: &Plan, l: &LayerPlan, tables: &mut Vec<Table>, ops: &mut Vec<
                 cell: cell_state.clone(),
                 hidden,
                 units: l.units,
+                fracs,
             });
         }
         LayerConstants::Gru {
@@ -286,7 +345,11 @@ fn layer_ops(plan: &Plan, l: &LayerPlan, tables: &mut Vec<Table>, ops: &mut Vec<
         } => {
             let mut both = bias_ih.clone();
             both.extend_from_slice(bias_hh);
-            let b = table(format!("l{i}_bias"), &both);
+            let (codes, hidden_frac) = match quant {
+                Some(LayerQuant::Gru { bias, hidden_frac }) => (Some(bias), Some(*hidden_frac)),
+                _ => (None, None),
+            };
+            let b = table(format!("l{i}_bias"), &both, codes);
             ops.push(Op::Load {
                 dst: Vector::State(gates.clone()),
                 table: b,
@@ -298,6 +361,7 @@ fn layer_ops(plan: &Plan, l: &LayerPlan, tables: &mut Vec<Table>, ops: &mut Vec<
                 gates: gates.clone(),
                 hidden,
                 units: l.units,
+                hidden_frac,
             });
         }
         LayerConstants::FastGrnn {
@@ -307,11 +371,26 @@ fn layer_ops(plan: &Plan, l: &LayerPlan, tables: &mut Vec<Table>, ops: &mut Vec<
             nu,
             gates,
         } => {
-            let bz = table(format!("l{i}_b_z"), b_z);
-            let bh = table(format!("l{i}_b_h"), b_h);
+            let (codes_z, codes_h, fixed) = match quant {
+                Some(LayerQuant::FastGrnn {
+                    b_z,
+                    b_h,
+                    zeta,
+                    nu,
+                    hidden_frac,
+                }) => (Some(b_z), Some(b_h), Some((*zeta, *nu, *hidden_frac))),
+                _ => (None, None, None),
+            };
+            let bz = table(format!("l{i}_b_z"), b_z, codes_z);
+            let bh = table(format!("l{i}_b_h"), b_h, codes_h);
             ops.push(Op::Zero {
                 dst: Vector::State(gates.clone()),
                 len: l.units,
+                elem: if fixed.is_some() {
+                    Elem::I32
+                } else {
+                    Elem::F32
+                },
             });
             ops.push(mv(&l.matrices[0], input));
             ops.push(mv(&l.matrices[1], Vector::State(hidden.clone())));
@@ -323,35 +402,72 @@ fn layer_ops(plan: &Plan, l: &LayerPlan, tables: &mut Vec<Table>, ops: &mut Vec<
                 nu: *nu,
                 hidden,
                 units: l.units,
+                fixed,
             });
         }
-        LayerConstants::Dense { bias, activation } => {
+        LayerConstants::Dense {
+            bias,
+            activation,
+            acc,
+        } => {
             let dst = dest_vector(&l.matrices[0].dest);
-            let b = table(format!("l{i}_bias"), bias);
+            let q = match quant {
+                Some(LayerQuant::Dense {
+                    bias,
+                    acc_shift,
+                    output,
+                    ..
+                }) => Some((bias, *acc_shift, output.zero_point)),
+                _ => None,
+            };
+            let b = table(format!("l{i}_bias"), bias, q.map(|q| q.0));
             ops.push(Op::Load {
                 dst: dst.clone(),
                 table: b,
                 len: bias.len(),
             });
             ops.push(mv(&l.matrices[0], input));
-            if *activation != Activation::None {
-                ops.push(Op::Activate {
+            match (acc, q) {
+                (Some(acc), Some((_, acc_shift, zero_point))) => ops.push(Op::Narrow {
+                    acc: acc.clone(),
+                    dst: l
+                        .output
+                        .as_deref()
+                        .map_or(Vector::Output, |o| Vector::State(o.to_owned())),
+                    len: l.units,
+                    act: *activation,
+                    acc_shift,
+                    zero_point,
+                }),
+                _ if *activation != Activation::None => ops.push(Op::Activate {
                     act: *activation,
                     dst,
                     len: l.units,
-                });
+                }),
+                _ => {}
             }
         }
     }
-    let _ = plan;
 }
 
-/// Lowers a plan to the program both emitters print.
-pub fn lower(plan: &Plan) -> Program {
+/// Element type of a buffer in a program of this precision.
+fn buffer_elem(role: BufferRole, quant: Option<&QuantPlan>) -> Elem {
+    match (quant, role) {
+        (None, _) => Elem::F32,
+        (Some(_), BufferRole::Accumulator) => Elem::I32,
+        (Some(q), BufferRole::Activation) => Elem::int(q.act_bits),
+        (Some(_), BufferRole::CellState | BufferRole::Temp) => Elem::I16,
+    }
+}
+
+/// Lowers a plan (and, for fixed point, its quantization) to the program both emitters print.
+pub fn lower(plan: &Plan, quant: Option<&QuantPlan>) -> Program {
     let mut tables = Vec::new();
     let mut kernels = Vec::new();
+    let act = quant.map(|q| Elem::int(q.act_bits));
     for m in plan.matrices() {
-        let kernel = lower_matrix(m);
+        let mq = quant.and_then(|q| q.matrix(&m.id)).zip(act);
+        let kernel = lower_matrix(m, mq);
         tables.extend(kernel.tables.iter().cloned());
         let dest_len = if m.dest == "y" {
             plan.output_size
@@ -379,7 +495,12 @@ pub fn lower(plan: &Plan) -> Program {
         } else {
             &mut head
         };
-        layer_ops(plan, l, &mut tables, ops);
+        layer_ops(
+            l,
+            quant.and_then(|q| q.layers.get(l.index)),
+            &mut tables,
+            ops,
+        );
     }
     // A model ending in a recurrent layer outputs its hidden state.
     if let Some(last) = plan.layers.last() {
@@ -402,10 +523,28 @@ pub fn lower(plan: &Plan) -> Program {
         buffers: plan
             .buffers
             .iter()
-            .map(|b| (b.name.clone(), b.len))
+            .map(|b| (b.name.clone(), b.len, buffer_elem(b.role, quant)))
             .collect(),
+        fixed: quant.map(|q| fixed_api(q, &advance, &head)),
         advance,
         head,
+    }
+}
+
+fn fixed_api(q: &QuantPlan, advance: &[Op], head: &[Op]) -> FixedApi {
+    let ops = || advance.iter().chain(head);
+    let narrow_uses = |acts: &[Activation]| {
+        ops().any(|o| matches!(o, Op::Narrow { act, .. } if acts.contains(act)))
+    };
+    let cells = ops().any(|o| matches!(o, Op::Lstm { .. } | Op::Gru { .. } | Op::FastGrnn { .. }));
+    FixedApi {
+        code: Elem::int(q.act_bits),
+        bits: q.act_bits,
+        input: q.input,
+        output: q.output,
+        uses_sigmoid: cells || narrow_uses(&[Activation::Sigmoid]),
+        uses_tanh: cells || narrow_uses(&[Activation::Tanh]),
+        uses_exp: narrow_uses(&[Activation::Softmax]),
     }
 }
 

@@ -1,9 +1,9 @@
 //! Printing lowered kernels as C or Rust. The two languages differ only in spelling here:
 //! every loop, index and literal is printed from the same statement tree in the same order.
 
-use std::fmt::Write as _;
-
-use crate::kernel::{Access, Affine, Array, Coef, Index, Kernel, Stmt, Table};
+use crate::kernel::{
+    Access, Affine, Array, Coef, Elem, Fixed, Index, Kernel, Num, Stmt, Table, Values,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lang {
@@ -54,15 +54,39 @@ fn access(a: &Access) -> String {
     }
 }
 
-fn sum(lang: Lang, terms: &[(Coef, Access)]) -> String {
+/// The accumulator type of a statement.
+fn acc_elem(fixed: Option<Fixed>) -> Elem {
+    match fixed {
+        None => Elem::F32,
+        Some(f) if f.wide => Elem::I64,
+        Some(_) => Elem::I32,
+    }
+}
+
+/// `a * b` in the accumulator's type: integer operands are widened first (C promotes int8 and
+/// int16 to int by itself; int64 and Rust need the cast).
+fn product(lang: Lang, acc: Elem, a: &str, b: &str) -> String {
+    match (lang, acc) {
+        (_, Elem::F32) => format!("{a} * {b}"),
+        (Lang::C, Elem::I64) => format!("(int64_t){a} * {b}"),
+        (Lang::C, _) => format!("{a} * {b}"),
+        (Lang::Rust, e) => format!("{a} as {t} * {b} as {t}", t = e.rust_name()),
+    }
+}
+
+fn sum(lang: Lang, terms: &[(Coef, Access)], acc: Elem) -> String {
     if terms.is_empty() {
-        return float_lit(lang, 0.0);
+        return match acc {
+            Elem::F32 => float_lit(lang, 0.0),
+            _ => "0".to_owned(),
+        };
     }
     let mut out = String::new();
     for (k, (coef, input)) in terms.iter().enumerate() {
         let (negative, c) = match coef {
-            Coef::Literal(v) if *v < 0.0 => (true, float_lit(lang, -v)),
-            Coef::Literal(v) => (false, float_lit(lang, *v)),
+            Coef::Literal(Num::F32(v)) if *v < 0.0 => (true, float_lit(lang, -v)),
+            Coef::Literal(Num::F32(v)) => (false, float_lit(lang, *v)),
+            Coef::Literal(Num::Int(v)) => (*v < 0, v.unsigned_abs().to_string()),
             Coef::Load(a) => (false, access(a)),
         };
         match (k, negative) {
@@ -71,9 +95,55 @@ fn sum(lang: Lang, terms: &[(Coef, Access)]) -> String {
             (_, true) => out.push_str(" - "),
             (_, false) => out.push_str(" + "),
         }
-        let _ = write!(out, "{c} * {}", access(input));
+        let term = match (lang, acc, coef) {
+            // Integer literals need no cast of their own: the input's cast types the product.
+            (Lang::Rust, Elem::I32 | Elem::I64, Coef::Literal(_)) => {
+                format!("{c} * {} as {}", access(input), acc.rust_name())
+            }
+            _ => product(lang, acc, &c, &access(input)),
+        };
+        out.push_str(&term);
     }
     out
+}
+
+/// The requantized value of an integer accumulator expression.
+fn requantized(lang: Lang, f: Fixed, expr: &str) -> String {
+    let prefix = match lang {
+        Lang::C => "kp_",
+        Lang::Rust => "cells::",
+    };
+    let r = if f.wide {
+        format!(
+            "{prefix}requant_s64({expr}, {}, {})",
+            f.requant.reduced(),
+            f.requant.shift
+        )
+    } else {
+        format!(
+            "{prefix}requant({expr}, {}, {})",
+            f.requant.multiplier, f.requant.shift
+        )
+    };
+    if f.narrow {
+        format!("{prefix}sat16({r})")
+    } else {
+        r
+    }
+}
+
+/// `dst (=|+=) value` for a float sum or a requantized integer one.
+fn store(lang: Lang, dst: &str, accumulate: bool, fixed: Option<Fixed>, value: &str) -> String {
+    match fixed {
+        None => {
+            let op = if accumulate { "+=" } else { "=" };
+            format!("{dst} {op} {value};")
+        }
+        Some(f) => {
+            let op = if f.narrow { "=" } else { "+=" };
+            format!("{dst} {op} {};", requantized(lang, f, value))
+        }
+    }
 }
 
 struct Printer {
@@ -104,11 +174,12 @@ impl Printer {
         self.line(depth, &head);
     }
 
-    fn acc_open(&mut self, depth: usize) {
-        let zero = float_lit(self.lang, 0.0);
-        let decl = match self.lang {
-            Lang::C => format!("float acc = {zero};"),
-            Lang::Rust => format!("let mut acc = {zero};"),
+    fn acc_open(&mut self, depth: usize, acc: Elem) {
+        let decl = match (self.lang, acc) {
+            (Lang::C, Elem::F32) => format!("float acc = {};", float_lit(Lang::C, 0.0)),
+            (Lang::Rust, Elem::F32) => format!("let mut acc = {};", float_lit(Lang::Rust, 0.0)),
+            (Lang::C, e) => format!("{} acc = 0;", e.c_name()),
+            (Lang::Rust, e) => format!("let mut acc: {} = 0;", e.rust_name()),
         };
         self.line(depth, &decl);
     }
@@ -124,9 +195,14 @@ impl Printer {
                 dst,
                 accumulate,
                 terms,
+                fixed,
             } => {
-                let op = if *accumulate { "+=" } else { "=" };
-                let text = format!("{} {op} {};", access(dst), sum(self.lang, terms));
+                let value = sum(self.lang, terms, acc_elem(*fixed));
+                let text = match fixed {
+                    // An all-zero row of a temp: requantizing 0 gives 0.
+                    Some(f) if terms.is_empty() && f.narrow => format!("{} = 0;", access(dst)),
+                    _ => store(self.lang, &access(dst), *accumulate, *fixed, &value),
+                };
                 self.line(depth, &text);
             }
             Stmt::Dot {
@@ -136,6 +212,7 @@ impl Printer {
                 count,
                 weight,
                 input,
+                fixed,
             } => {
                 // C needs a block to scope `acc`; in Rust the enclosing loop body scopes it.
                 let inner = if self.lang == Lang::C {
@@ -144,15 +221,19 @@ impl Printer {
                 } else {
                     depth
                 };
-                self.acc_open(inner);
+                let acc = acc_elem(*fixed);
+                self.acc_open(inner, acc);
                 self.loop_open(inner, var, *count);
                 self.line(
                     inner + 1,
-                    &format!("acc += {} * {};", access(weight), access(input)),
+                    &format!(
+                        "acc += {};",
+                        product(self.lang, acc, &access(weight), &access(input))
+                    ),
                 );
                 self.line(inner, "}");
-                let op = if *accumulate { "+=" } else { "=" };
-                self.line(inner, &format!("{} {op} acc;", access(dst)));
+                let text = store(self.lang, &access(dst), *accumulate, *fixed, "acc");
+                self.line(inner, &text);
                 if self.lang == Lang::C {
                     self.line(depth, "}");
                 }
@@ -163,6 +244,7 @@ impl Printer {
                 row_ptr,
                 col_index,
                 values,
+                fixed,
             } => {
                 let (row, col, val) = (
                     row_ptr.to_uppercase(),
@@ -170,14 +252,26 @@ impl Printer {
                     values.to_uppercase(),
                 );
                 let dst = affine(&Affine::new(*dest_offset, &[("r", 1)]));
+                let acc = acc_elem(*fixed);
                 self.loop_open(depth, "r", *rows);
-                self.acc_open(depth + 1);
+                self.acc_open(depth + 1, acc);
                 match self.lang {
                     Lang::C => {
                         self.line(depth + 1, &format!(
                             "for (uint32_t k = (uint32_t){row}[r]; k < (uint32_t){row}[r + 1]; ++k) {{"
                         ));
-                        self.line(depth + 2, &format!("acc += {val}[k] * x[{col}[k]];"));
+                        self.line(
+                            depth + 2,
+                            &format!(
+                                "acc += {};",
+                                product(
+                                    Lang::C,
+                                    acc,
+                                    &format!("{val}[k]"),
+                                    &format!("x[{col}[k]]")
+                                )
+                            ),
+                        );
                         self.line(depth + 1, "}");
                     }
                     Lang::Rust => {
@@ -191,15 +285,22 @@ impl Printer {
                             "if let (Some(vals), Some(cols)) = ({val}.get(span.clone()), {col}.get(span)) {{"
                         ));
                         self.line(depth + 2, "for (v, &c) in vals.iter().zip(cols) {");
-                        self.line(
-                            depth + 3,
-                            "acc += v * x.get(c as usize).copied().unwrap_or(0.0);",
-                        );
+                        let text = match acc {
+                            Elem::F32 => {
+                                "acc += v * x.get(c as usize).copied().unwrap_or(0.0);".to_owned()
+                            }
+                            e => format!(
+                                "acc += *v as {t} * x.get(c as usize).copied().unwrap_or(0) as {t};",
+                                t = e.rust_name()
+                            ),
+                        };
+                        self.line(depth + 3, &text);
                         self.line(depth + 2, "}");
                         self.line(depth + 1, "}");
                     }
                 }
-                self.line(depth + 1, &format!("y[{dst}] += acc;"));
+                let text = store(self.lang, &format!("y[{dst}]"), true, *fixed, "acc");
+                self.line(depth + 1, &text);
                 self.line(depth, "}");
             }
         }
@@ -254,52 +355,18 @@ fn index_type(lang: Lang, bytes: usize) -> &'static str {
 pub fn table_definition(lang: Lang, t: &Table) -> String {
     let name = t.name().to_uppercase();
     let floats = |v: &[f32]| v.iter().map(|&x| float_lit(lang, x)).collect::<Vec<_>>();
-    match (lang, t) {
-        (
-            Lang::C,
-            Table::Matrix {
-                rows, cols, values, ..
-            },
-        ) => {
-            let body = values
-                .chunks(*cols)
-                .map(|row| {
-                    format!(
-                        "    {{\n{}\n    }},",
-                        join_wrapped(&floats(row), "        ")
-                    )
-                })
-                .collect::<Vec<_>>()
-                .join("\n");
-            format!("static const float {name}[{rows}][{cols}] = {{\n{body}\n}};")
-        }
-        (
-            Lang::Rust,
-            Table::Matrix {
-                rows, cols, values, ..
-            },
-        ) => {
-            let body = values
-                .chunks(*cols)
-                .map(|row| format!("    [\n{}\n    ],", join_wrapped(&floats(row), "        ")))
-                .collect::<Vec<_>>()
-                .join("\n");
-            format!("static {name}: [[f32; {cols}]; {rows}] = [\n{body}\n];")
-        }
-        (Lang::C, Table::Floats { values, .. }) => format!(
-            "static const float {name}[{}] = {{\n{}\n}};",
-            values.len(),
-            join_wrapped(&floats(values), "    ")
-        ),
-        (Lang::Rust, Table::Floats { values, .. }) => format!(
-            "static {name}: [f32; {}] = [\n{}\n];",
-            values.len(),
-            join_wrapped(&floats(values), "    ")
-        ),
-        (_, Table::Indices { bytes, values, .. }) => {
+    let ints = |v: &[i32]| v.iter().map(i32::to_string).collect::<Vec<_>>();
+    let (elem, items, cols) = match t {
+        Table::Matrix { values, cols, .. } => match values {
+            Values::F32(v) => (Elem::F32, floats(v), Some(*cols)),
+            Values::Int(e, v) => (*e, ints(v), Some(*cols)),
+        },
+        Table::Floats { values, .. } => (Elem::F32, floats(values), None),
+        Table::Ints { elem, values, .. } => (*elem, ints(values), None),
+        Table::Indices { bytes, values, .. } => {
             let ty = index_type(lang, *bytes);
             let items: Vec<String> = values.iter().map(usize::to_string).collect();
-            match lang {
+            return match lang {
                 Lang::C => format!(
                     "static const {ty} {name}[{}] = {{\n{}\n}};",
                     values.len(),
@@ -310,7 +377,38 @@ pub fn table_definition(lang: Lang, t: &Table) -> String {
                     values.len(),
                     join_wrapped(&items, "    ")
                 ),
-            }
+            };
         }
+    };
+    let (cty, rty) = (elem.c_name(), elem.rust_name());
+    match (lang, cols) {
+        (Lang::C, Some(cols)) => {
+            let rows = items.len() / cols.max(1);
+            let body = items
+                .chunks(cols.max(1))
+                .map(|row| format!("    {{\n{}\n    }},", join_wrapped(row, "        ")))
+                .collect::<Vec<_>>()
+                .join("\n");
+            format!("static const {cty} {name}[{rows}][{cols}] = {{\n{body}\n}};")
+        }
+        (Lang::Rust, Some(cols)) => {
+            let rows = items.len() / cols.max(1);
+            let body = items
+                .chunks(cols.max(1))
+                .map(|row| format!("    [\n{}\n    ],", join_wrapped(row, "        ")))
+                .collect::<Vec<_>>()
+                .join("\n");
+            format!("static {name}: [[{rty}; {cols}]; {rows}] = [\n{body}\n];")
+        }
+        (Lang::C, None) => format!(
+            "static const {cty} {name}[{}] = {{\n{}\n}};",
+            items.len(),
+            join_wrapped(&items, "    ")
+        ),
+        (Lang::Rust, None) => format!(
+            "static {name}: [{rty}; {}] = [\n{}\n];",
+            items.len(),
+            join_wrapped(&items, "    ")
+        ),
     }
 }

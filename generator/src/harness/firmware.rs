@@ -20,6 +20,8 @@ const HOST_HARNESS: &str = include_str!("../../../templates/harness/host_harness
 struct TestMain<'a> {
     model: &'a str,
     lang: &'a str,
+    /// Element type of inputs and outputs: float, or the codes of a fixed-point model.
+    code: &'static str,
     include: String,
     steps: usize,
     features: usize,
@@ -45,14 +47,16 @@ fn render_main(
     inputs: &TestInputs,
 ) -> Result<String, HarnessError> {
     let name = &gen.plan.name;
+    // Fixed-point models are driven through their integer API.
+    let q = if gen.quant.is_some() { "_q" } else { "" };
     let (lang, include, state_decl, reset, step, infer) = match driver {
         Driver::C => (
             "C",
             format!("{name}.h"),
             format!("static {name}_state_t kp_state;"),
             format!("{name}_reset(&kp_state);"),
-            format!("{name}_step(&kp_state, x, y);"),
-            format!("{name}_infer(&kp_state, x, y);"),
+            format!("{name}_step{q}(&kp_state, x, y);"),
+            format!("{name}_infer{q}(&kp_state, x, y);"),
         ),
         Driver::Rust => (
             "Rust",
@@ -71,15 +75,22 @@ fn render_main(
             "(void)x;\n    (void)y;".to_owned(),
         ),
     };
+    let literals = |s: &[f32]| -> Vec<String> {
+        match &gen.quant {
+            Some(qp) => crate::intref::quantize_input(qp, s)
+                .iter()
+                .map(i32::to_string)
+                .collect(),
+            None => s.iter().map(|&v| float_lit(Syntax::C, v)).collect(),
+        }
+    };
     let inputs_text = inputs
         .sequences
         .iter()
         .map(|s| {
-            s.chunks(8)
-                .map(|c| {
-                    let items: Vec<String> = c.iter().map(|&v| float_lit(Syntax::C, v)).collect();
-                    format!("        {},", items.join(", "))
-                })
+            literals(s)
+                .chunks(8)
+                .map(|c| format!("        {},", c.join(", ")))
                 .collect::<Vec<_>>()
                 .join("\n")
         })
@@ -87,6 +98,11 @@ fn render_main(
     TestMain {
         model: name,
         lang,
+        code: match &gen.quant {
+            Some(qp) if qp.act_bits == 8 => "int8_t",
+            Some(_) => "int16_t",
+            None => "float",
+        },
         include,
         steps: inputs.steps,
         features: inputs.features,
@@ -281,7 +297,7 @@ pub fn build_and_run(
         Lang::C => sources.push(c_sources(dir, gen)),
         Lang::Rust => {
             let shim = dir.join("shim");
-            toolchain::write_rust_shim(&shim, name, &dir.join("gen/rust"))?;
+            toolchain::write_rust_shim(&shim, name, &dir.join("gen/rust"), gen.quant.is_some())?;
             libs.push(match platform {
                 Platform::Qemu(tc) => tc.build_rust_staticlib(
                     &super::firmware_target(target),

@@ -70,6 +70,11 @@ pub struct Comparison {
     pub streaming_matches: bool,
     /// Fraction of sequences whose arg-max is the label, when labels were given.
     pub accuracy: Option<f64>,
+    /// Fixed point: output codes that differ from the integer reference's (must be 0). The
+    /// errors above then compare the dequantized outputs with the float reference: the
+    /// quantization error, reported, not judged by the tolerance.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub integer_mismatches: Option<usize>,
     pub pass: bool,
 }
 
@@ -231,8 +236,70 @@ pub fn compare(
         class_mismatches,
         streaming_matches,
         accuracy,
+        integer_mismatches: None,
         pass: complete && failures == 0 && streaming_matches,
     }
+}
+
+/// The integer reference's output codes for every input sequence.
+pub fn integer_outputs(gen: &Generation, inputs: &TestInputs) -> Option<Vec<Vec<i32>>> {
+    let quant = gen.quant.as_ref()?;
+    let mut r = crate::intref::IntReference::new(&gen.plan, quant);
+    Some(
+        inputs
+            .sequences
+            .iter()
+            .zip(&inputs.lengths)
+            .map(|(s, &len)| {
+                let codes = crate::intref::quantize_input(quant, &s[..len * inputs.features]);
+                r.infer(&codes)
+            })
+            .collect(),
+    )
+}
+
+/// Compares a fixed-point run: codes bit for bit with the integer reference, and the
+/// dequantized outputs with the float reference (reported, not judged).
+pub fn compare_fixed(
+    quant: &crate::quant::QuantPlan,
+    outputs: &[Vec<f32>],
+    expected: &[Vec<i32>],
+    reference: &[Vec<f64>],
+    labels: Option<&[usize]>,
+    streaming_matches: bool,
+) -> Comparison {
+    let mismatches = outputs
+        .iter()
+        .zip(expected)
+        .map(|(y, e)| {
+            y.iter()
+                .zip(e)
+                .filter(|(a, b)| **a as f64 != **b as f64)
+                .count()
+                + y.len().abs_diff(e.len())
+        })
+        .sum::<usize>();
+    let real: Vec<Vec<f32>> = outputs
+        .iter()
+        .map(|y| {
+            let codes: Vec<i32> = y.iter().map(|&v| v as i32).collect();
+            crate::intref::dequantize_output(quant, &codes)
+                .into_iter()
+                .map(|v| v as f32)
+                .collect()
+        })
+        .collect();
+    let mut c = compare(
+        &real,
+        reference,
+        labels,
+        streaming_matches,
+        Tolerance { abs: f64::INFINITY },
+    );
+    c.failures = mismatches;
+    c.integer_mismatches = Some(mismatches);
+    c.pass = outputs.len() == expected.len() && mismatches == 0 && streaming_matches;
+    c
 }
 
 /// Options of one conformance run.
@@ -282,21 +349,32 @@ pub fn run_suite(
             let started = std::time::Instant::now();
             let dir = opts.work_dir.join(format!("{variant}-{}", lang.as_str()));
             let run = firmware::build_and_run(platform, target, gen, lang, inputs, &dir, opts)?;
-            let comparison = compare(
-                &run.outputs,
-                &reference,
-                inputs.labels.as_deref(),
-                run.streaming_matches,
-                opts.tolerance,
-            );
+            let comparison = match (&gen.quant, integer_outputs(gen, inputs)) {
+                (Some(q), Some(expected)) => compare_fixed(
+                    q,
+                    &run.outputs,
+                    &expected,
+                    &reference,
+                    inputs.labels.as_deref(),
+                    run.streaming_matches,
+                ),
+                _ => compare(
+                    &run.outputs,
+                    &reference,
+                    inputs.labels.as_deref(),
+                    run.streaming_matches,
+                    opts.tolerance,
+                ),
+            };
             log(&format!(
                 "  {variant} {:<4}: built and ran in {:.1} s, {}",
                 lang.as_str(),
                 started.elapsed().as_secs_f64(),
-                if comparison.pass {
-                    "matches the reference"
-                } else {
-                    "DIFFERS from the reference"
+                match (comparison.pass, gen.quant.is_some()) {
+                    (true, false) => "matches the reference",
+                    (true, true) => "matches the integer reference bit for bit",
+                    (false, false) => "DIFFERS from the reference",
+                    (false, true) => "DIFFERS from the integer reference",
                 }
             ));
             results.push(LangResult {

@@ -32,16 +32,16 @@ pub extern "C" fn kp_rust_reset() {
 /// # Safety
 /// `x` and `y` must be valid, aligned and non-overlapping for those lengths.
 #[no_mangle]
-pub unsafe extern "C" fn kp_rust_step(x: *const f32, y: *mut f32) {
+pub unsafe extern "C" fn kp_rust_step(x: *const @CODE@, y: *mut @CODE@) {
     // SAFETY: the caller's contract above.
     let (model, x, y) = unsafe {
         (
             &mut *MODEL.0.get(),
-            &*x.cast::<[f32; INPUT_FEATURES]>(),
-            &mut *y.cast::<[f32; OUTPUT_SIZE]>(),
+            &*x.cast::<[@CODE@; INPUT_FEATURES]>(),
+            &mut *y.cast::<[@CODE@; OUTPUT_SIZE]>(),
         )
     };
-    model.step(x, y);
+    model.@STEP@(x, y);
 }
 
 /// A whole sequence: reads `INPUT_STEPS * INPUT_FEATURES` floats (step-major) from `x`,
@@ -50,16 +50,16 @@ pub unsafe extern "C" fn kp_rust_step(x: *const f32, y: *mut f32) {
 /// # Safety
 /// `x` and `y` must be valid, aligned and non-overlapping for those lengths.
 #[no_mangle]
-pub unsafe extern "C" fn kp_rust_infer(x: *const f32, y: *mut f32) {
+pub unsafe extern "C" fn kp_rust_infer(x: *const @CODE@, y: *mut @CODE@) {
     // SAFETY: the caller's contract above.
     let (model, x, y) = unsafe {
         (
             &mut *MODEL.0.get(),
-            &*x.cast::<[[f32; INPUT_FEATURES]; INPUT_STEPS]>(),
-            &mut *y.cast::<[f32; OUTPUT_SIZE]>(),
+            &*x.cast::<[[@CODE@; INPUT_FEATURES]; INPUT_STEPS]>(),
+            &mut *y.cast::<[@CODE@; OUTPUT_SIZE]>(),
         )
     };
-    model.infer(x, y);
+    model.@INFER@(x, y);
 }
 
 extern "C" {

@@ -1,0 +1,789 @@
+//! Fixed point: calibration and quantization of a plan (int8 / int16, CMSIS-NN conventions).
+//!
+//! Runs between planning and lowering. The float plan is executed on the calibration inputs
+//! ([`calibrate`]) to find the range of every vector the integer code stores; then every stored
+//! matrix, bias and constant is quantized and every accumulation is given a requantization and a
+//! proven overflow bound ([`quantize`]). The formats:
+//! - weights: symmetric per stored matrix (per factor for KP, per overlay), int8 or int16;
+//! - the model input: int8 asymmetric (scale and zero point from the calibrated min/max) or
+//!   int16 symmetric; the zero point is folded into the first layer's biases;
+//! - KP / low-rank intermediates T: int16 with their own calibrated scale;
+//! - gate pre-activations: int32 accumulators in Q.12, fed to the activations as int16 Q3.12;
+//!   sigmoid and tanh by 513-entry int16 tables with linear interpolation, Q15 results;
+//! - LSTM cell state: int16 with a power-of-two scale from calibration;
+//! - hidden states: int8 / int16 with a power-of-two scale (Q7 / Q15 for LSTM and GRU, whose
+//!   hidden state is bounded by 1; calibrated for FastGRNN);
+//! - dense outputs: an int32 accumulator at 1/256 of the output quantum, narrowed to the output
+//!   format (int8 asymmetric for the model output, symmetric otherwise).
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+
+use crate::fixed::{self, Requant, GATE_FRAC};
+use crate::harness::TestInputs;
+use crate::model::Model;
+use crate::plan::{
+    LayerConstants, LayerPlan, MatrixPlan, Operand, Plan, Product, Source, Stage, TEMP_BUFFER,
+};
+use crate::reference::sigmoid;
+use crate::spec::{Activation, Precision};
+
+/// A quantized vector format: real = (q − zero_point) · scale.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct QFormat {
+    pub bits: u32,
+    pub scale: f64,
+    pub zero_point: i32,
+}
+
+impl QFormat {
+    fn power_of_two(bits: u32, frac: u32) -> QFormat {
+        QFormat {
+            bits,
+            scale: 2f64.powi(-(frac as i32)),
+            zero_point: 0,
+        }
+    }
+
+    fn symmetric(bits: u32, max_abs: f64) -> QFormat {
+        let qmax = ((1i64 << (bits - 1)) - 1) as f64;
+        QFormat {
+            bits,
+            scale: if max_abs > 0.0 { max_abs / qmax } else { 1.0 },
+            zero_point: 0,
+        }
+    }
+
+    /// int8 asymmetric over [min, max] (widened to include 0).
+    fn asymmetric(bits: u32, min: f64, max: f64) -> QFormat {
+        let (lo, hi) = (min.min(0.0), max.max(0.0));
+        if hi - lo <= 0.0 {
+            return QFormat::symmetric(bits, 0.0);
+        }
+        let levels = ((1i64 << bits) - 1) as f64;
+        let scale = (hi - lo) / levels;
+        let qmin = -(1i64 << (bits - 1)) as f64;
+        let zero_point = (qmin - lo / scale).round() as i32;
+        QFormat {
+            bits,
+            scale,
+            zero_point,
+        }
+    }
+}
+
+/// One stored matrix (or overlay) in integers, and how its accumulator becomes output.
+#[derive(Debug, Clone, Serialize)]
+pub struct StageQuant {
+    /// Row-major integer weights (for an overlay: in entry order).
+    #[serde(skip)]
+    pub values: Vec<i32>,
+    pub weight_bits: u32,
+    pub weight_scale: f64,
+    pub input_scale: f64,
+    pub output_scale: f64,
+    pub requant: Requant,
+    /// The accumulator is int64 (the int32 bound failed).
+    pub wide: bool,
+    /// Largest |accumulator| any input can produce: Σ_j |w_ij| · max|x_j|.
+    pub bound: i64,
+    /// Output to a temp: saturate to int16 and store; otherwise add to an int32 destination.
+    pub narrow: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct MatrixQuant {
+    pub id: String,
+    pub stages: Vec<StageQuant>,
+    pub overlay: Option<StageQuant>,
+    pub temp_scale: Option<f64>,
+}
+
+/// Per-layer integer constants.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "cell", rename_all = "snake_case")]
+pub enum LayerQuant {
+    Lstm {
+        #[serde(skip)]
+        bias: Vec<i32>,
+        cell_frac: u32,
+        hidden_frac: u32,
+    },
+    Gru {
+        /// b_ih (3H) then b_hh (3H).
+        #[serde(skip)]
+        bias: Vec<i32>,
+        hidden_frac: u32,
+    },
+    FastGrnn {
+        #[serde(skip)]
+        b_z: Vec<i32>,
+        #[serde(skip)]
+        b_h: Vec<i32>,
+        zeta: i32,
+        nu: i32,
+        hidden_frac: u32,
+    },
+    Dense {
+        #[serde(skip)]
+        bias: Vec<i32>,
+        activation: Activation,
+        /// Fraction bits the accumulator carries beyond the output quantum (none/relu), or the
+        /// Q.12 gate format (sigmoid, tanh, softmax).
+        acc_shift: u32,
+        output: QFormat,
+    },
+}
+
+/// Fraction bits a dense accumulator keeps below the output quantum.
+pub const DENSE_ACC_SHIFT: u32 = 8;
+
+/// The quantized model: everything the integer reference and the emitters need.
+#[derive(Debug, Clone, Serialize)]
+pub struct QuantPlan {
+    pub precision: Precision,
+    pub act_bits: u32,
+    pub input: QFormat,
+    pub output: QFormat,
+    pub calibration: String,
+    /// In the order of `Plan::matrices()`.
+    pub matrices: Vec<MatrixQuant>,
+    pub layers: Vec<LayerQuant>,
+}
+
+impl QuantPlan {
+    pub fn matrix(&self, id: &str) -> Option<&MatrixQuant> {
+        self.matrices.iter().find(|m| m.id == id)
+    }
+}
+
+// ---- calibration: the float plan, executed ----------------------------------------------------
+
+#[derive(Debug, Clone, Copy)]
+struct Range {
+    min: f64,
+    max: f64,
+}
+
+impl Range {
+    const EMPTY: Range = Range {
+        min: f64::INFINITY,
+        max: f64::NEG_INFINITY,
+    };
+
+    fn add(&mut self, v: f64) {
+        self.min = self.min.min(v);
+        self.max = self.max.max(v);
+    }
+
+    fn max_abs(self) -> f64 {
+        if self.min > self.max {
+            0.0
+        } else {
+            self.min.abs().max(self.max.abs())
+        }
+    }
+}
+
+/// Ranges of every vector, by name: buffers, `input`, `output`, and `MATRIXID:t`.
+#[derive(Debug, Default)]
+struct Ranges(HashMap<String, Range>);
+
+impl Ranges {
+    fn add_all(&mut self, name: &str, values: &[f64]) {
+        let r = self.0.entry(name.to_owned()).or_insert(Range::EMPTY);
+        for &v in values {
+            r.add(v);
+        }
+    }
+
+    fn get(&self, name: &str) -> Range {
+        self.0.get(name).copied().unwrap_or(Range::EMPTY)
+    }
+}
+
+/// out[base + i·out_i + r·out_r] (=|+=) Σ_j F[i][j] · in[j·in_j + r·in_r], in f64.
+fn run_stage_f64(s: &Stage, input: &[f64], out: &mut [f64], base: usize) {
+    for r in 0..s.outer {
+        for i in 0..s.p {
+            let mut acc = 0.0;
+            for j in 0..s.q {
+                acc += s.values[i * s.q + j] as f64 * input[j * s.in_j + r * s.in_r];
+            }
+            let o = base + i * s.out_i + r * s.out_r;
+            if s.accumulate {
+                out[o] += acc;
+            } else {
+                out[o] = acc;
+            }
+        }
+    }
+}
+
+/// dest[offset ..] += W x through the plan's stages, recording the intermediate's range.
+fn matvec_f64(m: &MatrixPlan, x: &[f64], dest: &mut [f64], ranges: &mut Ranges) {
+    let mut temp = vec![0.0; m.product.temp_len().unwrap_or(0)];
+    for s in m.product.stages() {
+        match (s.input, s.output) {
+            (Operand::Input, Operand::Temp) => run_stage_f64(s, x, &mut temp, 0),
+            (Operand::Temp, Operand::Dest) => run_stage_f64(s, &temp, dest, m.dest_offset),
+            (Operand::Input, Operand::Dest) => run_stage_f64(s, x, dest, m.dest_offset),
+            _ => unreachable!("stages read the input or the temp"),
+        }
+    }
+    if !temp.is_empty() {
+        ranges.add_all(&format!("{}:t", m.id), &temp);
+    }
+    if let Some(ov) = &m.overlay {
+        for &(r, c, v) in &ov.entries {
+            dest[m.dest_offset + r] += v as f64 * x[c];
+        }
+    }
+}
+
+fn activate_f64(act: Activation, y: &mut [f64]) {
+    match act {
+        Activation::None => {}
+        Activation::Relu => y.iter_mut().for_each(|v| *v = v.max(0.0)),
+        Activation::Sigmoid => y.iter_mut().for_each(|v| *v = sigmoid(*v)),
+        Activation::Tanh => y.iter_mut().for_each(|v| *v = v.tanh()),
+        Activation::Softmax => {
+            let m = y.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            y.iter_mut().for_each(|v| *v = (*v - m).exp());
+            let s: f64 = y.iter().sum();
+            y.iter_mut().for_each(|v| *v /= s);
+        }
+    }
+}
+
+/// One step of the float plan; buffers by name (including `y`).
+fn step_f64(plan: &Plan, bufs: &mut HashMap<String, Vec<f64>>, x: &[f64], ranges: &mut Ranges) {
+    for l in &plan.layers {
+        let input = match &l.input {
+            Source::ModelInput => x.to_vec(),
+            Source::Buffer(b) => bufs[b].clone(),
+        };
+        let hidden_name = l.output.clone().unwrap_or_default();
+        let hidden = bufs.get(&hidden_name).cloned().unwrap_or_default();
+        let n = l.units;
+        let mut mv = |m: &MatrixPlan, src: &[f64], bufs: &mut HashMap<String, Vec<f64>>| {
+            let dest = bufs.get_mut(&m.dest).expect("planned buffer");
+            matvec_f64(m, src, dest, ranges);
+        };
+        match &l.constants {
+            LayerConstants::Lstm {
+                bias,
+                cell_state,
+                gates,
+            } => {
+                bufs.insert(gates.clone(), bias.iter().map(|&b| b as f64).collect());
+                mv(&l.matrices[0], &input, bufs);
+                mv(&l.matrices[1], &hidden, bufs);
+                let z = bufs[gates].clone();
+                let c = bufs.get_mut(cell_state).expect("cell");
+                let mut h = vec![0.0; n];
+                for k in 0..n {
+                    let (i, f) = (sigmoid(z[k]), sigmoid(z[n + k]));
+                    let (g, o) = (z[2 * n + k].tanh(), sigmoid(z[3 * n + k]));
+                    c[k] = f * c[k] + i * g;
+                    h[k] = o * c[k].tanh();
+                }
+                let c = c.clone();
+                ranges.add_all(cell_state, &c);
+                bufs.insert(hidden_name.clone(), h);
+            }
+            LayerConstants::Gru {
+                bias_ih,
+                bias_hh,
+                gates,
+            } => {
+                let b: Vec<f64> = bias_ih.iter().chain(bias_hh).map(|&b| b as f64).collect();
+                bufs.insert(gates.clone(), b);
+                mv(&l.matrices[0], &input, bufs);
+                mv(&l.matrices[1], &hidden, bufs);
+                let z = bufs[gates].clone();
+                let h = bufs.get_mut(&hidden_name).expect("hidden");
+                for k in 0..n {
+                    let r = sigmoid(z[k] + z[3 * n + k]);
+                    let u = sigmoid(z[n + k] + z[4 * n + k]);
+                    let c = (z[2 * n + k] + r * z[5 * n + k]).tanh();
+                    h[k] = (1.0 - u) * c + u * h[k];
+                }
+            }
+            LayerConstants::FastGrnn {
+                b_z,
+                b_h,
+                zeta,
+                nu,
+                gates,
+            } => {
+                bufs.insert(gates.clone(), vec![0.0; n]);
+                mv(&l.matrices[0], &input, bufs);
+                mv(&l.matrices[1], &hidden, bufs);
+                let pre = bufs[gates].clone();
+                let h = bufs.get_mut(&hidden_name).expect("hidden");
+                for k in 0..n {
+                    let z = sigmoid(pre[k] + b_z[k] as f64);
+                    let c = (pre[k] + b_h[k] as f64).tanh();
+                    h[k] = (*zeta as f64 * (1.0 - z) + *nu as f64) * c + z * h[k];
+                }
+            }
+            LayerConstants::Dense {
+                bias,
+                activation,
+                acc,
+            } => {
+                let dest = &l.matrices[0].dest;
+                bufs.insert(dest.clone(), bias.iter().map(|&b| b as f64).collect());
+                mv(&l.matrices[0], &input, bufs);
+                let mut y = bufs[dest].clone();
+                activate_f64(*activation, &mut y);
+                let out = l.output.clone().unwrap_or_else(|| "y".to_owned());
+                if acc.is_some() || out != *dest {
+                    bufs.insert(out, y);
+                } else {
+                    bufs.insert(dest.clone(), y);
+                }
+            }
+        }
+        let out = l.output.clone().unwrap_or_else(|| "y".to_owned());
+        let v = bufs.get(&out).cloned().unwrap_or_default();
+        ranges.add_all(&out, &v);
+    }
+}
+
+/// Runs the float plan over every calibration sequence, every step (zero-padded tails
+/// included), and returns the ranges it saw.
+fn calibrate(plan: &Plan, inputs: &TestInputs) -> Ranges {
+    let mut ranges = Ranges::default();
+    for (seq, &len) in inputs.sequences.iter().zip(&inputs.lengths) {
+        let mut bufs: HashMap<String, Vec<f64>> = plan
+            .buffers
+            .iter()
+            .map(|b| (b.name.clone(), vec![0.0; b.len]))
+            .collect();
+        bufs.insert("y".to_owned(), vec![0.0; plan.output_size]);
+        for t in 0..len {
+            let x: Vec<f64> = seq[t * plan.input_features..(t + 1) * plan.input_features]
+                .iter()
+                .map(|&v| v as f64)
+                .collect();
+            ranges.add_all("input", &x);
+            step_f64(plan, &mut bufs, &x, &mut ranges);
+            let y = bufs["y"].clone();
+            ranges.add_all("output", &y);
+        }
+    }
+    ranges
+}
+
+// ---- quantization -----------------------------------------------------------------------------
+
+/// Why a model cannot be quantized.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct QuantError(pub String);
+
+fn qmax(bits: u32) -> i64 {
+    (1i64 << (bits - 1)) - 1
+}
+
+fn quantize_values(values: &[f32], bits: u32) -> (Vec<i32>, f64) {
+    let max_abs = values.iter().fold(0.0f64, |m, &v| m.max((v as f64).abs()));
+    let scale = if max_abs > 0.0 {
+        max_abs / qmax(bits) as f64
+    } else {
+        1.0
+    };
+    let q = values
+        .iter()
+        .map(|&v| fixed::saturate((v as f64 / scale).round() as i64, bits))
+        .collect();
+    (q, scale)
+}
+
+/// Chooses the accumulator width and checks that the requantization cannot overflow.
+fn finish_stage(
+    id: &str,
+    values: Vec<i32>,
+    rows: impl Iterator<Item = Vec<usize>>,
+    (weight_bits, weight_scale): (u32, f64),
+    input: (f64, i64),
+    output_scale: f64,
+    narrow: bool,
+) -> Result<StageQuant, QuantError> {
+    let (input_scale, input_max) = input;
+    let bound = rows
+        .map(|idx| {
+            idx.iter()
+                .map(|&k| values[k].unsigned_abs() as i64)
+                .sum::<i64>()
+                * input_max
+        })
+        .max()
+        .unwrap_or(0);
+    let requant = Requant::from_real(weight_scale * input_scale / output_scale);
+    let left = requant.shift.max(0) as u32;
+    let fits_i32 = bound
+        .checked_mul(1i64 << left)
+        .is_some_and(|v| v <= i32::MAX as i64);
+    let wide = !fits_i32;
+    if wide {
+        let reduced = requant.reduced() as i128;
+        let out = bound as f64 * requant.real();
+        if requant.shift > 14
+            || (bound as i128) * reduced >= 1i128 << 62
+            || out >= (1u64 << 30) as f64
+        {
+            return Err(QuantError(format!(
+                "matrix {id}: no accumulator can hold its products (bound {bound}, multiplier \
+                 {:.3e}): overflow cannot be excluded",
+                requant.real()
+            )));
+        }
+    }
+    Ok(StageQuant {
+        values,
+        weight_bits,
+        weight_scale,
+        input_scale,
+        output_scale,
+        requant,
+        wide,
+        bound,
+        narrow,
+    })
+}
+
+/// Quantizes one stored stage.
+fn quantize_stage(
+    id: &str,
+    s: &Stage,
+    weight_bits: u32,
+    input: (f64, i64),
+    output_scale: f64,
+) -> Result<StageQuant, QuantError> {
+    let (values, scale) = quantize_values(&s.values, weight_bits);
+    let rows = (0..s.p).map(|i| (i * s.q..(i + 1) * s.q).collect::<Vec<_>>());
+    finish_stage(
+        id,
+        values,
+        rows,
+        (weight_bits, scale),
+        input,
+        output_scale,
+        s.output == Operand::Temp,
+    )
+}
+
+/// The integer matrix-vector product of a quantized matrix: dest[offset..] += requant(W x).
+/// Shared by the integer reference and the zero-point folding.
+pub fn matvec_int(m: &MatrixPlan, q: &MatrixQuant, x: &[i32], dest: &mut [i32]) {
+    let mut temp = vec![0i32; m.product.temp_len().unwrap_or(0)];
+    for (s, sq) in m.product.stages().iter().zip(&q.stages) {
+        let input: Vec<i32> = if s.input == Operand::Input {
+            x.to_vec()
+        } else {
+            temp.clone()
+        };
+        let out_base = if s.output == Operand::Dest {
+            m.dest_offset
+        } else {
+            0
+        };
+        for r in 0..s.outer {
+            for i in 0..s.p {
+                let mut acc: i64 = 0;
+                for j in 0..s.q {
+                    acc += sq.values[i * s.q + j] as i64 * input[j * s.in_j + r * s.in_r] as i64;
+                }
+                let v = requant_acc(acc, sq);
+                let o = out_base + i * s.out_i + r * s.out_r;
+                if sq.narrow {
+                    temp[o] = fixed::saturate(v as i64, 16);
+                } else {
+                    dest[o] = dest[o].wrapping_add(v);
+                }
+            }
+        }
+    }
+    if let (Some(ov), Some(oq)) = (&m.overlay, &q.overlay) {
+        let mut row_acc: Vec<(usize, i64)> = Vec::new();
+        for (k, &(r, c, _)) in ov.entries.iter().enumerate() {
+            let p = oq.values[k] as i64 * x[c] as i64;
+            match row_acc.last_mut() {
+                Some((row, acc)) if *row == r => *acc += p,
+                _ => row_acc.push((r, p)),
+            }
+        }
+        for (r, acc) in row_acc {
+            let o = m.dest_offset + r;
+            dest[o] = dest[o].wrapping_add(requant_acc(acc, oq));
+        }
+    }
+}
+
+pub fn requant_acc(acc: i64, sq: &StageQuant) -> i32 {
+    if sq.wide {
+        fixed::requantize_s64(acc, sq.requant)
+    } else {
+        fixed::requantize(acc as i32, sq.requant)
+    }
+}
+
+fn quantize_matrix(
+    m: &MatrixPlan,
+    weight_bits: u32,
+    input: (f64, i64),
+    dest_scale: f64,
+    ranges: &Ranges,
+) -> Result<MatrixQuant, QuantError> {
+    let mut stages = Vec::new();
+    let mut temp_scale = None;
+    match &m.product {
+        Product::Dense { stage } => {
+            stages.push(quantize_stage(
+                &m.id,
+                stage,
+                weight_bits,
+                input,
+                dest_scale,
+            )?);
+        }
+        Product::Kron { stages: st, .. } | Product::LowRank { stages: st, .. } => {
+            let (first, w1_scale) = {
+                let (_, scale) = quantize_values(&st[0].values, weight_bits);
+                (&st[0], scale)
+            };
+            // The temp's quantum is never finer than the first product's accumulator quantum.
+            let t_range = ranges.get(&format!("{}:t", m.id)).max_abs();
+            let t_scale = (t_range / qmax(16) as f64).max(w1_scale * input.0);
+            temp_scale = Some(t_scale);
+            stages.push(quantize_stage(&m.id, first, weight_bits, input, t_scale)?);
+            stages.push(quantize_stage(
+                &m.id,
+                &st[1],
+                weight_bits,
+                (t_scale, 1 << 15),
+                dest_scale,
+            )?);
+        }
+        Product::Sparse => {}
+    }
+    let overlay = match &m.overlay {
+        Some(ov) => {
+            let vals: Vec<f32> = ov.entries.iter().map(|e| e.2).collect();
+            let (values, scale) = quantize_values(&vals, weight_bits);
+            let mut rows: Vec<Vec<usize>> = Vec::new();
+            let mut last = usize::MAX;
+            for (k, &(r, _, _)) in ov.entries.iter().enumerate() {
+                if r != last {
+                    rows.push(Vec::new());
+                    last = r;
+                }
+                rows.last_mut().expect("pushed").push(k);
+            }
+            Some(finish_stage(
+                &m.id,
+                values,
+                rows.into_iter(),
+                (weight_bits, scale),
+                input,
+                dest_scale,
+                false,
+            )?)
+        }
+        None => None,
+    };
+    Ok(MatrixQuant {
+        id: m.id.clone(),
+        stages,
+        overlay,
+        temp_scale,
+    })
+}
+
+/// Fraction bits of a power-of-two format of `bits` covering ±max_abs, at most `cap`.
+fn frac_for(bits: u32, max_abs: f64, cap: u32) -> u32 {
+    if max_abs <= 0.0 {
+        return cap;
+    }
+    let f = (bits - 1) as f64 - max_abs.log2().ceil();
+    f.clamp(0.0, cap as f64) as u32
+}
+
+fn quantize_bias(b: &[f32], scale: f64) -> Vec<i32> {
+    b.iter()
+        .map(|&v| fixed::saturate((v as f64 / scale).round() as i64, 32))
+        .collect()
+}
+
+/// Calibrates and quantizes a plan. `calibration` describes where the inputs came from.
+pub fn quantize(
+    model: &Model,
+    plan: &Plan,
+    inputs: &TestInputs,
+    calibration: String,
+) -> Result<QuantPlan, QuantError> {
+    let bits = match plan.precision {
+        Precision::Int8 => 8,
+        Precision::Int16 => 16,
+        Precision::F32 => return Err(QuantError("a float plan is not quantized".to_owned())),
+    };
+    let _ = model;
+    let ranges = calibrate(plan, inputs);
+    let in_range = ranges.get("input");
+    let input = if bits == 8 && in_range.min <= in_range.max {
+        QFormat::asymmetric(bits, in_range.min, in_range.max)
+    } else {
+        QFormat::symmetric(bits, in_range.max_abs())
+    };
+    let act_max = 1i64 << (bits - 1);
+    let gate_scale = 2f64.powi(-(GATE_FRAC as i32));
+    let mut formats: HashMap<String, QFormat> = HashMap::new();
+    let mut matrices = Vec::new();
+    let mut layers = Vec::new();
+    let last = plan.layers.len().saturating_sub(1);
+    for l in &plan.layers {
+        let in_fmt = match &l.input {
+            Source::ModelInput => input,
+            Source::Buffer(b) => formats[b],
+        };
+        let hidden = l.output.clone().unwrap_or_default();
+        let (dest_scale, lq, out_fmt) = match &l.constants {
+            LayerConstants::Lstm {
+                bias, cell_state, ..
+            } => {
+                let cell_frac = frac_for(16, ranges.get(cell_state).max_abs(), 15).max(3);
+                let h = QFormat::power_of_two(bits, bits - 1);
+                let lq = LayerQuant::Lstm {
+                    bias: quantize_bias(bias, gate_scale),
+                    cell_frac,
+                    hidden_frac: bits - 1,
+                };
+                (gate_scale, lq, h)
+            }
+            LayerConstants::Gru {
+                bias_ih, bias_hh, ..
+            } => {
+                let mut b = bias_ih.clone();
+                b.extend_from_slice(bias_hh);
+                let h = QFormat::power_of_two(bits, bits - 1);
+                let lq = LayerQuant::Gru {
+                    bias: quantize_bias(&b, gate_scale),
+                    hidden_frac: bits - 1,
+                };
+                (gate_scale, lq, h)
+            }
+            LayerConstants::FastGrnn {
+                b_z, b_h, zeta, nu, ..
+            } => {
+                let frac = frac_for(bits, ranges.get(&hidden).max_abs(), bits - 1);
+                let q15 = |v: f32| fixed::saturate((v as f64 * 32768.0).round() as i64, 16);
+                let lq = LayerQuant::FastGrnn {
+                    b_z: quantize_bias(b_z, gate_scale),
+                    b_h: quantize_bias(b_h, gate_scale),
+                    zeta: q15(*zeta),
+                    nu: q15(*nu),
+                    hidden_frac: frac,
+                };
+                (gate_scale, lq, QFormat::power_of_two(bits, frac))
+            }
+            LayerConstants::Dense {
+                bias, activation, ..
+            } => {
+                let out_name = l.output.clone().unwrap_or_else(|| "y".to_owned());
+                let r = ranges.get(if l.index == last { "output" } else { &out_name });
+                let (out, acc_scale, acc_shift) = match activation {
+                    Activation::None | Activation::Relu => {
+                        let out = if l.index == last && bits == 8 && r.min <= r.max {
+                            QFormat::asymmetric(bits, r.min, r.max)
+                        } else {
+                            QFormat::symmetric(bits, r.max_abs())
+                        };
+                        let acc = out.scale / (1u64 << DENSE_ACC_SHIFT) as f64;
+                        (out, acc, DENSE_ACC_SHIFT)
+                    }
+                    Activation::Sigmoid | Activation::Softmax => {
+                        let out = if bits == 8 {
+                            QFormat {
+                                bits,
+                                scale: 1.0 / 256.0,
+                                zero_point: -128,
+                            }
+                        } else {
+                            QFormat::power_of_two(bits, 15)
+                        };
+                        (out, gate_scale, GATE_FRAC)
+                    }
+                    Activation::Tanh => {
+                        (QFormat::power_of_two(bits, bits - 1), gate_scale, GATE_FRAC)
+                    }
+                };
+                let lq = LayerQuant::Dense {
+                    bias: quantize_bias(bias, acc_scale),
+                    activation: *activation,
+                    acc_shift,
+                    output: out,
+                };
+                (acc_scale, lq, out)
+            }
+        };
+        // The matrices: the first reads the layer input, the second (if any) the hidden state.
+        let mut lq = lq;
+        for (k, m) in l.matrices.iter().enumerate() {
+            let src = if k == 0 { in_fmt } else { out_fmt };
+            let mq = quantize_matrix(m, bits, (src.scale, act_max), dest_scale, &ranges)?;
+            if src.zero_point != 0 {
+                fold_zero_point(l, m, &mq, src.zero_point, &mut lq);
+            }
+            matrices.push(mq);
+        }
+        if let Some(o) = &l.output {
+            formats.insert(o.clone(), out_fmt);
+        }
+        layers.push(lq);
+    }
+    let output = match (plan.layers.last(), layers.last()) {
+        (Some(l), Some(LayerQuant::Dense { output, .. })) if l.output.is_none() => *output,
+        (Some(l), _) => formats[l.output.as_deref().unwrap_or_default()],
+        _ => input,
+    };
+    let _ = TEMP_BUFFER;
+    Ok(QuantPlan {
+        precision: plan.precision,
+        act_bits: bits,
+        input,
+        output,
+        calibration,
+        matrices,
+        layers,
+    })
+}
+
+/// The kernels multiply raw codes q = x/s + zp; subtracting W·(zp, …, zp), computed through the
+/// same integer kernel, from the bias makes the sum W·(q − zp).
+fn fold_zero_point(l: &LayerPlan, m: &MatrixPlan, mq: &MatrixQuant, zp: i32, lq: &mut LayerQuant) {
+    let len = match &l.constants {
+        LayerConstants::Gru { .. } => 6 * l.units,
+        LayerConstants::Lstm { .. } => 4 * l.units,
+        _ => l.units,
+    };
+    let mut corr = vec![0i32; len];
+    matvec_int(m, mq, &vec![zp; m.cols], &mut corr);
+    let sub = |b: &mut Vec<i32>| {
+        for (b, c) in b.iter_mut().zip(&corr) {
+            *b = b.wrapping_sub(*c);
+        }
+    };
+    match lq {
+        LayerQuant::Lstm { bias, .. }
+        | LayerQuant::Gru { bias, .. }
+        | LayerQuant::Dense { bias, .. } => sub(bias),
+        LayerQuant::FastGrnn { b_z, b_h, .. } => {
+            sub(b_z);
+            sub(b_h);
+        }
+    }
+}

@@ -1,0 +1,218 @@
+
+// ---- fixed point: CMSIS-NN arithmetic, the same operations as the C runtime ----
+
+/// `arm_nn_divide_by_power_of_two`: rounding half away from zero.
+#[inline]
+pub fn div_pow2(v: i32, e: i32) -> i32 {
+    let mask = ((1u32 << e) - 1) as i32;
+    let rem = v & mask;
+    let mut r = v >> e;
+    let mut threshold = mask >> 1;
+    if r < 0 {
+        threshold += 1;
+    }
+    if rem > threshold {
+        r += 1;
+    }
+    r
+}
+
+/// `arm_nn_requantize`: `val * multiplier * 2^(shift - 31)`, rounded.
+#[inline]
+pub fn requant(val: i32, multiplier: i32, shift: i32) -> i32 {
+    let left = if shift > 0 { shift } else { 0 };
+    let right = if shift > 0 { 0 } else { -shift };
+    let prod = i64::from(val.wrapping_mul(1 << left)) * i64::from(multiplier) + (1i64 << 30);
+    div_pow2((prod >> 31) as i32, right)
+}
+
+/// `arm_nn_requantize_s64`: 64-bit accumulator, 16-bit reduced multiplier.
+#[inline]
+pub fn requant_s64(val: i64, reduced: i32, shift: i32) -> i32 {
+    let r = (val.wrapping_mul(i64::from(reduced)) >> (14 - shift)) as i32;
+    (r + 1) >> 1
+}
+
+#[inline]
+pub fn sat(v: i64, lo: i32, hi: i32) -> i32 {
+    v.clamp(i64::from(lo), i64::from(hi)) as i32
+}
+
+#[inline]
+pub fn sat16(v: i32) -> i16 {
+    v.clamp(-32768, 32767) as i16
+}
+
+/// `v / 2^s` rounded half up (s >= 1).
+#[inline]
+pub fn rshift_round(v: i64, s: i32) -> i64 {
+    (v + (1i64 << (s - 1))) >> s
+}
+
+/// A 513-entry Q15 table over Q3.12 inputs [-8, 8], linearly interpolated.
+#[inline]
+pub fn lut(table: &[i16; 513], x: i32) -> i32 {
+    let u = (x.clamp(-32768, 32767) + 32768) as usize;
+    let lo = i32::from(table[(u >> 7) & 511]);
+    let hi = i32::from(table[((u >> 7) & 511) + 1]);
+    lo + (((hi - lo) * (u & 127) as i32 + 64) >> 7)
+}
+
+#[inline]
+fn code(v: i64) -> Code {
+    sat(v, CODE_MIN, CODE_MAX) as Code
+}
+
+/// `z`: Q.12 gate pre-activations i, f, g, o; `c`: cell state with `cf` fraction bits;
+/// `h`: codes with `hf` fraction bits.
+#[inline]
+pub fn lstm_q<const H: usize, const G: usize>(
+    z: &[i32; G],
+    c: &mut [i16; H],
+    h: &mut [Code; H],
+    cf: i32,
+    hf: i32,
+) {
+    for k in 0..H {
+        let i = i64::from(lut(&SIGMOID_Q15, z[k]));
+        let f = i64::from(lut(&SIGMOID_Q15, z[H + k]));
+        let g = i64::from(lut(&TANH_Q15, z[2 * H + k]));
+        let o = i64::from(lut(&SIGMOID_Q15, z[3 * H + k]));
+        let cn = rshift_round(f * i64::from(c[k]), 15) + rshift_round(i * g, 30 - cf);
+        c[k] = sat(cn, -32768, 32767) as i16;
+        let tc = if cf > 12 {
+            rshift_round(i64::from(c[k]), cf - 12)
+        } else {
+            i64::from(c[k]) * (1 << (12 - cf))
+        };
+        let t = i64::from(lut(&TANH_Q15, sat(tc, i32::MIN, i32::MAX)));
+        h[k] = code(rshift_round(o * t, 30 - hf));
+    }
+}
+
+/// `z`: Q.12, W_ih x + b_ih (r, z, n) then W_hh h + b_hh (r, z, n); `h`: codes with `hf`
+/// fraction bits.
+#[inline]
+pub fn gru_q<const H: usize, const G: usize>(z: &[i32; G], h: &mut [Code; H], hf: i32) {
+    for k in 0..H {
+        let r = i64::from(lut(&SIGMOID_Q15, z[k].wrapping_add(z[3 * H + k])));
+        let u = i64::from(lut(&SIGMOID_Q15, z[H + k].wrapping_add(z[4 * H + k])));
+        let rh = rshift_round(r * i64::from(z[5 * H + k]), 15);
+        let c = i64::from(lut(
+            &TANH_Q15,
+            sat(i64::from(z[2 * H + k]) + rh, i32::MIN, i32::MAX),
+        ));
+        let v = rshift_round((32768 - u) * c, 30 - hf) + rshift_round(u * i64::from(h[k]), 15);
+        h[k] = code(v);
+    }
+}
+
+/// `pre`: Q.12 W x + U h; `b_z`, `b_h`: Q.12; `zeta`, `nu`: Q15 (after the sigmoid); `h`:
+/// codes with `hf` fraction bits.
+#[inline]
+pub fn fastgrnn_q<const H: usize>(
+    pre: &[i32; H],
+    b_z: &[i32; H],
+    b_h: &[i32; H],
+    zeta: i32,
+    nu: i32,
+    h: &mut [Code; H],
+    hf: i32,
+) {
+    for k in 0..H {
+        let z = i64::from(lut(&SIGMOID_Q15, pre[k].wrapping_add(b_z[k])));
+        let c = i64::from(lut(&TANH_Q15, pre[k].wrapping_add(b_h[k])));
+        let coef = rshift_round(i64::from(zeta) * (32768 - z), 15) + i64::from(nu);
+        let v = rshift_round(coef * c, 30 - hf) + rshift_round(z * i64::from(h[k]), 15);
+        h[k] = code(v);
+    }
+}
+
+/// A dense accumulator (`acc_shift` fraction bits below the output quantum) to output codes.
+#[inline]
+pub fn narrow_linear<const N: usize>(
+    acc: &[i32; N],
+    y: &mut [Code; N],
+    acc_shift: i32,
+    zero_point: i32,
+    relu: bool,
+) {
+    for k in 0..N {
+        let mut v = div_pow2(acc[k], acc_shift);
+        if relu && v < 0 {
+            v = 0;
+        }
+        y[k] = code(i64::from(v) + i64::from(zero_point));
+    }
+}
+
+/// A Q15 value in [0, 1] as a code: int16 as is, int8 at scale 1/256 with zero point -128.
+#[inline]
+fn unit_code(q15: i64) -> Code {
+    if CODE_MAX == 32767 {
+        code(q15)
+    } else {
+        code(rshift_round(q15, 7) - 128)
+    }
+}
+
+#[inline]
+pub fn narrow_sigmoid<const N: usize>(acc: &[i32; N], y: &mut [Code; N]) {
+    for k in 0..N {
+        y[k] = unit_code(i64::from(lut(&SIGMOID_Q15, acc[k])));
+    }
+}
+
+/// tanh codes: Q15 (int16) or Q7 (int8).
+#[inline]
+pub fn narrow_tanh<const N: usize>(acc: &[i32; N], y: &mut [Code; N]) {
+    for k in 0..N {
+        let t = i64::from(lut(&TANH_Q15, acc[k]));
+        y[k] = code(if CODE_MAX == 32767 { t } else { rshift_round(t, 8) });
+    }
+}
+
+/// Softmax of Q.12 logits: exp by table on x - max (clamped at -8), then normalized.
+#[inline]
+pub fn narrow_softmax<const N: usize>(acc: &[i32; N], y: &mut [Code; N]) {
+    let mut m = i32::MIN;
+    for &a in acc.iter() {
+        m = if a > m { a } else { m };
+    }
+    let e = |a: i32| i64::from(lut(&EXP_Q15, sat(i64::from(a) - i64::from(m), -32768, 0)));
+    let mut sum: i64 = 0;
+    for &a in acc.iter() {
+        sum += e(a);
+    }
+    let sum = if sum > 0 { sum } else { 1 };
+    for k in 0..N {
+        let v = e(acc[k]);
+        y[k] = if CODE_MAX == 32767 {
+            code(((v << 15) + sum / 2) / sum)
+        } else {
+            code(((v << 8) + sum / 2) / sum - 128)
+        };
+    }
+}
+
+/// Float to codes: round(x / scale) + zero_point, half away from zero, saturated (NaN gives
+/// the lowest code).
+#[inline]
+pub fn quantize<const N: usize>(x: &[f32; N], q: &mut [Code; N], inv_scale: f32, zero_point: i32) {
+    let lo = (CODE_MIN - zero_point) as f32;
+    let hi = (CODE_MAX - zero_point) as f32;
+    for k in 0..N {
+        let v = x[k] * inv_scale;
+        let v = if v >= 0.0 { v + 0.5 } else { v - 0.5 };
+        let v = if v >= lo { v } else { lo };
+        let v = if v <= hi { v } else { hi };
+        q[k] = (v as i32 + zero_point) as Code;
+    }
+}
+
+#[inline]
+pub fn dequantize<const N: usize>(q: &[Code; N], y: &mut [f32; N], scale: f32, zero_point: i32) {
+    for k in 0..N {
+        y[k] = (i32::from(q[k]) - zero_point) as f32 * scale;
+    }
+}
