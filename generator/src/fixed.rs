@@ -183,12 +183,20 @@ mod tests {
     }
 
     #[test]
-    fn requantize_rounds_half_away_from_zero() {
+    fn requantize_rounds_as_cmsis_nn() {
+        // M = 0.5 is multiplier 2^30, shift 0: only the doubling high multiply rounds, half up.
         let half = Requant::from_real(0.5);
+        assert_eq!((half.multiplier, half.shift), (1 << 30, 0));
         assert_eq!(requantize(3, half), 2);
-        assert_eq!(requantize(-3, half), -2);
-        assert_eq!(requantize(5, half), 3);
-        assert_eq!(requantize(-5, half), -3);
+        assert_eq!(requantize(-3, half), -1);
+        // M = 0.25 adds a right shift by 1, which rounds half away from zero.
+        let quarter = Requant::from_real(0.25);
+        assert_eq!(quarter.shift, -1);
+        assert_eq!(requantize(6, quarter), 2);
+        assert_eq!(requantize(-6, quarter), -2);
+        assert_eq!(divide_by_power_of_two(-3, 1), -2);
+        assert_eq!(divide_by_power_of_two(3, 1), 2);
+        assert_eq!(divide_by_power_of_two(-5, 2), -1);
         let twice = Requant::from_real(2.0);
         assert_eq!(requantize(-7, twice), -14);
         // The 64-bit form agrees with the exact value to within its 16-bit multiplier.
