@@ -1,7 +1,8 @@
 //! Fixed point (int8, int16): every layer kind x weight kind and the structural cases, compiled
-//! natively (gcc: C and Rust; clang: C) and under QEMU on every core, must reproduce kpgen's
-//! integer reference bit for bit, through the `_q` API, on seeded random sequences. The
-//! generated C must compile warning-free with the strict flags.
+//! natively (gcc: C and Rust; clang: C), must reproduce kpgen's integer reference bit for bit,
+//! through the `_q` API, on seeded random sequences; the generated C must compile warning-free
+//! with the strict flags. Under QEMU, every core runs one model per cell kind that uses every
+//! weight kind, in all three precisions (float32 against the float reference's tolerance).
 
 mod common;
 
@@ -22,9 +23,13 @@ fn generate(
     let mut model = kpgen::load(&fixture.spec_path).map_err(|d| d.render())?;
     model.precision = precision;
     let gen = kpgen::generate_model(&model, target).map_err(|d| d.render())?;
-    if gen.quant.is_none() {
-        return Err("a fixed-point build has no quantization".to_owned());
+    if gen.quant.is_some() != precision.is_fixed() {
+        return Err(format!(
+            "{precision:?}: quantization present: {}",
+            gen.quant.is_some()
+        ));
     }
+    case.check_plan(&gen.plan)?;
     Ok((fixture, gen))
 }
 
@@ -70,9 +75,11 @@ fn run(
     match harness::run_suite(platform, target, &gen, &inputs, &opts, &mut |_| {}) {
         Ok(suite) => {
             for r in &suite.results {
-                if r.comparison.integer_mismatches != Some(0) || !r.comparison.pass {
+                let exact =
+                    precision == Precision::F32 || r.comparison.integer_mismatches == Some(0);
+                if !exact || !r.comparison.pass {
                     errors.push(format!(
-                        "{} {precision:?} {}: differs from the integer reference: {:#?}",
+                        "{} {precision:?} {}: differs from the reference: {:#?}",
                         target.name,
                         r.lang.as_str(),
                         r.comparison
@@ -100,8 +107,8 @@ fn run(
 }
 
 fn all_cases() -> Vec<Case> {
-    let mut cases = common::cell_cases();
-    cases.extend(common::structure_cases());
+    let mut cases = common::all_cases();
+    cases.extend(common::coverage_cases());
     cases
 }
 
@@ -127,7 +134,7 @@ fn every_case_in_int8_and_int16_on_the_host() {
 }
 
 #[test]
-fn every_core_in_int8_and_int16_under_qemu() {
+fn every_core_every_precision_every_cell_and_weight_kind_under_qemu() {
     let tc = match firmware::locate_toolchain() {
         Ok(tc) => tc,
         Err(e) if std::env::var_os("CI").is_none() => {
@@ -137,18 +144,7 @@ fn every_core_in_int8_and_int16_under_qemu() {
         Err(e) => panic!("the cross toolchain is required in CI: {e}"),
     };
     let platform = Platform::Qemu(tc);
-    // Every cell kind, every weight kind and every dense activation appear in these.
-    let wanted = [
-        "stacked_lstm_gru_softmax",
-        "lstm32_dkp_csr",
-        "fastgrnn_dkp",
-        "dense_activation_chain",
-        "everything",
-    ];
-    let cases: Vec<Case> = all_cases()
-        .into_iter()
-        .filter(|c| wanted.contains(&c.name()))
-        .collect();
+    let cases = common::coverage_cases();
     common::run_cases(&cases, |case| {
         let mut errors = Vec::new();
         for name in kpgen::target::builtin_names() {
@@ -157,7 +153,7 @@ fn every_core_in_int8_and_int16_under_qemu() {
             if target.rust.triple.is_some() {
                 langs.push(Lang::Rust);
             }
-            for p in [Precision::Int8, Precision::Int16] {
+            for p in [Precision::F32, Precision::Int8, Precision::Int16] {
                 if let Err(e) = run(&platform, &langs, case, &target, p) {
                     errors.push(e);
                 }

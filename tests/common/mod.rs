@@ -74,7 +74,14 @@ pub enum WeightKind {
     DkpCsr,
     /// `kron(A, B)` with a factor of more than 64 elements (kept as a loop, not unrolled).
     KpLooped,
+    /// `U·V` of rank `LOW_RANK` (capped by the matrix's sides).
+    LowRank,
+    /// A pruned matrix keeping about 10% of its entries (`{sparse: S}`).
+    Sparse,
 }
+
+/// Inner dimension of low-rank fixtures.
+pub const LOW_RANK: usize = 3;
 
 /// How FastGRNN's zeta and nu are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -302,6 +309,17 @@ impl Writer<'_> {
                 let s = self.overlay(&format!("{prefix}_S.npy"), rows, cols, nnz);
                 format!("{{kron: [{a}, {b}], dope: {s}}}")
             }
+            WeightKind::LowRank => {
+                let r = LOW_RANK.min(rows).min(cols);
+                let u = self.tensor(&format!("{prefix}_U.npy"), &[rows, r], FACTOR_SCALE);
+                let v = self.tensor(&format!("{prefix}_V.npy"), &[r, cols], FACTOR_SCALE);
+                format!("{{lowrank: [{u}, {v}]}}")
+            }
+            WeightKind::Sparse => {
+                let nnz = ((rows * cols) / 10).max(1);
+                let s = self.overlay(&format!("{prefix}_S.npy"), rows, cols, nnz);
+                format!("{{sparse: {s}}}")
+            }
             WeightKind::KpLooped => {
                 let s = shapes::ranked(rows, cols)
                     .into_iter()
@@ -406,6 +424,10 @@ pub enum Feature {
     OverlayStraightLine,
     /// A doping overlay in CSR form.
     OverlayCsr,
+    /// A low-rank product U·(V·x).
+    LowRank,
+    /// A pruned matrix stored as its non-zeros.
+    Sparse,
 }
 
 /// The features present in a plan.
@@ -420,6 +442,15 @@ pub fn plan_features(plan: &Plan) -> BTreeSet<Feature> {
                     Feature::KpLooped
                 });
             }
+        }
+        match &m.product {
+            Product::LowRank { .. } => {
+                out.insert(Feature::LowRank);
+            }
+            Product::Sparse => {
+                out.insert(Feature::Sparse);
+            }
+            _ => {}
         }
         if let Some(o) = &m.overlay {
             out.insert(match o.encoding {
@@ -491,6 +522,8 @@ pub fn cell_cases() -> Vec<Case> {
                 "dkp",
                 &[KpUnrolled, OverlayStraightLine][..],
             ),
+            (WeightKind::LowRank, "lowrank", &[LowRank][..]),
+            (WeightKind::Sparse, "sparse", &[Sparse][..]),
         ] {
             let name = format!("{kind_name}_{wk_name}");
             let model = match kind {
@@ -652,6 +685,58 @@ pub fn everything_model() -> Case {
         ),
         &[KpUnrolled, KpLooped, OverlayStraightLine, OverlayCsr],
     )
+}
+
+/// One model per cell kind whose matrices use every weight kind (dense, KP, straight-line and
+/// CSR doped KP, low rank, sparse), for the runs on every core and precision.
+pub fn coverage_cases() -> Vec<Case> {
+    use Feature::*;
+    use WeightKind as W;
+    let all = &[KpUnrolled, OverlayStraightLine, OverlayCsr, LowRank, Sparse][..];
+    // Units large enough that the recurrent matrix holds a CSR overlay (> 128 non-zeros).
+    let recurrent = |name: &str, kind: Kind, units: usize, ih: &'static str, hh: &'static str| {
+        let layer = |a, b| {
+            LayerSpec::new(kind, units, W::Dense)
+                .with(ih, a)
+                .with(hh, b)
+        };
+        case(
+            ModelSpec::new(
+                name,
+                FEATURES,
+                Some(STEPS),
+                vec![
+                    layer(W::Dense, W::Kp),
+                    layer(W::Dkp, W::LowRank),
+                    layer(W::Sparse, W::DkpCsr),
+                    LayerSpec::dense(4, Act::None, W::Kp),
+                ],
+            ),
+            all,
+        )
+    };
+    vec![
+        recurrent("cover_lstm", Kind::Lstm, 8, "w_ih", "w_hh"),
+        recurrent("cover_gru", Kind::Gru, 8, "w_ih", "w_hh"),
+        recurrent("cover_fastgrnn", Kind::FastGrnn, 16, "w", "u"),
+        case(
+            ModelSpec::new(
+                "cover_dense",
+                12,
+                Some(1),
+                vec![
+                    LayerSpec::dense(16, Act::Relu, W::Dense),
+                    LayerSpec::dense(16, Act::Sigmoid, W::Kp),
+                    LayerSpec::dense(16, Act::Tanh, W::Dkp),
+                    LayerSpec::dense(12, Act::None, W::LowRank),
+                    LayerSpec::dense(16, Act::Relu, W::Sparse),
+                    LayerSpec::dense(16, Act::None, W::DkpCsr),
+                    LayerSpec::dense(4, Act::Softmax, W::Dense),
+                ],
+            ),
+            all,
+        ),
+    ]
 }
 
 /// The cortex-m4 target every test uses.
