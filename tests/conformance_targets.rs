@@ -357,3 +357,47 @@ fn a_core_without_rust_tests_c_only_and_refuses_lang_rust() {
     assert_eq!(out.status.code(), Some(2), "{msg}");
     assert!(msg.contains("no Rust"), "{msg}");
 }
+
+/// The generated C compiles for its own core and stops with #error, naming the target and its
+/// flags, for every other core (here: each target's C built with every other target's flags).
+#[test]
+fn generated_c_refuses_a_mismatched_core() {
+    let spec = example_spec();
+    let work = tempfile::tempdir().unwrap();
+    let names = kpgen::target::builtin_names();
+    for name in &names {
+        let t = target(name);
+        let gen = kpgen::generate(&spec, &t).unwrap_or_else(|d| panic!("{}", d.render()));
+        let dir = work.path().join(name);
+        harness::write_files(&dir, &gen.files).unwrap();
+        let source = dir.join(format!("c/{}.c", gen.plan.name));
+        for other in &names {
+            let o = target(other);
+            let out = Command::new("arm-none-eabi-gcc")
+                .args(&o.c.cflags)
+                .args(["-std=c99", "-O1", "-c", "-o", "/dev/null"])
+                .arg(&source)
+                .output()
+                .expect("run arm-none-eabi-gcc");
+            // Compatible cores share the core macro (M4 and M7; M33 code builds for M55).
+            let compatible = o.c.arch_macros.iter().any(|m| t.c.arch_macros.contains(m))
+                || (*name == "cortex-m33" && *other == "cortex-m55");
+            let err = text(&out);
+            if compatible {
+                assert!(
+                    out.status.success(),
+                    "{name} code with {other} flags: {err}"
+                );
+            } else {
+                assert!(
+                    !out.status.success(),
+                    "{name} code built with {other} flags"
+                );
+                assert!(
+                    err.contains(&format!("was generated for {name}")),
+                    "{name} code with {other} flags: {err}"
+                );
+            }
+        }
+    }
+}

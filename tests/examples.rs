@@ -2,11 +2,15 @@
 //! QEMU Cortex-M4 on the whole test set: the same class for every sample, outputs within the
 //! conformance tolerance. The trainer's own logits (an independent numpy forward pass) are
 //! checked against kpgen's reference too, so the spec semantics match the training code.
+//! In int8 and int16, calibrated on each example's training sequences (`calib_x.npy`), the C
+//! and Rust equal the integer reference bit for bit under QEMU, and the accuracy stays within
+//! 1 point (int8) and half a point (int16) of the float model's.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use kpgen::harness::{self, Lang, Platform, RunOptions, TestInputs, Tolerance};
+use kpgen::spec::Precision;
 use kpgen::tensor;
 use kpgen::toolchain::Toolchain;
 
@@ -101,6 +105,38 @@ fn every_example_matches_its_trained_model_in_qemu() {
             assert_eq!(c.sequences, inputs.sequences.len());
             let cost = r.cost.as_ref().expect("QEMU runs measure the cost");
             assert!(cost.instructions_per_inference > 0 && cost.flash_bytes > 0);
+        }
+
+        for (precision, max_drop) in [(Precision::Int8, 0.01), (Precision::Int16, 0.005)] {
+            let mut fixed_model = model.clone();
+            fixed_model.precision = precision;
+            assert!(
+                fixed_model.calibration.is_some(),
+                "{}: no calibration",
+                spec.display()
+            );
+            let gen = kpgen::generate_model(&fixed_model, &target)
+                .unwrap_or_else(|e| panic!("{}: {}", spec.display(), e.render()));
+            let suite = harness::run_suite(
+                &Platform::Qemu(toolchain.clone()),
+                &target,
+                &gen,
+                &inputs,
+                &opts,
+                &mut |_| {},
+            )
+            .unwrap_or_else(|e| panic!("{} {precision:?}: {e}", spec.display()));
+            let float = suite.reference_accuracy.expect("labelled");
+            for r in &suite.results {
+                let c = &r.comparison;
+                let what = format!("{} {precision:?} {}", spec.display(), r.lang.as_str());
+                assert!(c.pass && c.integer_mismatches == Some(0), "{what}: {c:?}");
+                let acc = c.accuracy.expect("labelled");
+                assert!(
+                    acc >= float - max_drop - 1e-9,
+                    "{what}: accuracy {acc} vs float {float}"
+                );
+            }
         }
     }
 }

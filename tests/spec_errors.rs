@@ -214,6 +214,24 @@ case!(
 case!(invalid_name, replace("name: motion", "name: 3d-motion"));
 case!(reserved_name, replace("name: motion", "name: static"));
 case!(zero_features, replace("features: 6", "features: 0"));
+case!(
+    unknown_precision,
+    replace("name: motion\n", "name: motion\nprecision: int4\n")
+);
+case!(
+    missing_calibration_file,
+    replace(
+        "name: motion\n",
+        "name: motion\nprecision: int8\ncalibration: f/missing_calib.npy\n"
+    )
+);
+case!(
+    calibration_wrong_shape,
+    replace(
+        "name: motion\n",
+        "name: motion\nprecision: int16\ncalibration: f/b.npy\n"
+    )
+);
 case!(no_layers, |_: &str| {
     "name: motion\ninput: {features: 6}\nlayers: []\n".to_owned()
 });

@@ -160,6 +160,9 @@ pub enum Coef {
     Load(Access),
 }
 
+// A kernel holds a few dozen statements, built once per build: boxing the large `Dot` variant
+// would only add indirection.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Stmt {
     Loop {
@@ -173,6 +176,8 @@ pub enum Stmt {
         accumulate: bool,
         terms: Vec<(Coef, Access)>,
         fixed: Option<Fixed>,
+        /// Fixed point: a constant the accumulator starts from (the input zero point's share).
+        offset: i64,
     },
     /// `acc = 0; for var < count: acc += weight · input; dst (=|+=) acc`.
     Dot {
@@ -183,6 +188,8 @@ pub enum Stmt {
         weight: Access,
         input: Access,
         fixed: Option<Fixed>,
+        /// Fixed point: the accumulator starts from this table entry instead of 0.
+        init: Option<Access>,
     },
     /// CSR rows: for r < rows, dst[offset + r] += Σ_{k in row r} val[k] · x[col[k]].
     Csr {
@@ -192,6 +199,8 @@ pub enum Stmt {
         col_index: String,
         values: String,
         fixed: Option<Fixed>,
+        /// Fixed point: a table of per-row starting values, indexed by `r`.
+        init: Option<String>,
     },
 }
 
@@ -296,6 +305,12 @@ fn lower_stage(
     let input = array_of(stage.input);
     let output = array_of(stage.output);
     let fixed = quant.map(Fixed::of);
+    let offsets: &[i64] = quant.map_or(&[], |q| &q.row_offsets);
+    let offset_elem = if quant.is_some_and(|q| q.wide) {
+        Elem::I64
+    } else {
+        Elem::I32
+    };
     let values = match quant {
         Some(q) => Values::Int(Elem::int(q.weight_bits), q.values.clone()),
         None => Values::F32(stage.values.clone()),
@@ -319,7 +334,8 @@ fn lower_stage(
                             })
                         })
                         .collect();
-                    if terms.is_empty() && accumulate {
+                    let offset = offsets.get(i).copied().unwrap_or(0);
+                    if terms.is_empty() && offset == 0 && accumulate {
                         return None;
                     }
                     let dst = Affine::new(
@@ -331,6 +347,7 @@ fn lower_stage(
                         accumulate,
                         terms,
                         fixed,
+                        offset,
                     })
                 })
                 .collect()
@@ -360,6 +377,12 @@ fn lower_stage(
                     },
                     input: Access::flat(input.clone(), Affine::new(0, &in_terms)),
                     fixed,
+                    init: (!offsets.is_empty()).then(|| {
+                        Access::flat(
+                            Array::Const(format!("{}_zp", stage.factor)),
+                            Affine::new(0, &[("i", 1)]),
+                        )
+                    }),
                 }],
             }]
         }
@@ -371,6 +394,13 @@ fn lower_stage(
             cols: stage.q,
             values: values.clone(),
         });
+        if !offsets.is_empty() {
+            tables.push(Table::Ints {
+                name: format!("{}_zp", stage.factor),
+                elem: offset_elem,
+                values: offsets.iter().map(|&v| v as i32).collect(),
+            });
+        }
     }
     if stage.outer == 1 {
         per_r(None)
@@ -400,9 +430,11 @@ pub fn lower_matrix(m: &MatrixPlan, quant: Option<(&MatrixQuant, Elem)>) -> Kern
             None => Num::F32(ov.entries[k].2),
         };
         let fixed = overlay_quant.map(Fixed::of);
+        let offsets: &[i64] = overlay_quant.map_or(&[], |q| &q.row_offsets);
         match ov.encoding {
             OverlayEncoding::StraightLine => {
                 let mut k = 0;
+                let mut group = 0;
                 while k < ov.entries.len() {
                     let row = ov.entries[k].0;
                     let mut terms = Vec::new();
@@ -416,7 +448,9 @@ pub fn lower_matrix(m: &MatrixPlan, quant: Option<(&MatrixQuant, Elem)>) -> Kern
                         }
                         k += 1;
                     }
-                    if terms.is_empty() {
+                    let offset = offsets.get(group).copied().unwrap_or(0);
+                    group += 1;
+                    if terms.is_empty() && offset == 0 {
                         continue;
                     }
                     body.push(Stmt::Sum {
@@ -424,6 +458,7 @@ pub fn lower_matrix(m: &MatrixPlan, quant: Option<(&MatrixQuant, Elem)>) -> Kern
                         accumulate: true,
                         terms,
                         fixed,
+                        offset,
                     });
                 }
             }
@@ -454,6 +489,26 @@ pub fn lower_matrix(m: &MatrixPlan, quant: Option<(&MatrixQuant, Elem)>) -> Kern
                         values: ov.entries.iter().map(|e| e.2).collect(),
                     },
                 });
+                // Per-row starting values: the non-empty rows' offsets, 0 elsewhere.
+                let init = (!offsets.is_empty()).then(|| {
+                    let mut per_row = vec![0i32; m.rows];
+                    let mut rows: Vec<usize> = ov.entries.iter().map(|e| e.0).collect();
+                    rows.dedup();
+                    for (r, &o) in rows.iter().zip(offsets) {
+                        per_row[*r] = o as i32;
+                    }
+                    let name = format!("{}_s_zp", m.id);
+                    tables.push(Table::Ints {
+                        name: name.clone(),
+                        elem: if overlay_quant.is_some_and(|q| q.wide) {
+                            Elem::I64
+                        } else {
+                            Elem::I32
+                        },
+                        values: per_row,
+                    });
+                    name
+                });
                 let [row_ptr, col_index, values] = names;
                 body.push(Stmt::Csr {
                     rows: m.rows,
@@ -462,6 +517,7 @@ pub fn lower_matrix(m: &MatrixPlan, quant: Option<(&MatrixQuant, Elem)>) -> Kern
                     col_index,
                     values,
                     fixed,
+                    init,
                 });
             }
         }

@@ -308,11 +308,21 @@ fn print_results(results: &[LangResult], tol: Tolerance) {
             fmt_err(c.max_rel_error),
             format!("{}/{}", c.sequences - c.class_mismatches, c.sequences),
             if c.streaming_matches { "same" } else { "DIFF" },
-            if c.pass {
-                format!("pass (tol {:.0e})", tol.abs)
-            } else {
-                format!("FAIL: {} outputs out of tolerance", c.failures)
+            match (c.pass, c.integer_mismatches) {
+                (true, None) => format!("pass (tol {:.0e})", tol.abs),
+                (true, Some(_)) => "pass (bit-exact)".to_owned(),
+                (false, None) => format!("FAIL: {} outputs out of tolerance", c.failures),
+                (false, Some(n)) => format!("FAIL: {n} codes differ from the integer reference"),
             }
+        );
+    }
+    if results
+        .iter()
+        .any(|r| r.comparison.integer_mismatches.is_some())
+    {
+        println!(
+            "(fixed point: the errors are the dequantized outputs against the float reference, \
+             i.e. the quantization error; pass means equal to kpgen's integer reference)"
         );
     }
     if results.iter().any(|r| r.cost.is_some()) {
@@ -471,7 +481,13 @@ fn test(args: &TestArgs) -> ExitCode {
         println!("\naccuracy on the labels: reference {:.2}%", 100.0 * acc);
         for r in &suite.results {
             if let Some(a) = r.comparison.accuracy {
-                println!("  {} {}: {:.2}%", r.variant, r.lang.as_str(), 100.0 * a);
+                println!(
+                    "  {} {}: {:.2}% ({:+.2} points)",
+                    r.variant,
+                    r.lang.as_str(),
+                    100.0 * a,
+                    100.0 * (a - acc)
+                );
             }
         }
     }

@@ -624,6 +624,23 @@ pub fn load_model(doc: &SpecDocument) -> Result<Model, Diagnostics> {
             layers.push(b);
         }
     }
+    // The calibration file is read when a fixed-point build quantizes; check it here too, so a
+    // bad one is reported at its line in the spec.
+    if let (Some(c), Some(f), Some(st)) = (&spec.calibration, features, steps) {
+        let path = doc.base_dir().join(&c.value);
+        if let Err(d) = crate::harness::TestInputs::from_file(&path, st, f) {
+            let why: Vec<String> = d.0.iter().map(|e| e.message.clone()).collect();
+            l.fail(
+                c,
+                "calibration",
+                format!(
+                    "calibration inputs `{}` are unusable: {}",
+                    c.value,
+                    why.join("; ")
+                ),
+            );
+        }
+    }
     let model = Model {
         name: spec.name.value.clone(),
         input_features: features.unwrap_or(0),

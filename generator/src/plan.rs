@@ -14,6 +14,9 @@ use crate::target::Target;
 pub struct Plan {
     pub name: String,
     pub target: String,
+    /// The target's C flags and core macros (the generated C checks the core it is built for).
+    pub cflags: Vec<String>,
+    pub arch_macros: Vec<String>,
     pub precision: Precision,
     pub input_features: usize,
     pub steps: usize,
@@ -550,6 +553,8 @@ pub fn plan_model(model: &Model, target: &Target) -> Plan {
     let mut plan = Plan {
         name: model.name.clone(),
         target: target.name.clone(),
+        cflags: target.c.cflags.clone(),
+        arch_macros: target.c.arch_macros.clone(),
         precision: model.precision,
         input_features: model.input_features,
         steps: model.steps,

@@ -40,6 +40,10 @@ pub struct Features {
 pub struct CTarget {
     /// Flags selecting the core, its FPU and float ABI.
     pub cflags: Vec<String>,
+    /// Predefined macros of which a compiler for this core defines at least one (GCC and
+    /// Clang); the generated C stops with #error on any other Arm core. Empty: no check.
+    #[serde(default)]
+    pub arch_macros: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

@@ -3,6 +3,13 @@
 #include <stdint.h>
 
 #include "{{ name }}.h"
+{%- if let Some((condition, flags)) = arch_check %}
+
+/* Planned for {{ target }}: on another Arm core, regenerate with its --target. */
+#if {{ condition }}
+#error "{{ name }}.c was generated for {{ target }}: compile with {{ flags }}"
+#endif
+{%- endif %}
 {%- if let Some(q) = fixed %}
 
 /* Codes of activations, inputs and outputs. */

@@ -302,6 +302,8 @@ struct Source<'a> {
     name: &'a str,
     upper: String,
     target: &'a str,
+    /// (`#if` condition, the target's flags) of the core check.
+    arch_check: Option<(String, String)>,
     runtime: String,
     tables: Vec<String>,
     kernels: Vec<KernelText>,
@@ -529,6 +531,7 @@ pub fn emit(p: &Program) -> Result<Vec<GeneratedFile>, askama::Error> {
         name: &p.name,
         upper,
         target: &p.target,
+        arch_check: p.arch_check.clone(),
         runtime: runtime_for(p),
         tables: p
             .tables

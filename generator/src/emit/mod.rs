@@ -175,6 +175,8 @@ pub struct FixedApi {
 pub struct Program {
     pub name: String,
     pub target: String,
+    /// `#if` condition true on an Arm core other than the target's, and the flags to use.
+    pub arch_check: Option<(String, String)>,
     pub input_features: usize,
     pub steps: usize,
     pub output_size: usize,
@@ -512,9 +514,21 @@ pub fn lower(plan: &Plan, quant: Option<&QuantPlan>) -> Program {
             });
         }
     }
+    let arch_check = (!plan.arch_macros.is_empty()).then(|| {
+        let none_defined: Vec<String> = plan
+            .arch_macros
+            .iter()
+            .map(|m| format!("!defined({m})"))
+            .collect();
+        (
+            format!("defined(__arm__) && {}", none_defined.join(" && ")),
+            plan.cflags.join(" "),
+        )
+    });
     Program {
         name: plan.name.clone(),
         target: plan.target.clone(),
+        arch_check,
         input_features: plan.input_features,
         steps: plan.steps,
         output_size: plan.output_size,

@@ -174,12 +174,14 @@ impl Printer {
         self.line(depth, &head);
     }
 
-    fn acc_open(&mut self, depth: usize, acc: Elem) {
+    /// Declares the accumulator, starting at 0 or at `init` (an integer expression).
+    fn acc_open(&mut self, depth: usize, acc: Elem, init: Option<String>) {
+        let start = init.unwrap_or_else(|| "0".to_owned());
         let decl = match (self.lang, acc) {
             (Lang::C, Elem::F32) => format!("float acc = {};", float_lit(Lang::C, 0.0)),
             (Lang::Rust, Elem::F32) => format!("let mut acc = {};", float_lit(Lang::Rust, 0.0)),
-            (Lang::C, e) => format!("{} acc = 0;", e.c_name()),
-            (Lang::Rust, e) => format!("let mut acc: {} = 0;", e.rust_name()),
+            (Lang::C, e) => format!("{} acc = {start};", e.c_name()),
+            (Lang::Rust, e) => format!("let mut acc: {} = {start};", e.rust_name()),
         };
         self.line(depth, &decl);
     }
@@ -196,11 +198,22 @@ impl Printer {
                 accumulate,
                 terms,
                 fixed,
+                offset,
             } => {
-                let value = sum(self.lang, terms, acc_elem(*fixed));
+                let mut value = sum(self.lang, terms, acc_elem(*fixed));
+                if *offset != 0 {
+                    value = match (terms.is_empty(), self.lang, acc_elem(*fixed)) {
+                        (true, Lang::C, Elem::I64) => format!("(int64_t){offset}"),
+                        (true, _, _) => offset.to_string(),
+                        (false, Lang::C, Elem::I64) => format!("(int64_t){offset} + {value}"),
+                        (false, _, _) => format!("{offset} + {value}"),
+                    };
+                }
                 let text = match fixed {
                     // An all-zero row of a temp: requantizing 0 gives 0.
-                    Some(f) if terms.is_empty() && f.narrow => format!("{} = 0;", access(dst)),
+                    Some(f) if terms.is_empty() && *offset == 0 && f.narrow => {
+                        format!("{} = 0;", access(dst))
+                    }
                     _ => store(self.lang, &access(dst), *accumulate, *fixed, &value),
                 };
                 self.line(depth, &text);
@@ -213,6 +226,7 @@ impl Printer {
                 weight,
                 input,
                 fixed,
+                init,
             } => {
                 // C needs a block to scope `acc`; in Rust the enclosing loop body scopes it.
                 let inner = if self.lang == Lang::C {
@@ -222,7 +236,9 @@ impl Printer {
                     depth
                 };
                 let acc = acc_elem(*fixed);
-                self.acc_open(inner, acc);
+                // The table has the accumulator's type.
+                let start = init.as_ref().map(access);
+                self.acc_open(inner, acc, start);
                 self.loop_open(inner, var, *count);
                 self.line(
                     inner + 1,
@@ -245,6 +261,7 @@ impl Printer {
                 col_index,
                 values,
                 fixed,
+                init,
             } => {
                 let (row, col, val) = (
                     row_ptr.to_uppercase(),
@@ -254,7 +271,8 @@ impl Printer {
                 let dst = affine(&Affine::new(*dest_offset, &[("r", 1)]));
                 let acc = acc_elem(*fixed);
                 self.loop_open(depth, "r", *rows);
-                self.acc_open(depth + 1, acc);
+                let start = init.as_ref().map(|t| format!("{}[r]", t.to_uppercase()));
+                self.acc_open(depth + 1, acc, start);
                 match self.lang {
                     Lang::C => {
                         self.line(depth + 1, &format!(

@@ -324,6 +324,9 @@ pub struct Suite {
     /// Accuracy of the float reference, when labels were given.
     pub reference_accuracy: Option<f64>,
     pub results: Vec<LangResult>,
+    /// What was not run, and why.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 /// Runs the generated model (and, if asked, its dense expansion) in every requested language
@@ -338,10 +341,26 @@ pub fn run_suite(
 ) -> Result<Suite, HarnessError> {
     let reference = reference_outputs(&generation.model, inputs);
     let mut variants = vec![("model", generation.clone())];
+    let mut notes = Vec::new();
     if opts.dense_baseline {
         let dense = crate::generate_model(&generation.model.expanded_to_dense(), target)
             .map_err(|e| HarnessError::Internal(e.to_string()))?;
-        variants.push(("dense", dense));
+        // A dense expansion too large for the emulated memory would only fail to link (after
+        // minutes and gigabytes for a language-model-sized layer): say so and go on.
+        let flash = crate::target::estimated_flash(&dense.report);
+        let ram = crate::target::estimated_ram(&dense.report);
+        let emulated = matches!(platform, Platform::Qemu(_));
+        if emulated && (flash > target.memory.flash_size || ram > target.memory.ram_size) {
+            let note = format!(
+                "dense expansion skipped: it needs an estimated {flash} B of flash and {ram} B of \
+                 RAM; the emulated {} maps {} B and {} B",
+                target.qemu.machine, target.memory.flash_size, target.memory.ram_size
+            );
+            log(&format!("  {note}"));
+            notes.push(note);
+        } else {
+            variants.push(("dense", dense));
+        }
     }
     let mut results = Vec::new();
     for (variant, gen) in &variants {
@@ -398,6 +417,7 @@ pub fn run_suite(
             .as_deref()
             .map(|l| accuracy(reference.iter().map(|r| argmax(r.iter().copied())), l)),
         results,
+        notes,
     })
 }
 
