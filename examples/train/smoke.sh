@@ -19,14 +19,16 @@ trap 'rm -rf "$out"' EXIT
 
 "$py" "$here/train.py" "$here/recipes/smoke.yaml" --epochs 2 --subset 8 --out "$out"
 "$py" "$here/reference.py" "$out"
-for f in spec.yaml metrics.json test_x.npy test_len.npy test_y.npy test_logits.npy \
+for f in spec.yaml metrics.json test_x.npy test_len.npy test_y.npy test_logits.npy calib_x.npy calib_len.npy \
          l0_w_ih_A.npy l0_w_hh_S.npy l1_w_ih_U.npy l1_w_hh.npy l2_w_U.npy; do
     [ -f "$out/$f" ] || { echo "smoke: missing $f" >&2; exit 1; }
 done
 grep -q 'sparse: l1_w_hh.npy' "$out/spec.yaml" && grep -q 'lowrank: \[l1_w_ih_U.npy, l1_w_ih_V.npy\]' "$out/spec.yaml" \
     || { echo "smoke: unexpected spec.yaml:" >&2; cat "$out/spec.yaml" >&2; exit 1; }
 if [ -n "${KPGEN:-}" ]; then
-    "$KPGEN" test "$out/spec.yaml" --inputs "$out/test_x.npy" --lengths "$out/test_len.npy" \
-        --labels "$out/test_y.npy" --no-dense --host "${CC:-cc}"
+    for p in f32 int8; do
+        "$KPGEN" test "$out/spec.yaml" --precision $p --inputs "$out/test_x.npy" \
+            --lengths "$out/test_len.npy" --labels "$out/test_y.npy" --no-dense --host "${CC:-cc}"
+    done
 fi
 echo "smoke: OK"

@@ -67,7 +67,8 @@ pub fn generate_model(model: &Model, target: &Target) -> Result<Generation, Diag
             format!("internal error while rendering templates: {e}"),
         )
     })?;
-    let report = report::build_report(model, &plan, quant.as_ref());
+    let mut report = report::build_report(model, &plan, quant.as_ref());
+    report.notes = target::build_notes(target, model.precision);
     let json = serde_json::to_string_pretty(&report).unwrap_or_default();
     files.push(GeneratedFile {
         path: "report.json".to_owned(),

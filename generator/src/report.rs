@@ -22,6 +22,9 @@ pub struct Report {
     pub output_size: usize,
     pub layers: Vec<LayerReport>,
     pub totals: Totals,
+    /// What the user should know about this build on this target (e.g. software floating point).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
     /// Filled in by `kpgen test`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub measured: Option<serde_json::Value>,
@@ -208,6 +211,7 @@ pub fn build_report(model: &Model, plan: &Plan, quant: Option<&QuantPlan>) -> Re
             state_bytes: plan.state_bytes(),
         },
         layers,
+        notes: Vec::new(),
         measured: None,
     }
 }

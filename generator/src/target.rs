@@ -156,6 +156,20 @@ impl Target {
     }
 }
 
+/// What a build of this precision means on this core, for report.json.
+pub fn build_notes(target: &Target, precision: crate::spec::Precision) -> Vec<String> {
+    let mut notes = Vec::new();
+    if target.features.fpu == Fpu::None && !precision.is_fixed() {
+        notes.push(format!(
+            "{} has no FPU: float32 arithmetic runs in software floating point (libgcc / \
+             compiler_builtins calls for every add, multiply and compare), typically 20-50x the \
+             instructions of an FPU core; int8 or int16 (--precision) avoid it",
+            target.name
+        ));
+    }
+    notes
+}
+
 /// Bytes of flash a model needs by estimate: its stored parameters as float32 plus the index
 /// arrays of its CSR overlays (code, and the literals of unrolled factors beyond their weight
 /// bytes, are not counted).
