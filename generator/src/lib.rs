@@ -99,7 +99,7 @@ fn quantize(model: &Model, plan: &Plan) -> Result<QuantPlan, Diagnostics> {
             DEFAULT_CALIBRATION.to_owned(),
         ),
     };
-    quant::quantize(model, plan, &inputs, what).map_err(|e| {
+    quant::quantize(plan, &inputs, what).map_err(|e| {
         Diagnostic::new(
             Place::file(model.calibration.as_deref().unwrap_or(Path::new("spec"))),
             format!("cannot quantize model `{}`: {e}", model.name),

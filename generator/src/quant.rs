@@ -23,8 +23,7 @@ use serde::Serialize;
 
 use crate::fixed::{self, Requant, GATE_FRAC};
 use crate::harness::TestInputs;
-use crate::model::Model;
-use crate::plan::{LayerConstants, MatrixPlan, Operand, Plan, Product, Source, Stage, TEMP_BUFFER};
+use crate::plan::{LayerConstants, MatrixPlan, Operand, Plan, Product, Source, Stage};
 use crate::reference::sigmoid;
 use crate::spec::{Activation, Precision};
 
@@ -702,7 +701,6 @@ fn quantize_bias(b: &[f32], scale: f64) -> Vec<i32> {
 
 /// Calibrates and quantizes a plan. `calibration` describes where the inputs came from.
 pub fn quantize(
-    model: &Model,
     plan: &Plan,
     inputs: &TestInputs,
     calibration: String,
@@ -712,7 +710,6 @@ pub fn quantize(
         Precision::Int16 => 16,
         Precision::F32 => return Err(QuantError("a float plan is not quantized".to_owned())),
     };
-    let _ = model;
     let ranges = calibrate(plan, inputs);
     let input = input_format(bits, inputs);
     let gate_scale = 2f64.powi(-(GATE_FRAC as i32));
@@ -821,7 +818,6 @@ pub fn quantize(
         (Some(l), _) => formats[l.output.as_deref().unwrap_or_default()],
         _ => input,
     };
-    let _ = TEMP_BUFFER;
     Ok(QuantPlan {
         precision: plan.precision,
         act_bits: bits,
