@@ -24,7 +24,7 @@ use serde::Serialize;
 use crate::fixed::{self, Requant, GATE_FRAC};
 use crate::harness::TestInputs;
 use crate::plan::{LayerConstants, MatrixPlan, Operand, Plan, Product, Source, Stage};
-use crate::reference::sigmoid;
+use crate::reference;
 use crate::spec::{Activation, Precision};
 
 /// A quantized vector format: real = (q − zero_point) · scale.
@@ -45,10 +45,13 @@ impl QFormat {
     }
 
     fn symmetric(bits: u32, max_abs: f64) -> QFormat {
-        let qmax = ((1i64 << (bits - 1)) - 1) as f64;
         QFormat {
             bits,
-            scale: if max_abs > 0.0 { max_abs / qmax } else { 1.0 },
+            scale: if max_abs > 0.0 {
+                max_abs / qmax(bits) as f64
+            } else {
+                1.0
+            },
             zero_point: 0,
         }
     }
@@ -272,21 +275,6 @@ fn matvec_f64(m: &MatrixPlan, x: &[f64], dest: &mut [f64], ranges: &mut Ranges) 
     }
 }
 
-fn activate_f64(act: Activation, y: &mut [f64]) {
-    match act {
-        Activation::None => {}
-        Activation::Relu => y.iter_mut().for_each(|v| *v = v.max(0.0)),
-        Activation::Sigmoid => y.iter_mut().for_each(|v| *v = sigmoid(*v)),
-        Activation::Tanh => y.iter_mut().for_each(|v| *v = v.tanh()),
-        Activation::Softmax => {
-            let m = y.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-            y.iter_mut().for_each(|v| *v = (*v - m).exp());
-            let s: f64 = y.iter().sum();
-            y.iter_mut().for_each(|v| *v /= s);
-        }
-    }
-}
-
 /// One step of the float plan; buffers by name (including `y`).
 fn step_f64(plan: &Plan, bufs: &mut HashMap<String, Vec<f64>>, x: &[f64], ranges: &mut Ranges) {
     for l in &plan.layers {
@@ -311,16 +299,11 @@ fn step_f64(plan: &Plan, bufs: &mut HashMap<String, Vec<f64>>, x: &[f64], ranges
                 mv(&l.matrices[0], &input, bufs);
                 mv(&l.matrices[1], &hidden, bufs);
                 let z = bufs[gates].clone();
-                let c = bufs.get_mut(cell_state).expect("cell");
+                let mut c = bufs[cell_state].clone();
                 let mut h = vec![0.0; n];
-                for k in 0..n {
-                    let (i, f) = (sigmoid(z[k]), sigmoid(z[n + k]));
-                    let (g, o) = (z[2 * n + k].tanh(), sigmoid(z[3 * n + k]));
-                    c[k] = f * c[k] + i * g;
-                    h[k] = o * c[k].tanh();
-                }
-                let c = c.clone();
+                reference::lstm_cell(&z, &mut c, &mut h);
                 ranges.add_all(cell_state, &c);
+                bufs.insert(cell_state.clone(), c);
                 bufs.insert(hidden_name.clone(), h);
             }
             LayerConstants::Gru {
@@ -333,13 +316,9 @@ fn step_f64(plan: &Plan, bufs: &mut HashMap<String, Vec<f64>>, x: &[f64], ranges
                 mv(&l.matrices[0], &input, bufs);
                 mv(&l.matrices[1], &hidden, bufs);
                 let z = bufs[gates].clone();
+                let (zi, zh) = z.split_at(3 * n);
                 let h = bufs.get_mut(&hidden_name).expect("hidden");
-                for k in 0..n {
-                    let r = sigmoid(z[k] + z[3 * n + k]);
-                    let u = sigmoid(z[n + k] + z[4 * n + k]);
-                    let c = (z[2 * n + k] + r * z[5 * n + k]).tanh();
-                    h[k] = (1.0 - u) * c + u * h[k];
-                }
+                reference::gru_cell(zi, zh, h);
             }
             LayerConstants::FastGrnn {
                 b_z,
@@ -352,12 +331,10 @@ fn step_f64(plan: &Plan, bufs: &mut HashMap<String, Vec<f64>>, x: &[f64], ranges
                 mv(&l.matrices[0], &input, bufs);
                 mv(&l.matrices[1], &hidden, bufs);
                 let pre = bufs[gates].clone();
+                let wide = |v: &[f32]| v.iter().map(|&x| x as f64).collect::<Vec<_>>();
                 let h = bufs.get_mut(&hidden_name).expect("hidden");
-                for k in 0..n {
-                    let z = sigmoid(pre[k] + b_z[k] as f64);
-                    let c = (pre[k] + b_h[k] as f64).tanh();
-                    h[k] = (*zeta as f64 * (1.0 - z) + *nu as f64) * c + z * h[k];
-                }
+                let (zeta, nu) = (*zeta as f64, *nu as f64);
+                reference::fastgrnn_cell(&pre, &wide(b_z), &wide(b_h), zeta, nu, h);
             }
             LayerConstants::Dense {
                 bias,
@@ -368,7 +345,7 @@ fn step_f64(plan: &Plan, bufs: &mut HashMap<String, Vec<f64>>, x: &[f64], ranges
                 bufs.insert(dest.clone(), bias.iter().map(|&b| b as f64).collect());
                 mv(&l.matrices[0], &input, bufs);
                 let mut y = bufs[dest].clone();
-                activate_f64(*activation, &mut y);
+                reference::activate(*activation, &mut y);
                 let out = l.output.clone().unwrap_or_else(|| "y".to_owned());
                 if acc.is_some() || out != *dest {
                     bufs.insert(out, y);
@@ -419,13 +396,14 @@ fn qmax(bits: u32) -> i64 {
     (1i64 << (bits - 1)) - 1
 }
 
-fn quantize_values(values: &[f32], bits: u32) -> (Vec<i32>, f64) {
+/// The symmetric per-tensor scale of weights `values` in `bits` bits.
+fn weight_scale(values: &[f32], bits: u32) -> f64 {
     let max_abs = values.iter().fold(0.0f64, |m, &v| m.max((v as f64).abs()));
-    let scale = if max_abs > 0.0 {
-        max_abs / qmax(bits) as f64
-    } else {
-        1.0
-    };
+    QFormat::symmetric(bits, max_abs).scale
+}
+
+fn quantize_values(values: &[f32], bits: u32) -> (Vec<i32>, f64) {
+    let scale = weight_scale(values, bits);
     let q = values
         .iter()
         .map(|&v| fixed::saturate((v as f64 / scale).round() as i64, bits))
@@ -602,10 +580,7 @@ fn quantize_matrix(
             )?);
         }
         Product::Kron { stages: st, .. } | Product::LowRank { stages: st, .. } => {
-            let (first, w1_scale) = {
-                let (_, scale) = quantize_values(&st[0].values, weight_bits);
-                (&st[0], scale)
-            };
+            let (first, w1_scale) = (&st[0], weight_scale(&st[0].values, weight_bits));
             // The temp's quantum is never finer than the first product's accumulator quantum.
             let t_range = ranges.get(&format!("{}:t", m.id)).max_abs();
             let t_scale = (t_range / qmax(16) as f64).max(w1_scale * input.scale);

@@ -10,6 +10,53 @@ pub fn sigmoid(x: f64) -> f64 {
     1.0 / (1.0 + (-x).exp())
 }
 
+/// The LSTM update (PyTorch): `z` holds the pre-activations i, f, g, o, `c.len()` each.
+pub fn lstm_cell(z: &[f64], c: &mut [f64], h: &mut [f64]) {
+    let n = c.len();
+    for k in 0..n {
+        let (i, f) = (sigmoid(z[k]), sigmoid(z[n + k]));
+        let (g, o) = (z[2 * n + k].tanh(), sigmoid(z[3 * n + k]));
+        c[k] = f * c[k] + i * g;
+        h[k] = o * c[k].tanh();
+    }
+}
+
+/// The GRU update (PyTorch): `zi` = W_ih x + b_ih and `zh` = W_hh h + b_hh, gates r, z, n.
+pub fn gru_cell(zi: &[f64], zh: &[f64], h: &mut [f64]) {
+    let n = h.len();
+    for k in 0..n {
+        let r = sigmoid(zi[k] + zh[k]);
+        let z = sigmoid(zi[n + k] + zh[n + k]);
+        let nn = (zi[2 * n + k] + r * zh[2 * n + k]).tanh();
+        h[k] = (1.0 - z) * nn + z * h[k];
+    }
+}
+
+/// The FastGRNN update (EdgeML): `pre` = W x + U h; `zeta`, `nu` after their sigmoid.
+pub fn fastgrnn_cell(pre: &[f64], b_z: &[f64], b_h: &[f64], zeta: f64, nu: f64, h: &mut [f64]) {
+    for k in 0..h.len() {
+        let z = sigmoid(pre[k] + b_z[k]);
+        let ht = (pre[k] + b_h[k]).tanh();
+        h[k] = (zeta * (1.0 - z) + nu) * ht + z * h[k];
+    }
+}
+
+/// A dense layer's activation, in place.
+pub fn activate(act: Activation, y: &mut [f64]) {
+    match act {
+        Activation::None => {}
+        Activation::Relu => y.iter_mut().for_each(|v| *v = v.max(0.0)),
+        Activation::Sigmoid => y.iter_mut().for_each(|v| *v = sigmoid(*v)),
+        Activation::Tanh => y.iter_mut().for_each(|v| *v = v.tanh()),
+        Activation::Softmax => {
+            let m = y.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            y.iter_mut().for_each(|v| *v = (*v - m).exp());
+            let s: f64 = y.iter().sum();
+            y.iter_mut().for_each(|v| *v /= s);
+        }
+    }
+}
+
 enum LayerState {
     Lstm { h: DVector<f64>, c: DVector<f64> },
     Hidden { h: DVector<f64> },
@@ -84,7 +131,6 @@ impl<'m> Reference<'m> {
             .zip(&self.layers)
             .zip(self.state.iter_mut())
         {
-            let n = layer.units;
             v = match (&layer.cell, st) {
                 (Cell::Lstm(g), LayerState::Lstm { h, c }) => {
                     let wh = &rl.w_h * &*h;
@@ -92,40 +138,25 @@ impl<'m> Reference<'m> {
                         + wh
                         + DVector::from_column_slice(&g.b_ih)
                         + DVector::from_column_slice(&g.b_hh);
-                    for k in 0..n {
-                        let i = sigmoid(z[k]);
-                        let f = sigmoid(z[n + k]);
-                        let gg = z[2 * n + k].tanh();
-                        let o = sigmoid(z[3 * n + k]);
-                        c[k] = f * c[k] + i * gg;
-                        h[k] = o * c[k].tanh();
-                    }
+                    lstm_cell(z.as_slice(), c.as_mut_slice(), h.as_mut_slice());
                     h.clone()
                 }
                 (Cell::Gru(g), LayerState::Hidden { h }) => {
                     let zi = &rl.w_x * &v + DVector::from_column_slice(&g.b_ih);
                     let zh = &rl.w_h * &*h + DVector::from_column_slice(&g.b_hh);
-                    for k in 0..n {
-                        let r = sigmoid(zi[k] + zh[k]);
-                        let z = sigmoid(zi[n + k] + zh[n + k]);
-                        let nn = (zi[2 * n + k] + r * zh[2 * n + k]).tanh();
-                        h[k] = (1.0 - z) * nn + z * h[k];
-                    }
+                    gru_cell(zi.as_slice(), zh.as_slice(), h.as_mut_slice());
                     h.clone()
                 }
                 (Cell::FastGrnn(f), LayerState::Hidden { h }) => {
                     let pre = &rl.w_x * &v + &rl.w_h * &*h;
                     let (zeta, nu) = (sigmoid(f.zeta), sigmoid(f.nu));
-                    for k in 0..n {
-                        let z = sigmoid(pre[k] + f.b_z[k]);
-                        let ht = (pre[k] + f.b_h[k]).tanh();
-                        h[k] = (zeta * (1.0 - z) + nu) * ht + z * h[k];
-                    }
+                    fastgrnn_cell(pre.as_slice(), &f.b_z, &f.b_h, zeta, nu, h.as_mut_slice());
                     h.clone()
                 }
                 (Cell::Dense(d), _) => {
-                    let y = &rl.w_x * &v + DVector::from_column_slice(&d.b);
-                    activate(d.activation, y)
+                    let mut y = &rl.w_x * &v + DVector::from_column_slice(&d.b);
+                    activate(d.activation, y.as_mut_slice());
+                    y
                 }
                 _ => unreachable!("reset() builds a state matching each layer's cell"),
             };
@@ -142,20 +173,5 @@ impl<'m> Reference<'m> {
             y = self.step(row);
         }
         y
-    }
-}
-
-fn activate(act: Activation, mut y: DVector<f64>) -> DVector<f64> {
-    match act {
-        Activation::None => y,
-        Activation::Relu => y.map(|v| v.max(0.0)),
-        Activation::Sigmoid => y.map(sigmoid),
-        Activation::Tanh => y.map(f64::tanh),
-        Activation::Softmax => {
-            let m = y.max();
-            y.apply(|v| *v = (*v - m).exp());
-            let s = y.sum();
-            y / s
-        }
     }
 }
