@@ -138,14 +138,16 @@ const FIXED_RUNTIME: &[(&str, &str)] = &[
 /// The fixed-point runtime a program uses: every piece whose name the kernels, the operations
 /// or another used piece mention (clang warns about unused static functions, so nothing else
 /// is emitted). The float API always quantizes.
-fn fixed_runtime(p: &Program) -> Vec<String> {
-    let mut text: String = p
-        .kernels
-        .iter()
-        .map(|k| kernel_body(Lang::C, &k.kernel))
-        .chain(p.advance.iter().chain(&p.head).flat_map(op_lines))
-        .collect::<Vec<_>>()
-        .join("\n");
+fn fixed_runtime(p: &Program, kernels: &[KernelText]) -> Vec<String> {
+    let mut text = String::new();
+    for k in kernels {
+        text.push_str(&k.body);
+        text.push('\n');
+    }
+    for line in p.advance.iter().chain(&p.head).flat_map(op_lines) {
+        text.push_str(&line);
+        text.push('\n');
+    }
     text.push_str("kp_quantize(");
     let piece = |name: &str, body: &str| generated_piece(name).unwrap_or_else(|| body.to_owned());
     let mut used = vec![false; FIXED_RUNTIME.len()];
@@ -207,8 +209,8 @@ fn helper_of(op: &Op) -> Option<&'static str> {
     }
 }
 
-/// The runtime text a program needs, helpers in a fixed order (callees first).
-fn runtime_for(p: &Program) -> String {
+/// The float runtime a program needs, helpers in a fixed order (callees first).
+fn float_runtime(p: &Program) -> Vec<String> {
     let mut needed: Vec<&str> = p
         .advance
         .iter()
@@ -221,14 +223,19 @@ fn runtime_for(p: &Program) -> String {
             needed.extend_from_slice(deps);
         }
     }
-    let pieces: Vec<String> = if p.fixed.is_some() {
-        fixed_runtime(p)
+    RUNTIME
+        .iter()
+        .filter(|(name, _, _)| needed.contains(name))
+        .map(|(_, text, _)| (*text).to_owned())
+        .collect()
+}
+
+/// The runtime text of a program whose kernels are already printed.
+fn runtime_for(p: &Program, kernels: &[KernelText]) -> String {
+    let pieces = if p.fixed.is_some() {
+        fixed_runtime(p, kernels)
     } else {
-        RUNTIME
-            .iter()
-            .filter(|(name, _, _)| needed.contains(name))
-            .map(|(_, text, _)| (*text).to_owned())
-            .collect()
+        float_runtime(p)
     };
     if pieces.is_empty() {
         return String::new();
@@ -492,7 +499,7 @@ pub fn emit(p: &Program) -> Result<Vec<GeneratedFile>, askama::Error> {
         infer_indent: infer_indent.clone(),
         fixed: p.fixed.as_ref().map(|f| fixed_text(&p.name, f)),
     };
-    let kernels = p
+    let kernels: Vec<KernelText> = p
         .kernels
         .iter()
         .map(|k| KernelText {
@@ -532,7 +539,7 @@ pub fn emit(p: &Program) -> Result<Vec<GeneratedFile>, askama::Error> {
         upper,
         target: &p.target,
         arch_check: p.arch_check.clone(),
-        runtime: runtime_for(p),
+        runtime: runtime_for(p, &kernels),
         tables: p
             .tables
             .iter()
