@@ -16,9 +16,7 @@ passed its comparison (float: within tolerance; int8/int16: bit-exact with the i
 
 import argparse
 import concurrent.futures
-import json
 import os
-import subprocess
 import sys
 import tempfile
 
@@ -27,20 +25,6 @@ sys.path.insert(0, HERE)
 import results  # noqa: E402
 
 TARGETS = ["cortex-m0", "cortex-m3", "cortex-m4", "cortex-m7", "cortex-m33", "cortex-m55"]
-
-
-def run(exe, example, target, prec, work):
-    d = os.path.join(HERE, example)
-    out = os.path.join(work, f"{target}_{prec}")
-    cmd = [exe, "test", os.path.join(d, "spec.yaml"), "--target", target, "--precision", prec,
-           "--inputs", os.path.join(d, "test_x.npy"), "--lengths", os.path.join(d, "test_len.npy"),
-           "--labels", os.path.join(d, "test_y.npy"), "--no-dense", "--out", out, "--timeout", "600"]
-    p = subprocess.run(cmd, capture_output=True, text=True)
-    path = os.path.join(out, "report.json")
-    if not os.path.isfile(path):
-        return None, f"$ {' '.join(cmd)}\n{p.stdout}{p.stderr}"
-    with open(path) as fh:
-        return json.load(fh), ""
 
 
 def cells(target, prec, report):
@@ -74,10 +58,12 @@ def main(argv=None):
     rows, failed = {}, []
     with tempfile.TemporaryDirectory(prefix="kpgen-cores-") as work:
         with concurrent.futures.ThreadPoolExecutor(max(1, args.jobs)) as pool:
-            futs = {pool.submit(run, exe, args.example, t, p, work): (t, p) for t, p in todo}
+            ds, m = args.example.split("/")
+            futs = {pool.submit(results.run_one, exe, ds, m, p, work, None, t): (t, p)
+                    for t, p in todo}
             for fut in concurrent.futures.as_completed(futs):
                 t, p = futs[fut]
-                report, log = fut.result()
+                report, log, _ = fut.result()
                 ok, row = cells(t, p, report)
                 rows[(t, p)] = row
                 print(f"{t} {p}: {'ok' if ok else 'FAILED'}", file=sys.stderr)

@@ -76,11 +76,13 @@ def kpgen_binary():
 PRECISIONS = ["f32", "int8", "int16"]
 
 
-def run_one(exe, ds, m, prec, work, reports):
-    """kpgen test on one example; returns (report dict or None, log text, seconds)."""
+def run_one(exe, ds, m, prec, work, reports, target=None):
+    """kpgen test on one example (on `target`, default the Cortex-M4); returns (report dict or
+    None, log text, seconds)."""
     d = os.path.join(HERE, ds, m)
-    out = os.path.join(work, f"{ds}_{m}_{prec}")
-    cmd = [exe, "test", os.path.join(d, "spec.yaml"), "--precision", prec,
+    out = os.path.join(work, f"{ds}_{m}_{prec}" + (f"_{target}" if target else ""))
+    where = ["--target", target, "--timeout", "600"] if target else []
+    cmd = [exe, "test", os.path.join(d, "spec.yaml"), *where, "--precision", prec,
            "--inputs", os.path.join(d, "test_x.npy"),
            "--lengths", os.path.join(d, "test_len.npy"),
            "--labels", os.path.join(d, "test_y.npy"),

@@ -7,12 +7,16 @@
 //! the same shapes, overlay size and scaling as `examples/lm650/make_factors.py` (the values
 //! differ: that script uses numpy's generator), so the test needs no Python.
 
+mod common;
+
 use std::path::Path;
 use std::time::Duration;
 
 use kpgen::harness::{self, Lang, Platform, RunOptions, TestInputs, Tolerance};
 use kpgen::tensor::write_npy_f32;
 use kpgen::toolchain::Toolchain;
+
+use common::SplitMix64;
 
 const HIDDEN: usize = 650;
 const ROWS: usize = 4 * HIDDEN;
@@ -21,41 +25,20 @@ const A: (usize, usize) = (50, 26);
 const B: (usize, usize) = (52, 25);
 const NNZ: usize = 62_504;
 
-/// SplitMix64, seeded: the same factors on every machine.
-struct Rng(u64);
-
-impl Rng {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [-1, 1).
-    fn symmetric(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 52) as f64 - 1.0
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next_u64() % n as u64) as usize
-    }
-
-    /// `len` values uniform with standard deviation `std` (uniform in [-1, 1) has variance 1/3).
-    fn values(&mut self, len: usize, std: f64) -> Vec<f32> {
-        let scale = std * 3f64.sqrt();
-        (0..len)
-            .map(|_| (self.symmetric() * scale) as f32)
-            .collect()
-    }
+/// `len` values uniform with standard deviation `std` (uniform in [-1, 1) has variance 1/3),
+/// from 53-bit draws of the seeded SplitMix64 the conformance fixtures use.
+fn values(rng: &mut SplitMix64, len: usize, std: f64) -> Vec<f32> {
+    let scale = std * 3f64.sqrt();
+    (0..len)
+        .map(|_| (((rng.next_u64() >> 11) as f64 / (1u64 << 52) as f64 - 1.0) * scale) as f32)
+        .collect()
 }
 
 /// Writes the factors of one doped-KP weight: rows of kron(A, B) and of S each have expected
 /// squared norm 1/2, so the rows of W have norm about 1.
-fn write_dkp(dir: &Path, name: &str, rng: &mut Rng) {
-    let a = rng.values(A.0 * A.1, (0.5 / A.1 as f64).sqrt());
-    let b = rng.values(B.0 * B.1, (1.0 / B.1 as f64).sqrt());
+fn write_dkp(dir: &Path, name: &str, rng: &mut SplitMix64) {
+    let a = values(rng, A.0 * A.1, (0.5 / A.1 as f64).sqrt());
+    let b = values(rng, B.0 * B.1, (1.0 / B.1 as f64).sqrt());
     write_npy_f32(&dir.join(format!("A_{name}.npy")), &[A.0, A.1], &a).unwrap();
     write_npy_f32(&dir.join(format!("B_{name}.npy")), &[B.0, B.1], &b).unwrap();
     // NNZ distinct positions: a partial Fisher-Yates shuffle of all positions.
@@ -64,9 +47,9 @@ fn write_dkp(dir: &Path, name: &str, rng: &mut Rng) {
         let j = k + rng.below(positions.len() - k);
         positions.swap(k, j);
     }
-    let values = rng.values(NNZ, (0.5 / (NNZ as f64 / ROWS as f64)).sqrt());
+    let nonzeros = values(rng, NNZ, (0.5 / (NNZ as f64 / ROWS as f64)).sqrt());
     let mut s = vec![0f32; ROWS * COLS];
-    for (&p, v) in positions[..NNZ].iter().zip(values) {
+    for (&p, v) in positions[..NNZ].iter().zip(nonzeros) {
         // A value of exactly zero would not be a stored non-zero.
         s[p as usize] = if v == 0.0 { 1e-3 } else { v };
     }
@@ -79,13 +62,13 @@ fn lm650_doped_kp_fits_cortex_m7_and_matches_the_reference_in_qemu() {
     let work = tempfile::tempdir().unwrap();
     let factors = work.path().join("factors");
     std::fs::create_dir_all(&factors).unwrap();
-    let mut rng = Rng(650);
+    let mut rng = SplitMix64(650);
     for layer in 0..2 {
         for m in ["ih", "hh"] {
             write_dkp(&factors, &format!("{m}{layer}"), &mut rng);
         }
         for m in ["ih", "hh"] {
-            let b = rng.values(ROWS, 0.05);
+            let b = values(&mut rng, ROWS, 0.05);
             write_npy_f32(&factors.join(format!("b_{m}{layer}.npy")), &[ROWS], &b).unwrap();
         }
     }
