@@ -17,6 +17,7 @@ pub struct Target {
     pub memory: MemoryMap,
     pub budget: Budget,
     pub plan: PlanRules,
+    pub timing: Timing,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -92,6 +93,51 @@ pub struct PlanRules {
     pub unroll_max_factor_elems: usize,
     /// A doping overlay with at most this many non-zeros becomes straight-line code.
     pub straight_line_max_nnz: usize,
+}
+
+/// Cycles per executed instruction class, from the core's published instruction timings:
+/// the data of the cycle estimate of [`crate::harness::insn_mix`]. An instruction of a class
+/// costs the class's figure; the multi-register classes cost `class + class_per_reg x
+/// registers`; each taken branch adds `taken_branch`. The class names are those of the
+/// `insn_mix` plugin. Figures are fractional where a core moves two registers per cycle.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Timing {
+    /// Where the figures come from, and that they are an estimate.
+    pub note: String,
+    /// Extra cycles per taken branch (pipeline refill), on top of the branch's class.
+    pub taken_branch: f64,
+    pub alu: f64,
+    pub it: f64,
+    pub system: f64,
+    pub mul: f64,
+    pub mla: f64,
+    pub mul_long: f64,
+    pub dsp_mac: f64,
+    pub simd: f64,
+    pub div: f64,
+    pub load: f64,
+    pub store: f64,
+    pub load_multiple: f64,
+    pub load_multiple_per_reg: f64,
+    pub store_multiple: f64,
+    pub store_multiple_per_reg: f64,
+    pub branch: f64,
+    pub fp_alu: f64,
+    pub fp_mul: f64,
+    pub fp_mac: f64,
+    pub fp_div: f64,
+    pub fp_load: f64,
+    pub fp_store: f64,
+    pub fp_load_multiple: f64,
+    pub fp_load_multiple_per_reg: f64,
+    pub fp_store_multiple: f64,
+    pub fp_store_multiple_per_reg: f64,
+    pub mve_load: f64,
+    pub mve_store: f64,
+    pub mve_other: f64,
+    /// Anything the plugin did not recognise.
+    pub other: f64,
 }
 
 /// The targets shipped with kpgen, as (file name, contents).

@@ -3,6 +3,7 @@
 //! float reference and measures the cost (guest instructions, flash, RAM, stack).
 
 pub mod firmware;
+pub mod insn_mix;
 pub mod inputs;
 
 use std::path::{Path, PathBuf};
