@@ -144,7 +144,10 @@ fn the_plan_uses_every_construct() {
         .collect();
     assert_eq!(encodings, ["straight_line", "csr"]);
     let c = file(&g, "c/snap.c");
-    assert!(c.contains("acc += "), "a looped factor or dense matrix");
+    assert!(
+        c.contains("acc0_0 = kp_fmaf("),
+        "a register-tiled factor or dense matrix"
+    );
     assert!(c.contains("_S_ROW[r]"), "a CSR overlay");
 }
 

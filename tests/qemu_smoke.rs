@@ -29,6 +29,7 @@ fn cortex_m4() -> FirmwareTarget {
         flash_size: 0x0040_0000,
         ram_origin: 0x2000_0000,
         ram_size: 0x0040_0000,
+        bulk: None,
         rust_triple: Some("thumbv7em-none-eabihf".into()),
         rustflags: ["-C", "target-cpu=cortex-m4"].map(String::from).to_vec(),
     }

@@ -179,18 +179,13 @@ pub enum Stmt {
         /// Fixed point: a constant the accumulator starts from (the input zero point's share).
         offset: i64,
     },
-    /// `acc = 0; for var < count: acc += weight · input; dst (=|+=) acc`.
-    Dot {
-        dst: Access,
-        accumulate: bool,
-        var: &'static str,
-        count: usize,
-        weight: Access,
-        input: Access,
-        fixed: Option<Fixed>,
-        /// Fixed point: the accumulator starts from this table entry instead of 0.
-        init: Option<Access>,
-    },
+    /// A stored factor applied along one mode in register tiles: for every block of `ti`
+    /// factor rows and `tr` columns r, `ti x tr` accumulators stay in registers while j runs:
+    /// out[out_base + i*out_i + r*out_r] (=|+=) Σ_j F[i][j] · in[j*in_j + r*in_r].
+    /// `weights` holds F packed block by block, j-major inside a block (row `a` of the block
+    /// starting at row i0, column j, is at i0*q + j*rows_in_block + a), so each pass reads
+    /// consecutive weights.
+    Tile(Box<Tile>),
     /// CSR rows: for r < rows, dst[offset + r] += Σ_{k in row r} val[k] · x[col[k]].
     Csr {
         rows: usize,
@@ -202,6 +197,170 @@ pub enum Stmt {
         /// Fixed point: a table of per-row starting values, indexed by `r`.
         init: Option<String>,
     },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tile {
+    pub weights: String,
+    pub p: usize,
+    pub q: usize,
+    pub outer: usize,
+    pub ti: usize,
+    pub tr: usize,
+    pub input: Array,
+    pub in_j: usize,
+    pub in_r: usize,
+    pub output: Array,
+    pub out_base: usize,
+    pub out_i: usize,
+    pub out_r: usize,
+    pub accumulate: bool,
+    pub fixed: Option<Fixed>,
+    /// Fixed point: a table of per-row starting values (the input zero point's share).
+    pub init: Option<String>,
+    /// Dual 16-bit MACs over groups of j (see [`Simd`]); None for one MAC per weight.
+    pub simd: Option<Simd>,
+}
+
+/// How a [`Tile`] feeds SMLAD/SMLALD: j runs in groups of `group` (2 for int16 weights, 4 for
+/// int8 weights, unpacked with SXTB16), each row's group one 32-bit word of the packed table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Simd {
+    pub group: usize,
+    pub weight: Elem,
+    pub input: Elem,
+}
+
+impl Simd {
+    /// Position in the packed word of weight `k` of a group. SXTB16 splits int8 bytes
+    /// (b0, b1, b2, b3) into the pairs (b0, b2) and (b1, b3): against int8 inputs split the
+    /// same way the natural order matches, against int16 input pairs (x0, x1), (x2, x3) the
+    /// weights are stored as (w0, w2, w1, w3).
+    pub fn slot(&self, k: usize) -> usize {
+        if self.weight == Elem::I8 && self.input == Elem::I16 {
+            [0, 2, 1, 3][k]
+        } else {
+            k
+        }
+    }
+
+    /// The SIMD form of a stage, if its operands allow one.
+    pub fn for_stage(q: usize, in_j: usize, weight: Elem, input: Elem) -> Option<Simd> {
+        let group = match (weight, input) {
+            (Elem::I16, Elem::I16) => 2,
+            (Elem::I8, Elem::I8 | Elem::I16) => 4,
+            _ => return None,
+        };
+        (in_j == 1 && q.is_multiple_of(group)).then_some(Simd {
+            group,
+            weight,
+            input,
+        })
+    }
+}
+
+/// `n` split into as few blocks of at most `max` as possible, of balanced sizes (differing by
+/// at most one): `(blocks, size, first index)` per size, larger blocks first.
+pub fn blocks(n: usize, max: usize) -> Vec<(usize, usize, usize)> {
+    if n == 0 {
+        return Vec::new();
+    }
+    let k = n.div_ceil(max.max(1));
+    let (base, extra) = (n / k, n % k);
+    let mut out = Vec::new();
+    if extra > 0 {
+        out.push((extra, base + 1, 0));
+    }
+    if k > extra {
+        out.push((k - extra, base, extra * (base + 1)));
+    }
+    out
+}
+
+/// F (p x q, row-major) packed for [`Stmt::Tile`]: the [`blocks`] of at most `ti` rows; inside
+/// a block j-major, or for SIMD group-major with each row's group consecutive (in
+/// [`Simd::slot`] order).
+pub fn pack_tiles<T: Copy + Default>(
+    values: &[T],
+    p: usize,
+    q: usize,
+    ti: usize,
+    simd: Option<Simd>,
+) -> Vec<T> {
+    let group = simd.map_or(1, |s| s.group);
+    let mut out = Vec::with_capacity(values.len());
+    for (count, rows, first) in blocks(p, ti) {
+        for blk in 0..count {
+            let i0 = first + blk * rows;
+            for g in 0..q / group {
+                for a in 0..rows {
+                    let mut word = vec![T::default(); group];
+                    for k in 0..group {
+                        let slot = simd.map_or(k, |s| s.slot(k));
+                        word[slot] = values[(i0 + a) * q + g * group + k];
+                    }
+                    out.extend(word);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Estimated instructions of a tiled stage (the cost model picking the tile): per pass over
+/// j, one load per weight and per input, one MAC per output (two instructions for 64-bit
+/// integer accumulators) and `PER_J` of loop overhead; per block, the outputs' stores (and
+/// loads when accumulating) and `PER_BLOCK` of setup. The constants were fitted to the
+/// emulator's instruction counts of the benchmark layers on Cortex-M4.
+pub fn tile_cost(
+    p: usize,
+    q: usize,
+    outer: usize,
+    tile: [usize; 2],
+    wide: bool,
+    accumulate: bool,
+) -> usize {
+    const PER_J: usize = 3;
+    const PER_BLOCK: usize = 8;
+    let mac = if wide { 2 } else { 1 };
+    let store = if accumulate { 3 } else { 1 };
+    let mut cost = 0;
+    for (nb, rows, _) in blocks(p, tile[0]) {
+        for (nr, cols, _) in blocks(outer, tile[1]) {
+            let block =
+                q * (rows + cols + mac * rows * cols + PER_J) + store * rows * cols + PER_BLOCK;
+            cost += nb * nr * block;
+        }
+    }
+    cost
+}
+
+/// The cheapest tile within the core's limit `max`; 64-bit accumulators take two registers, so
+/// their tiles hold half as many.
+pub fn choose_tile(
+    p: usize,
+    q: usize,
+    outer: usize,
+    max: [usize; 2],
+    wide: bool,
+    accumulate: bool,
+) -> [usize; 2] {
+    let budget = max[0] * max[1] / if wide { 2 } else { 1 };
+    let mut best = [1, 1];
+    let mut best_cost = usize::MAX;
+    for ti in 1..=max[0].min(p.max(1)) {
+        for tr in 1..=max[1].min(outer.max(1)) {
+            if ti * tr > budget.max(1) {
+                continue;
+            }
+            let c = tile_cost(p, q, outer, [ti, tr], wide, accumulate);
+            if c < best_cost {
+                best_cost = c;
+                best = [ti, tr];
+            }
+        }
+    }
+    best
 }
 
 /// A constant table a kernel needs besides its matrices.
@@ -293,6 +452,7 @@ fn array_of(op: Operand) -> Array {
 
 fn lower_stage(
     stage: &Stage,
+    input_elem: Elem,
     quant: Option<&StageQuant>,
     dest_offset: usize,
     tables: &mut Vec<Table>,
@@ -352,55 +512,64 @@ fn lower_stage(
                 })
                 .collect()
         } else {
-            let mut r_part: Vec<(&'static str, usize)> = Vec::new();
-            let mut o_part: Vec<(&'static str, usize)> = vec![("i", stage.out_i)];
-            if let Some(v) = r_var {
-                r_part.push((v, stage.in_r));
-                o_part.push((v, stage.out_r));
-            }
-            let mut in_terms = vec![("j", stage.in_j)];
-            in_terms.extend(r_part);
-            vec![Stmt::Loop {
-                var: "i",
-                count: stage.p,
-                body: vec![Stmt::Dot {
-                    dst: Access::flat(output.clone(), Affine::new(out_base, &o_part)),
-                    accumulate,
-                    var: "j",
-                    count: stage.q,
-                    weight: Access {
-                        array: Array::Const(stage.factor.clone()),
-                        index: Index::Grid(
-                            Affine::new(0, &[("i", 1)]),
-                            Affine::new(0, &[("j", 1)]),
-                        ),
-                    },
-                    input: Access::flat(input.clone(), Affine::new(0, &in_terms)),
-                    fixed,
-                    init: (!offsets.is_empty()).then(|| {
-                        Access::flat(
-                            Array::Const(format!("{}_zp", stage.factor)),
-                            Affine::new(0, &[("i", 1)]),
-                        )
-                    }),
-                }],
-            }]
+            unreachable!("stored stages are lowered as tiles")
         }
     };
-    if !stage.unrolled && !tables.iter().any(|t| t.name() == stage.factor) {
-        tables.push(Table::Matrix {
-            name: stage.factor.clone(),
-            rows: stage.p,
-            cols: stage.q,
-            values: values.clone(),
-        });
-        if !offsets.is_empty() {
-            tables.push(Table::Ints {
-                name: format!("{}_zp", stage.factor),
-                elem: offset_elem,
-                values: offsets.iter().map(|&v| v as i32).collect(),
+    if !stage.unrolled {
+        let tile = choose_tile(
+            stage.p,
+            stage.q,
+            stage.outer,
+            stage.tile,
+            fixed.is_some_and(|f| f.wide),
+            stage.accumulate,
+        );
+        let simd = match &values {
+            Values::Int(weight, _) if stage.simd => {
+                Simd::for_stage(stage.q, stage.in_j, *weight, input_elem)
+            }
+            _ => None,
+        };
+        if !tables.iter().any(|t| t.name() == stage.factor) {
+            let ti = tile[0];
+            tables.push(match &values {
+                Values::F32(v) => Table::Floats {
+                    name: stage.factor.clone(),
+                    values: pack_tiles(v, stage.p, stage.q, ti, None),
+                },
+                Values::Int(elem, v) => Table::Ints {
+                    name: stage.factor.clone(),
+                    elem: *elem,
+                    values: pack_tiles(v, stage.p, stage.q, ti, simd),
+                },
             });
+            if !offsets.is_empty() {
+                tables.push(Table::Ints {
+                    name: format!("{}_zp", stage.factor),
+                    elem: offset_elem,
+                    values: offsets.iter().map(|&v| v as i32).collect(),
+                });
+            }
         }
+        return vec![Stmt::Tile(Box::new(Tile {
+            weights: stage.factor.clone(),
+            p: stage.p,
+            q: stage.q,
+            outer: stage.outer,
+            ti: tile[0],
+            tr: tile[1],
+            input,
+            in_j: stage.in_j,
+            in_r: stage.in_r,
+            output,
+            out_base,
+            out_i: stage.out_i,
+            out_r: stage.out_r,
+            accumulate,
+            fixed,
+            init: (!offsets.is_empty()).then(|| format!("{}_zp", stage.factor)),
+            simd,
+        }))];
     }
     if stage.outer == 1 {
         per_r(None)
@@ -421,7 +590,13 @@ pub fn lower_matrix(m: &MatrixPlan, quant: Option<(&MatrixQuant, Elem)>) -> Kern
     let uses_temp = m.product.temp_len().is_some();
     for (k, s) in m.product.stages().iter().enumerate() {
         let sq = quant.map(|(q, _)| &q.stages[k]);
-        body.extend(lower_stage(s, sq, m.dest_offset, &mut tables));
+        // Element type of the stage's input: the kernel's x, or the int16 / float temp.
+        let input_elem = match (s.input, quant) {
+            (_, None) => Elem::F32,
+            (Operand::Input, Some((_, act))) => act,
+            (_, Some(_)) => Elem::I16,
+        };
+        body.extend(lower_stage(s, input_elem, sq, m.dest_offset, &mut tables));
     }
     let overlay_quant = quant.and_then(|(q, _)| q.overlay.as_ref());
     if let Some(ov) = &m.overlay {
@@ -537,5 +712,56 @@ pub fn lower_matrix(m: &MatrixPlan, quant: Option<(&MatrixQuant, Elem)>) -> Kern
         operands,
         tables,
         body,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blocks_are_balanced_and_cover_everything() {
+        assert_eq!(blocks(16, 6), vec![(1, 6, 0), (2, 5, 6)]);
+        assert_eq!(blocks(16, 4), vec![(4, 4, 0)]);
+        assert_eq!(blocks(3, 8), vec![(1, 3, 0)]);
+        for n in 1..40 {
+            for max in 1..9 {
+                let b = blocks(n, max);
+                assert_eq!(b.iter().map(|(c, s, _)| c * s).sum::<usize>(), n);
+                assert!(b.iter().all(|&(_, s, _)| s <= max));
+            }
+        }
+    }
+
+    #[test]
+    fn packing_is_a_permutation_in_the_documented_order() {
+        let (p, q) = (5, 4);
+        let v: Vec<i32> = (0..(p * q) as i32).collect();
+        // Blocks of 3 and 2 rows; j-major inside: F[0][0], F[1][0], F[2][0], F[0][1], ...
+        let packed = pack_tiles(&v, p, q, 3, None);
+        assert_eq!(&packed[..6], &[0, 4, 8, 1, 5, 9]);
+        let mut sorted = packed.clone();
+        sorted.sort();
+        assert_eq!(sorted, v);
+        // int8 weights against int16 inputs: each row's group of 4 as (w0, w2, w1, w3).
+        let simd = Simd::for_stage(q, 1, Elem::I8, Elem::I16).unwrap();
+        let packed = pack_tiles(&v, p, q, 3, Some(simd));
+        assert_eq!(&packed[..8], &[0, 2, 1, 3, 4, 6, 5, 7]);
+        assert!(
+            Simd::for_stage(q, 2, Elem::I8, Elem::I16).is_none(),
+            "strided input"
+        );
+        assert!(
+            Simd::for_stage(6, 1, Elem::I8, Elem::I8).is_none(),
+            "q not a multiple of 4"
+        );
+    }
+
+    #[test]
+    fn the_cost_model_prefers_big_tiles_and_respects_wide_accumulators() {
+        assert_eq!(choose_tile(16, 16, 16, [4, 6], false, false), [4, 6]);
+        let wide = choose_tile(16, 16, 16, [2, 3], true, false);
+        assert!(wide[0] * wide[1] <= 3, "{wide:?}");
+        assert_eq!(choose_tile(1, 8, 1, [4, 6], false, true), [1, 1]);
     }
 }

@@ -8,6 +8,7 @@
 //! memory; only the CLI writes to disk. [`reference`] is the independent float model every
 //! generated output is checked against; [`harness`] runs that check under QEMU.
 
+pub mod bench;
 pub mod diagnostic;
 pub mod emit;
 pub mod fixed;

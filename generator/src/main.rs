@@ -33,6 +33,8 @@ enum Command {
     Test(TestArgs),
     /// Print the Kronecker factorization of an M x N matrix with the fewest parameters.
     Shapes(ShapesArgs),
+    /// Benchmark kpgen's kernels against CMSIS-DSP's dense kernels under QEMU.
+    Bench(BenchArgs),
     /// List the built-in targets.
     Targets,
 }
@@ -112,6 +114,46 @@ struct TestArgs {
 }
 
 #[derive(Args)]
+struct BenchArgs {
+    /// The standard set: 256x256, 512x512 and 2600x1300 KP layers, plain and 2% doped.
+    #[arg(long)]
+    standard: bool,
+    /// A synthetic KP layer `MxN*PxQ[+D%]` (A is MxN, B is PxQ, D percent doped); repeatable.
+    #[arg(long = "layer", value_name = "SHAPE")]
+    layers: Vec<String>,
+    /// Benchmark every layer of this model spec (its matrices side by side); repeatable.
+    #[arg(long = "spec", value_name = "SPEC.yaml")]
+    specs: Vec<PathBuf>,
+    /// Targets (repeatable); default cortex-m0, -m4, -m7, -m33, -m55.
+    #[arg(long = "target")]
+    targets: Vec<String>,
+    /// Precisions (repeatable); default f32 (FPU cores only), int16, int8.
+    #[arg(long = "precision", value_enum)]
+    precisions: Vec<kpgen::spec::Precision>,
+    /// Where CMSIS-DSP's sources are: default, fetch the pinned PyPI sdist into the work dir.
+    #[arg(long, value_name = "DIR", conflicts_with = "no_cmsis")]
+    cmsis_dsp: Option<PathBuf>,
+    /// Measure kpgen only.
+    #[arg(long)]
+    no_cmsis: bool,
+    /// Build and cache folder.
+    #[arg(long, default_value = "target/kpgen-bench")]
+    work_dir: PathBuf,
+    /// Parallel jobs (default: the machine's cores).
+    #[arg(long)]
+    jobs: Option<usize>,
+    /// Write all measurements as JSON (the format of --check's baseline).
+    #[arg(long, value_name = "FILE.json")]
+    json: Option<PathBuf>,
+    /// Write the markdown table here (it is always printed).
+    #[arg(long, value_name = "FILE.md")]
+    markdown: Option<PathBuf>,
+    /// Fail (exit 1) when an instruction count exceeds this baseline's by more than 2%.
+    #[arg(long, value_name = "BASELINE.json")]
+    check: Option<PathBuf>,
+}
+
+#[derive(Args)]
 struct ShapesArgs {
     /// Rows of the matrix.
     m: usize,
@@ -131,6 +173,7 @@ fn main() -> ExitCode {
         Command::Build(args) => build(&args),
         Command::Test(args) => test(&args),
         Command::Shapes(args) => shapes_cmd(&args),
+        Command::Bench(args) => bench(&args),
         Command::Targets => targets(),
     }
 }
@@ -164,6 +207,133 @@ fn shapes_cmd(args: &ShapesArgs) -> ExitCode {
             ExitCode::from(EXIT_BAD_INPUT)
         }
     }
+}
+
+fn bench(args: &BenchArgs) -> ExitCode {
+    use kpgen::bench;
+    let bad = |msg: String| {
+        eprintln!("kpgen bench: {msg}");
+        ExitCode::from(EXIT_BAD_INPUT)
+    };
+    let mut layers = Vec::new();
+    if args.standard {
+        layers.extend(bench::standard_layers());
+    }
+    for text in &args.layers {
+        match bench::parse_layer(text) {
+            Ok(l) => layers.push(l),
+            Err(e) => return bad(e),
+        }
+    }
+    for spec in &args.specs {
+        match bench::layer::model_layers(spec) {
+            Ok(l) => layers.extend(l),
+            Err(d) => return report_errors(&d),
+        }
+    }
+    if layers.is_empty() {
+        return bad("nothing to benchmark: give --standard, --layer or --spec".into());
+    }
+    let names: Vec<String> = if args.targets.is_empty() {
+        [
+            "cortex-m0",
+            "cortex-m4",
+            "cortex-m7",
+            "cortex-m33",
+            "cortex-m55",
+        ]
+        .map(String::from)
+        .to_vec()
+    } else {
+        args.targets.clone()
+    };
+    let mut targets = Vec::new();
+    for n in &names {
+        match target::lookup(n) {
+            Ok(t) => targets.push(t),
+            Err(d) => return report_errors(&d),
+        }
+    }
+    let baseline = match &args.check {
+        Some(p) => match std::fs::read_to_string(p)
+            .map_err(|e| e.to_string())
+            .and_then(|t| serde_json::from_str::<bench::BenchRun>(&t).map_err(|e| e.to_string()))
+        {
+            Ok(b) => Some(b),
+            Err(e) => return bad(format!("cannot read the baseline {}: {e}", p.display())),
+        },
+        None => None,
+    };
+    use kpgen::spec::Precision;
+    let options = bench::BenchOptions {
+        layers,
+        targets,
+        force_f32: !args.precisions.is_empty(),
+        precisions: if args.precisions.is_empty() {
+            vec![Precision::F32, Precision::Int16, Precision::Int8]
+        } else {
+            args.precisions.clone()
+        },
+        work_dir: args.work_dir.clone(),
+        cmsis: if args.no_cmsis {
+            bench::CmsisSource::Skip
+        } else if let Some(d) = &args.cmsis_dsp {
+            bench::CmsisSource::Dir(d.clone())
+        } else {
+            bench::CmsisSource::Fetch
+        },
+        jobs: args.jobs.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+        }),
+    };
+    let started = Instant::now();
+    let run = match bench::run(&options, &|line| eprintln!("{line}")) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("kpgen bench: {e}");
+            return ExitCode::from(EXIT_TEST_FAILED);
+        }
+    };
+    let table = bench::report::markdown(&run);
+    println!("{table}");
+    eprintln!(
+        "kpgen bench: {} measurements in {:.0} s",
+        run.measurements.len(),
+        started.elapsed().as_secs_f64()
+    );
+    let write = |path: &Path, text: &str| {
+        std::fs::write(path, text).map_err(|e| format!("write {}: {e}", path.display()))
+    };
+    if let Some(p) = &args.json {
+        let json = serde_json::to_string_pretty(&run).unwrap_or_default() + "\n";
+        if let Err(e) = write(p, &json) {
+            return bad(e);
+        }
+    }
+    if let Some(p) = &args.markdown {
+        if let Err(e) = write(p, &table) {
+            return bad(e);
+        }
+    }
+    if let Some(b) = &baseline {
+        let (regressions, notes) = bench::compare(&run, b, 0.02);
+        for n in &notes {
+            eprintln!("kpgen bench: {n}");
+        }
+        if !regressions.is_empty() {
+            for r in &regressions {
+                eprintln!("kpgen bench: REGRESSION {r}");
+            }
+            eprintln!(
+                "kpgen bench: {} count(s) more than 2% above the baseline; if intended, \
+                 update the baseline in the same commit and say why in its `reason`",
+                regressions.len()
+            );
+            return ExitCode::from(EXIT_TEST_FAILED);
+        }
+        eprintln!("kpgen bench: no regression against the baseline (2% gate)");
+    }
+    ExitCode::SUCCESS
 }
 
 fn targets() -> ExitCode {

@@ -161,6 +161,14 @@ impl Product {
         }
     }
 
+    pub fn stages_mut(&mut self) -> &mut [Stage] {
+        match self {
+            Product::Dense { stage } => std::slice::from_mut(stage),
+            Product::Kron { stages, .. } | Product::LowRank { stages, .. } => stages,
+            Product::Sparse => &mut [],
+        }
+    }
+
     /// Elements of the intermediate vector, if the product has one.
     pub fn temp_len(&self) -> Option<usize> {
         match self {
@@ -204,6 +212,11 @@ pub struct Stage {
     pub out_i: usize,
     pub out_r: usize,
     pub accumulate: bool,
+    /// Register tile [rows of the factor, columns r] of a stored (not unrolled) stage.
+    pub tile: [usize; 2],
+    /// Integer build on a core with the DSP extension: dual 16-bit MACs (SMLAD) where the
+    /// input is contiguous along the reduction.
+    pub simd: bool,
 }
 
 impl Stage {
@@ -362,6 +375,8 @@ fn stored_stage(
         out_i: 1,
         out_r: 0,
         accumulate,
+        tile: [1, 1],
+        simd: false,
     }
 }
 
@@ -430,16 +445,18 @@ fn plan_matrix(
             };
             // x is X[n1][n2] row-major; y is Y[m1][m2] row-major.
             let stages = match order {
-                // T[j1][i2] = Σ_j2 X[j1][j2] B[i2][j2];  Y[i1][i2] += Σ_j1 A[i1][j1] T[j1][i2]
+                // T[i2][j1] = Σ_j2 X[j1][j2] B[i2][j2];  Y[i1][i2] += Σ_j1 A[i1][j1] T[i2][j1]
+                // (T stored transposed so both stages read their input contiguously along
+                // the reduction, as dual-MAC instructions need).
                 KronOrder::RightFirst => [
                     factor_stage(
                         "b",
                         Operand::Input,
                         Operand::Temp,
                         false,
-                        [n1, 1, n2, 1, m2],
+                        [n1, 1, n2, n1, 1],
                     ),
-                    factor_stage("a", Operand::Temp, Operand::Dest, true, [m2, m2, 1, m2, 1]),
+                    factor_stage("a", Operand::Temp, Operand::Dest, true, [m2, 1, n1, m2, 1]),
                 ],
                 // T[i1][j2] = Σ_j1 A[i1][j1] X[j1][j2];  Y[i1][i2] += Σ_j2 T[i1][j2] B[i2][j2]
                 KronOrder::LeftFirst => [
@@ -549,6 +566,21 @@ pub fn plan_model(model: &Model, target: &Target) -> Plan {
             input = Source::Buffer(out.clone());
         }
         layers.push(lp);
+    }
+    // Register tiles of the stored factors' loops: the core's, clipped to each stage.
+    let tile = if model.precision.is_fixed() {
+        target.plan.tile_int
+    } else {
+        target.plan.tile_float
+    };
+    for m in layers.iter_mut().flat_map(|l| l.matrices.iter_mut()) {
+        for s in m.product.stages_mut() {
+            s.tile = [
+                tile[0].clamp(1, s.p.max(1)),
+                tile[1].clamp(1, s.outer.max(1)),
+            ];
+            s.simd = target.features.dsp && model.precision.is_fixed();
+        }
     }
     let mut plan = Plan {
         name: model.name.clone(),

@@ -74,6 +74,10 @@ pub struct MemoryMap {
     pub flash_size: u64,
     pub ram_origin: u64,
     pub ram_size: u64,
+    /// A large RAM region of the emulated board (absent on small boards) where `kpgen bench`
+    /// places dense baseline matrices too big for the emulated flash: `[origin, size]`.
+    #[serde(default)]
+    pub bulk: Option<[u64; 2]>,
 }
 
 /// Flash and RAM of a typical part with this core: a build exceeding them is refused.
@@ -93,6 +97,11 @@ pub struct PlanRules {
     pub unroll_max_factor_elems: usize,
     /// A doping overlay with at most this many non-zeros becomes straight-line code.
     pub straight_line_max_nnz: usize,
+    /// Register tile `[rows, columns]` of a stored factor's loops in float builds: that many
+    /// outputs accumulate in registers per pass over the reduction (see `kernel::Stmt::Tile`).
+    pub tile_float: [usize; 2],
+    /// The same for integer builds (fewer, since they live in core registers).
+    pub tile_int: [usize; 2],
 }
 
 /// Cycles per executed instruction class, from the core's published instruction timings:

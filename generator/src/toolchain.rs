@@ -96,6 +96,8 @@ pub struct FirmwareTarget {
     pub flash_size: u64,
     pub ram_origin: u64,
     pub ram_size: u64,
+    /// Origin and size of a large RAM region for bulk benchmark data, linked as `.kp_bulk`.
+    pub bulk: Option<(u64, u64)>,
     /// Rust target triple, when the target supports Rust.
     pub rust_triple: Option<String>,
     /// RUSTFLAGS for the Rust staticlib, e.g. `["-C", "target-cpu=cortex-m4"]`.
@@ -267,6 +269,20 @@ pub fn render_linker_script(target: &FirmwareTarget) -> String {
         .replace("@RAM_ORIGIN@", &format!("{:#010x}", target.ram_origin))
         .replace("@RAM_SIZE@", &format!("{:#x}", target.ram_size))
         .replace("@STACK_SIZE@", &format!("{:#x}", stack_size(target)))
+        .replace(
+            "@BULK_MEMORY@",
+            &target.bulk.map_or(String::new(), |(origin, size)| {
+                format!("BULK  (rw)  : ORIGIN = {origin:#010x}, LENGTH = {size:#x}")
+            }),
+        )
+        .replace(
+            "@BULK_SECTION@",
+            if target.bulk.is_some() {
+                ".kp_bulk (NOLOAD) : ALIGN(8) { *(.kp_bulk) } > BULK"
+            } else {
+                ""
+            },
+        )
 }
 
 /// SysTick ticks per guest instruction: `2^icount_shift * systick_hz / 1e9`.
@@ -568,7 +584,19 @@ impl Toolchain {
         elf: &Path,
         timeout: Duration,
     ) -> Result<QemuRun, ToolchainError> {
+        self.run_qemu_with(target, elf, &[], timeout)
+    }
+
+    /// [`Toolchain::run_qemu`] with extra QEMU arguments (e.g. a `-plugin`).
+    pub fn run_qemu_with(
+        &self,
+        target: &FirmwareTarget,
+        elf: &Path,
+        extra: &[OsString],
+        timeout: Duration,
+    ) -> Result<QemuRun, ToolchainError> {
         let mut child = Command::new(&self.qemu)
+            .args(extra)
             .args(qemu_args(target, elf))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -718,6 +746,7 @@ mod tests {
             flash_size: 0x40_0000,
             ram_origin: 0x2000_0000,
             ram_size: 0x40_0000,
+            bulk: None,
             rust_triple: Some("thumbv7em-none-eabihf".into()),
             rustflags: vec![],
         }

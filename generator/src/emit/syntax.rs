@@ -2,7 +2,8 @@
 //! every loop, index and literal is printed from the same statement tree in the same order.
 
 use crate::kernel::{
-    Access, Affine, Array, Coef, Elem, Fixed, Index, Kernel, Num, Stmt, Table, Values,
+    blocks, Access, Affine, Array, Coef, Elem, Fixed, Index, Kernel, Num, Simd, Stmt, Table, Tile,
+    Values,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,6 +76,9 @@ fn product(lang: Lang, acc: Elem, a: &str, b: &str) -> String {
 }
 
 fn sum(lang: Lang, terms: &[(Coef, Access)], acc: Elem) -> String {
+    if lang == Lang::C && acc == Elem::F32 && terms.len() > 1 {
+        return fused_sum(terms);
+    }
     if terms.is_empty() {
         return match acc {
             Elem::F32 => float_lit(lang, 0.0),
@@ -103,6 +107,22 @@ fn sum(lang: Lang, terms: &[(Coef, Access)], acc: Elem) -> String {
             _ => product(lang, acc, &c, &access(input)),
         };
         out.push_str(&term);
+    }
+    out
+}
+
+/// A float sum as a chain of fused multiply-adds in C, in the same term order:
+/// `kp_fmaf(c2, x2, kp_fmaf(c1, x1, c0 * x0))`.
+fn fused_sum(terms: &[(Coef, Access)]) -> String {
+    let coef = |c: &Coef| match c {
+        Coef::Literal(Num::F32(v)) => float_lit(Lang::C, *v),
+        Coef::Literal(Num::Int(v)) => v.to_string(),
+        Coef::Load(a) => access(a),
+    };
+    let (c0, x0) = &terms[0];
+    let mut out = format!("{} * {}", coef(c0), access(x0));
+    for (c, x) in &terms[1..] {
+        out = format!("kp_fmaf({}, {}, {out})", coef(c), access(x));
     }
     out
 }
@@ -186,6 +206,309 @@ impl Printer {
         self.line(depth, &decl);
     }
 
+    /// A [`Tile`]: full blocks of rows and columns in loops (`ib`, `rb`), the remainders as
+    /// blocks of their own, each block a pass over j with its accumulators in registers.
+    fn tile(&mut self, depth: usize, t: &Tile) {
+        for (nb, rows, row0) in blocks(t.p, t.ti) {
+            let ib = nb > 1;
+            if ib {
+                self.loop_open(depth, "ib", nb);
+            }
+            let d1 = depth + usize::from(ib);
+            for (nr, cols, col0) in blocks(t.outer, t.tr) {
+                let rb = nr > 1;
+                if rb {
+                    self.loop_open(d1, "rb", nr);
+                }
+                let d2 = d1 + usize::from(rb);
+                self.tile_block(d2, t, (rows, row0, ib), (cols, col0, rb));
+                if rb {
+                    self.line(d1, "}");
+                }
+            }
+            if ib {
+                self.line(depth, "}");
+            }
+        }
+    }
+
+    /// One block of `rows x cols` outputs starting at (row0 [+ ib*ti], col0 [+ rb*tr]).
+    fn tile_block(
+        &mut self,
+        depth: usize,
+        t: &Tile,
+        (rows, row0, ib): (usize, usize, bool),
+        (cols, col0, rb): (usize, usize, bool),
+    ) {
+        let c = self.lang == Lang::C;
+        let acc = acc_elem(t.fixed);
+        let with = |cond: bool, var: &'static str, coef: usize| cond.then_some((var, coef));
+        let ib_term = |coef: usize| with(ib, "ib", coef);
+        let rb_term = |coef: usize| with(rb, "rb", coef);
+        let terms = |list: &[Option<(&'static str, usize)>]| -> Vec<(&'static str, usize)> {
+            list.iter().flatten().copied().collect()
+        };
+        self.line(depth, "{");
+        let d = depth + 1;
+        let (zero, ty) = match (self.lang, acc) {
+            (_, Elem::F32) => (float_lit(self.lang, 0.0), acc),
+            (_, e) => ("0".to_owned(), e),
+        };
+        for a in 0..rows {
+            let start = match &t.init {
+                Some(table) => access(&Access::flat(
+                    Array::Const(table.clone()),
+                    Affine::new(row0 + a, &terms(&[ib_term(rows)])),
+                )),
+                None => zero.clone(),
+            };
+            for b in 0..cols {
+                self.line(
+                    d,
+                    &if c {
+                        format!("{} acc{a}_{b} = {start};", ty.c_name())
+                    } else {
+                        format!("let mut acc{a}_{b}: {} = {start};", ty.rust_name())
+                    },
+                );
+            }
+        }
+        if let Some(simd) = t.simd {
+            self.simd_pass(d, t, simd, (rows, row0, ib), (cols, col0, rb), acc);
+        } else {
+            self.scalar_pass(d, t, (rows, row0, ib), (cols, col0, rb), acc);
+        }
+        for a in 0..rows {
+            for b in 0..cols {
+                let dst = Access::flat(
+                    t.output.clone(),
+                    Affine::new(
+                        t.out_base + (row0 + a) * t.out_i + (col0 + b) * t.out_r,
+                        &terms(&[ib_term(rows * t.out_i), rb_term(cols * t.out_r)]),
+                    ),
+                );
+                let text = store(
+                    self.lang,
+                    &access(&dst),
+                    t.accumulate,
+                    t.fixed,
+                    &format!("acc{a}_{b}"),
+                );
+                self.line(d, &text);
+            }
+        }
+        self.line(depth, "}");
+    }
+
+    /// The j loop of a block with one MAC per weight.
+    fn scalar_pass(
+        &mut self,
+        d: usize,
+        t: &Tile,
+        (rows, row0, ib): (usize, usize, bool),
+        (cols, col0, rb): (usize, usize, bool),
+        acc: Elem,
+    ) {
+        let with = |cond: bool, var: &'static str, coef: usize| cond.then_some((var, coef));
+        let ib_term = |coef: usize| with(ib, "ib", coef);
+        let rb_term = |coef: usize| with(rb, "rb", coef);
+        let terms = |list: &[Option<(&'static str, usize)>]| -> Vec<(&'static str, usize)> {
+            list.iter().flatten().copied().collect()
+        };
+        let lang = self.lang;
+        let operand = |name: String, value: String| match (lang, acc) {
+            (Lang::C, Elem::F32) => format!("const float {name} = {value};"),
+            (Lang::C, e) => format!("const {} {name} = {value};", e.c_name()),
+            (Lang::Rust, Elem::F32) => format!("let {name} = {value};"),
+            (Lang::Rust, e) => format!("let {name} = {value} as {};", e.rust_name()),
+        };
+        // Two j steps per iteration halve the loop overhead when q is even.
+        let unroll = if t.q.is_multiple_of(2) && t.q >= 4 { 2 } else { 1 };
+        let jvar = if unroll == 2 { "j2" } else { "j" };
+        self.loop_open(d, jvar, t.q / unroll);
+        for step in 0..unroll {
+            let (dj, scoped) = if unroll == 2 {
+                (d + 2, true)
+            } else {
+                (d + 1, false)
+            };
+            if scoped {
+                self.line(d + 1, "{");
+            }
+            let weight = |a: usize| {
+                Access::flat(
+                    Array::Const(t.weights.clone()),
+                    Affine::new(
+                        row0 * t.q + step * rows + a,
+                        &terms(&[ib_term(rows * t.q), Some((jvar, unroll * rows))]),
+                    ),
+                )
+            };
+            let input = |b: usize| {
+                Access::flat(
+                    t.input.clone(),
+                    Affine::new(
+                        (col0 + b) * t.in_r + step * t.in_j,
+                        &terms(&[Some((jvar, unroll * t.in_j)), rb_term(cols * t.in_r)]),
+                    ),
+                )
+            };
+            for a in 0..rows {
+                self.line(dj, &operand(format!("w{a}"), access(&weight(a))));
+            }
+            for b in 0..cols {
+                self.line(dj, &operand(format!("x{b}"), access(&input(b))));
+            }
+            for a in 0..rows {
+                for b in 0..cols {
+                    let mac = match (self.lang, acc) {
+                        // C99 does not contract a*b+c by itself: fuse explicitly (one VFMA).
+                        (Lang::C, Elem::F32) => {
+                            format!("acc{a}_{b} = kp_fmaf(w{a}, x{b}, acc{a}_{b});")
+                        }
+                        _ => format!("acc{a}_{b} += w{a} * x{b};"),
+                    };
+                    self.line(dj, &mac);
+                }
+            }
+            if scoped {
+                self.line(d + 1, "}");
+            }
+        }
+        self.line(d, "}");
+    }
+
+    /// The j loop of a block in groups of `simd.group`: in C one 32-bit word per row and
+    /// input, dual MACs (kp_smlad / kp_smlald, SXTB16 for int8); in Rust the same groups one
+    /// MAC at a time (integer sums are exact, so both agree bit for bit).
+    #[allow(clippy::too_many_arguments)]
+    fn simd_pass(
+        &mut self,
+        d: usize,
+        t: &Tile,
+        simd: Simd,
+        (rows, row0, ib): (usize, usize, bool),
+        (cols, col0, rb): (usize, usize, bool),
+        acc: Elem,
+    ) {
+        let g = simd.group;
+        let with = |cond: bool, var: &'static str, coef: usize| cond.then_some((var, coef));
+        let ib_term = |coef: usize| with(ib, "ib", coef);
+        let rb_term = |coef: usize| with(rb, "rb", coef);
+        let terms = |list: &[Option<(&'static str, usize)>]| -> Vec<(&'static str, usize)> {
+            list.iter().flatten().copied().collect()
+        };
+        let weight = |a: usize, slot: usize| {
+            access(&Access::flat(
+                Array::Const(t.weights.clone()),
+                Affine::new(
+                    row0 * t.q + a * g + slot,
+                    &terms(&[ib_term(rows * t.q), Some(("jg", rows * g))]),
+                ),
+            ))
+        };
+        let input = |b: usize, k: usize| {
+            access(&Access::flat(
+                t.input.clone(),
+                Affine::new(
+                    (col0 + b) * t.in_r + k,
+                    &terms(&[Some(("jg", g)), rb_term(cols * t.in_r)]),
+                ),
+            ))
+        };
+        self.loop_open(d, "jg", t.q / g);
+        match self.lang {
+            Lang::C => {
+                let mac = if acc == Elem::I64 {
+                    "kp_smlald"
+                } else {
+                    "kp_smlad"
+                };
+                for a in 0..rows {
+                    self.line(
+                        d + 1,
+                        &format!("const uint32_t w{a} = kp_read32(&{});", weight(a, 0)),
+                    );
+                    if g == 4 {
+                        self.line(d + 1, &format!("const uint32_t w{a}l = kp_sxtb16(w{a});"));
+                        self.line(
+                            d + 1,
+                            &format!("const uint32_t w{a}h = kp_sxtb16(kp_ror8(w{a}));"),
+                        );
+                    }
+                }
+                for b in 0..cols {
+                    match (g, simd.input) {
+                        (2, _) => self.line(
+                            d + 1,
+                            &format!("const uint32_t x{b} = kp_read32(&{});", input(b, 0)),
+                        ),
+                        (_, Elem::I16) => {
+                            self.line(
+                                d + 1,
+                                &format!("const uint32_t x{b}l = kp_read32(&{});", input(b, 0)),
+                            );
+                            self.line(
+                                d + 1,
+                                &format!("const uint32_t x{b}h = kp_read32(&{});", input(b, 2)),
+                            );
+                        }
+                        _ => {
+                            self.line(
+                                d + 1,
+                                &format!("const uint32_t x{b} = kp_read32(&{});", input(b, 0)),
+                            );
+                            self.line(d + 1, &format!("const uint32_t x{b}l = kp_sxtb16(x{b});"));
+                            self.line(
+                                d + 1,
+                                &format!("const uint32_t x{b}h = kp_sxtb16(kp_ror8(x{b}));"),
+                            );
+                        }
+                    }
+                }
+                for a in 0..rows {
+                    for b in 0..cols {
+                        if g == 2 {
+                            self.line(
+                                d + 1,
+                                &format!("acc{a}_{b} = {mac}(w{a}, x{b}, acc{a}_{b});"),
+                            );
+                        } else {
+                            self.line(
+                                d + 1,
+                                &format!("acc{a}_{b} = {mac}(w{a}l, x{b}l, acc{a}_{b});"),
+                            );
+                            self.line(
+                                d + 1,
+                                &format!("acc{a}_{b} = {mac}(w{a}h, x{b}h, acc{a}_{b});"),
+                            );
+                        }
+                    }
+                }
+            }
+            Lang::Rust => {
+                let ty = acc.rust_name();
+                for k in 0..g {
+                    for a in 0..rows {
+                        self.line(
+                            d + 1,
+                            &format!("let w{a}_{k} = {} as {ty};", weight(a, simd.slot(k))),
+                        );
+                    }
+                    for b in 0..cols {
+                        self.line(d + 1, &format!("let x{b}_{k} = {} as {ty};", input(b, k)));
+                    }
+                    for a in 0..rows {
+                        for b in 0..cols {
+                            self.line(d + 1, &format!("acc{a}_{b} += w{a}_{k} * x{b}_{k};"));
+                        }
+                    }
+                }
+            }
+        }
+        self.line(d, "}");
+    }
+
     fn stmt(&mut self, depth: usize, s: &Stmt) {
         match s {
             Stmt::Loop { var, count, body } => {
@@ -218,42 +541,7 @@ impl Printer {
                 };
                 self.line(depth, &text);
             }
-            Stmt::Dot {
-                dst,
-                accumulate,
-                var,
-                count,
-                weight,
-                input,
-                fixed,
-                init,
-            } => {
-                // C needs a block to scope `acc`; in Rust the enclosing loop body scopes it.
-                let inner = if self.lang == Lang::C {
-                    self.line(depth, "{");
-                    depth + 1
-                } else {
-                    depth
-                };
-                let acc = acc_elem(*fixed);
-                // The table has the accumulator's type.
-                let start = init.as_ref().map(access);
-                self.acc_open(inner, acc, start);
-                self.loop_open(inner, var, *count);
-                self.line(
-                    inner + 1,
-                    &format!(
-                        "acc += {};",
-                        product(self.lang, acc, &access(weight), &access(input))
-                    ),
-                );
-                self.line(inner, "}");
-                let text = store(self.lang, &access(dst), *accumulate, *fixed, "acc");
-                self.line(inner, &text);
-                if self.lang == Lang::C {
-                    self.line(depth, "}");
-                }
-            }
+            Stmt::Tile(t) => self.tile(depth, t),
             Stmt::Csr {
                 rows,
                 dest_offset,
@@ -278,9 +566,10 @@ impl Printer {
                         self.line(depth + 1, &format!(
                             "for (uint32_t k = (uint32_t){row}[r]; k < (uint32_t){row}[r + 1]; ++k) {{"
                         ));
-                        self.line(
-                            depth + 2,
-                            &format!(
+                        let mac = if acc == Elem::F32 {
+                            format!("acc = kp_fmaf({val}[k], x[{col}[k]], acc);")
+                        } else {
+                            format!(
                                 "acc += {};",
                                 product(
                                     Lang::C,
@@ -288,8 +577,9 @@ impl Printer {
                                     &format!("{val}[k]"),
                                     &format!("x[{col}[k]]")
                                 )
-                            ),
-                        );
+                            )
+                        };
+                        self.line(depth + 2, &mac);
                         self.line(depth + 1, "}");
                     }
                     Lang::Rust => {

@@ -503,12 +503,23 @@ static void open_region(void)
     }
 }
 
+/* Instructions of each closed region, in order (a firmware measures an empty region first,
+ * so callers can subtract the call overhead). */
+#define MAX_REGIONS 64
+static uint64_t region_total[MAX_REGIONS];
+static int regions;
+
 static void close_region(void)
 {
     if (enabled) {
+        uint64_t in_region = 0;
         for (int c = 0; c < C_COUNT; c++) {
             acc_count[c] += run_count[c] - base_count[c];
             acc_regs[c] += run_regs[c] - base_regs[c];
+            in_region += run_count[c] - base_count[c];
+        }
+        if (regions < MAX_REGIONS) {
+            region_total[regions++] = in_region;
         }
         enabled = 0;
     }
@@ -611,6 +622,9 @@ static void im_at_exit(qemu_plugin_id_t id, void *userdata)
             (unsigned long long)end_addr);
     fprintf(f, "total %llu\n", (unsigned long long)total);
     fprintf(f, "taken_branches %llu\n", (unsigned long long)acc_taken);
+    for (int r = 0; r < regions; r++) {
+        fprintf(f, "region %llu\n", (unsigned long long)region_total[r]);
+    }
     for (int c = 0; c < C_COUNT; c++) {
         fprintf(f, "class %s %llu\n", class_names[c], (unsigned long long)acc_count[c]);
     }

@@ -234,6 +234,8 @@ pub struct InsnMix {
     pub classes: BTreeMap<String, (u64, u64)>,
     /// Mnemonics the plugin put in `other` (distinct, translation time; at most 32).
     pub unclassified: Vec<String>,
+    /// Instructions of each begin..end region, in execution order (at most 64).
+    pub regions: Vec<u64>,
 }
 
 impl InsnMix {
@@ -273,6 +275,7 @@ impl InsnMix {
                     mix.classes.entry(name.to_string()).or_default().1 = number(v)?
                 }
                 ["unclassified", m] => mix.unclassified.push(m.to_string()),
+                ["region", v] => mix.regions.push(number(v)?),
                 _ => return Err((n, format!("unexpected line `{line}`"))),
             }
         }

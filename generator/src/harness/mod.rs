@@ -3,8 +3,8 @@
 //! float reference and measures the cost (guest instructions, flash, RAM, stack).
 
 pub mod firmware;
-pub mod insn_mix;
 pub mod inputs;
+pub mod insn_mix;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -159,6 +159,7 @@ pub fn firmware_target(t: &Target) -> FirmwareTarget {
         flash_size: t.memory.flash_size,
         ram_origin: t.memory.ram_origin,
         ram_size: t.memory.ram_size,
+        bulk: t.memory.bulk.map(|[origin, size]| (origin, size)),
         rust_triple: t.rust.triple.clone(),
         rustflags: t.rust.rustflags.clone(),
     }

@@ -1,0 +1,180 @@
+//! CMSIS-DSP, the dense baseline: its sources are fetched from PyPI at benchmark time (the sdist
+//! of the `cmsisdsp` package, pinned by version and SHA-256, never committed) and its
+//! matrix-vector kernels compiled per core with the DSP, Helium and loop-unroll paths the core
+//! allows.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::spec::Precision;
+use crate::toolchain::FirmwareTarget;
+
+pub const VERSION: &str = "1.10.3";
+const URL: &str = "https://files.pythonhosted.org/packages/2c/ec/\
+                   0decbb48985d2eb98739a9bbf4ba090278cc492a7c1a5d5b907e8baf67b5/\
+                   cmsisdsp-1.10.3.tar.gz";
+const SHA256: &str = "307d32298faa7c58db912851027fce35f886fec7eb1a27c4b309ce1a97f47519";
+
+/// Stand-ins for the headers CMSIS-DSP expects from CMSIS-Core and a C library, which no
+/// reachable registry ships (see the comment in each).
+const SHIM: &[(&str, &str)] = &[
+    (
+        "cmsis_compiler.h",
+        include_str!("../../../templates/bench/cmsis/cmsis_compiler.h"),
+    ),
+    (
+        "arm_dsp_config.h",
+        include_str!("../../../templates/bench/cmsis/arm_dsp_config.h"),
+    ),
+    (
+        "string.h",
+        include_str!("../../../templates/bench/cmsis/string.h"),
+    ),
+    (
+        "math.h",
+        include_str!("../../../templates/bench/cmsis/math.h"),
+    ),
+];
+
+/// The CMSIS-DSP function benchmarked for a precision, and its element type.
+pub fn kernel(precision: Precision) -> (&'static str, &'static str, &'static str) {
+    match precision {
+        Precision::F32 => (
+            "arm_mat_vec_mult_f32",
+            "float32_t",
+            "arm_matrix_instance_f32",
+        ),
+        Precision::Int16 => ("arm_mat_vec_mult_q15", "q15_t", "arm_matrix_instance_q15"),
+        Precision::Int8 => ("arm_mat_vec_mult_q7", "q7_t", "arm_matrix_instance_q7"),
+    }
+}
+
+/// An unpacked CMSIS-DSP source tree.
+#[derive(Debug, Clone)]
+pub struct CmsisDsp {
+    pub root: PathBuf,
+    shim: PathBuf,
+}
+
+fn io_err(what: &str, e: std::io::Error) -> String {
+    format!("{what}: {e}")
+}
+
+fn run(cmd: &mut Command, what: &str) -> Result<String, String> {
+    let out = cmd
+        .output()
+        .map_err(|e| format!("{what}: cannot start {:?}: {e}", cmd.get_program()))?;
+    if !out.status.success() {
+        return Err(format!(
+            "{what} failed ({}):\n{}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+impl CmsisDsp {
+    /// Uses the source tree at `root` (a CMSIS-DSP checkout or unpacked sdist).
+    pub fn at(root: &Path, cache: &Path) -> Result<CmsisDsp, String> {
+        let probe = root.join("Source/MatrixFunctions/arm_mat_vec_mult_f32.c");
+        if !probe.is_file() {
+            return Err(format!(
+                "{} is not a CMSIS-DSP source tree (no {})",
+                root.display(),
+                probe.display()
+            ));
+        }
+        let shim = cache.join("cmsis-shim");
+        std::fs::create_dir_all(&shim).map_err(|e| io_err("create the shim folder", e))?;
+        for (name, text) in SHIM {
+            std::fs::write(shim.join(name), text).map_err(|e| io_err("write the shim", e))?;
+        }
+        Ok(CmsisDsp {
+            root: root.to_owned(),
+            shim,
+        })
+    }
+
+    /// Downloads (once, with curl) and unpacks the pinned sdist under `cache`.
+    pub fn fetch(cache: &Path) -> Result<CmsisDsp, String> {
+        let root = cache.join(format!("cmsisdsp-{VERSION}"));
+        if !root.join("Source").is_dir() {
+            std::fs::create_dir_all(cache).map_err(|e| io_err("create the cache folder", e))?;
+            let archive = cache.join(format!("cmsisdsp-{VERSION}.tar.gz"));
+            eprintln!("kpgen bench: fetching CMSIS-DSP {VERSION} (PyPI sdist `cmsisdsp`)");
+            run(
+                Command::new("curl")
+                    .args(["--silent", "--show-error", "--fail", "--location"])
+                    .args(["--retry", "3", "--max-time", "300", "-o"])
+                    .arg(&archive)
+                    .arg(URL),
+                "download CMSIS-DSP",
+            )?;
+            let sum = run(
+                Command::new("sha256sum").arg(&archive),
+                "checksum CMSIS-DSP",
+            )?;
+            if !sum.starts_with(SHA256) {
+                let _ = std::fs::remove_file(&archive);
+                return Err(format!(
+                    "the CMSIS-DSP download has SHA-256 {} instead of {SHA256}",
+                    sum.split_whitespace().next().unwrap_or("?")
+                ));
+            }
+            run(
+                Command::new("tar")
+                    .arg("xzf")
+                    .arg(&archive)
+                    .arg("-C")
+                    .arg(cache),
+                "unpack CMSIS-DSP",
+            )?;
+        }
+        CmsisDsp::at(&root, cache)
+    }
+
+    /// Compiles the precision's kernel for `target` into `work_dir`; returns the object.
+    /// Flags: the target's, -O2 (as kpgen's C), ARM_MATH_LOOPUNROLL; the DSP and Helium paths
+    /// follow the core's `__ARM_FEATURE_DSP` / `__ARM_FEATURE_MVE`, as in CMSIS builds.
+    pub fn compile(
+        &self,
+        gcc: &Path,
+        target: &FirmwareTarget,
+        precision: Precision,
+        work_dir: &Path,
+    ) -> Result<PathBuf, String> {
+        let (func, _, _) = kernel(precision);
+        let source = self.root.join(format!("Source/MatrixFunctions/{func}.c"));
+        let object = work_dir.join(format!("{func}.o"));
+        std::fs::create_dir_all(work_dir).map_err(|e| io_err("create the work folder", e))?;
+        run(
+            Command::new(gcc)
+                .args(&target.cflags)
+                .args(self.cflags())
+                .arg("-c")
+                .arg(&source)
+                .arg("-o")
+                .arg(&object),
+            &format!("compile {func}"),
+        )?;
+        Ok(object)
+    }
+
+    /// Flags for CMSIS-DSP sources and for code including its headers.
+    pub fn cflags(&self) -> Vec<String> {
+        vec![
+            "-std=c99".into(),
+            "-O2".into(),
+            "-ffreestanding".into(),
+            "-ffunction-sections".into(),
+            "-DARM_MATH_LOOPUNROLL".into(),
+            // Let the baseline fuse multiply-adds (VFMA) as kpgen's kernels do: its best case.
+            "-ffp-contract=fast".into(),
+            format!("-I{}", self.shim.display()),
+            format!("-I{}", self.root.join("Include").display()),
+            format!("-I{}", self.root.join("PrivateInclude").display()),
+        ]
+    }
+}

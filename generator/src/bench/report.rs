@@ -1,0 +1,151 @@
+//! Benchmark output: progress lines and the markdown table (kpgen beside CMSIS-DSP per layer,
+//! core and precision).
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+use super::{BenchRun, Measurement, CMSIS, KPGEN};
+
+fn thousands(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn opt(n: Option<u64>) -> String {
+    n.map_or("–".to_owned(), thousands)
+}
+
+pub fn progress_line(m: &Measurement, total: usize) -> String {
+    let ipm = m
+        .instructions_per_mac()
+        .map_or(String::new(), |v| format!(" ({v:.2}/MAC)"));
+    format!(
+        "kpgen bench [{total} jobs]: {:<22} {:<11} {:<5} {:<9} {:>12} instr{ipm} {}",
+        m.layer,
+        m.target,
+        m.precision,
+        m.implementation,
+        opt(m.instructions),
+        if m.status == "ok" { "" } else { &m.status }
+    )
+}
+
+/// kpgen and CMSIS-DSP measurements of one (layer, target, precision).
+fn pairs(run: &BenchRun) -> Vec<(&Measurement, Option<&Measurement>)> {
+    let mut dense: BTreeMap<(String, String, String), &Measurement> = BTreeMap::new();
+    for m in run
+        .measurements
+        .iter()
+        .filter(|m| m.implementation == CMSIS)
+    {
+        dense.insert((m.layer.clone(), m.target.clone(), m.precision.clone()), m);
+    }
+    run.measurements
+        .iter()
+        .filter(|m| m.implementation == KPGEN)
+        .map(|k| {
+            let d = dense
+                .get(&(k.layer.clone(), k.target.clone(), k.precision.clone()))
+                .copied();
+            (k, d)
+        })
+        .collect()
+}
+
+/// The markdown table: one row per layer, core and precision.
+pub fn markdown(run: &BenchRun) -> String {
+    let mut out = String::new();
+    out.push_str(
+        "| layer | core | prec | MACs kpgen / dense | kpgen instr | instr/MAC | CMSIS-DSP instr | \
+         instr/MAC | speed-up | speed-up ÷ MAC cut | est. cycles kpgen / CMSIS | flash B kpgen / dense |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|\n",
+    );
+    for (k, d) in pairs(run) {
+        let ipm = |m: &Measurement| {
+            m.instructions_per_mac()
+                .map_or("–".to_owned(), |v| format!("{v:.2}"))
+        };
+        let (d_instr, d_ipm, speed, rel, d_cyc, d_flash) = match d {
+            Some(d) if d.instructions.is_some() => {
+                let speed = d.instructions.unwrap_or(0) as f64
+                    / k.instructions.unwrap_or(u64::MAX).max(1) as f64;
+                let cut = d.macs as f64 / k.macs.max(1) as f64;
+                let flag = if d.status == "ok" { "" } else { " ⚠" };
+                (
+                    format!("{}{flag}", opt(d.instructions)),
+                    ipm(d),
+                    format!("{speed:.2}x"),
+                    format!("{:.2}", speed / cut),
+                    opt(d.cycles_estimate),
+                    opt(d.flash),
+                )
+            }
+            Some(d) => (
+                d.status.clone(),
+                "–".into(),
+                "–".into(),
+                "–".into(),
+                "–".into(),
+                opt(d.flash.or(Some(d.weight_bytes))),
+            ),
+            None => (
+                "not run".into(),
+                "–".into(),
+                "–".into(),
+                "–".into(),
+                "–".into(),
+                "–".into(),
+            ),
+        };
+        let k_instr = if k.status == "ok" {
+            opt(k.instructions)
+        } else {
+            k.status.clone()
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} / {} | {} | {} | {} | {} | {} | {} | {} / {} | {} / {} |",
+            k.layer,
+            k.target.trim_start_matches("cortex-"),
+            k.precision,
+            thousands(k.macs),
+            thousands((k.rows * k.cols) as u64),
+            k_instr,
+            ipm(k),
+            d_instr,
+            d_ipm,
+            speed,
+            rel,
+            opt(k.cycles_estimate),
+            d_cyc,
+            opt(k.flash),
+            d_flash,
+        );
+    }
+    let wrong: Vec<&Measurement> = run
+        .measurements
+        .iter()
+        .filter(|m| m.implementation == CMSIS && m.status.starts_with("wrong"))
+        .collect();
+    if !wrong.is_empty() {
+        out.push_str("\n⚠ CMSIS-DSP gave wrong results (its count is still shown):\n");
+        let mut seen = std::collections::BTreeSet::new();
+        for m in wrong {
+            if seen.insert((m.rows, m.cols, m.target.clone(), m.precision.clone())) {
+                let _ = writeln!(
+                    out,
+                    "- {}x{} on {} ({}): {}",
+                    m.rows, m.cols, m.target, m.precision, m.status
+                );
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,1 @@
+/* Empty: CMSIS-DSP reads its build options from here; the benchmark passes them as -D flags. */
