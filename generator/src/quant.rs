@@ -91,6 +91,9 @@ pub struct StageQuant {
     pub bound: i64,
     /// Output to a temp: saturate to int16 and store; otherwise add to an int32 destination.
     pub narrow: bool,
+    /// A temp whose scale is the accumulator's times 2^k: requantizing is a rounding shift by
+    /// k (three instructions instead of a 64-bit multiply), see [`requant_acc`].
+    pub shift_only: Option<u32>,
     /// Where the input codes have a zero point: each row's accumulator starts at
     /// −zero_point·Σ_j w_ij (rows of the stage; for an overlay, its non-empty rows in order),
     /// so the sum is Σ w·(x − zero_point) exactly. Empty when the zero point is 0.
@@ -467,6 +470,15 @@ fn finish_stage(
             )));
         }
     }
+    // A temp at exactly 2^k accumulator quanta, whose rounding bias cannot overflow int32.
+    let ratio = output_scale / (weight_scale * input_scale);
+    let k = ratio.log2().round();
+    let shift_only = (narrow
+        && ratio.is_finite()
+        && (0.0..=30.0).contains(&k)
+        && ratio == k.exp2()
+        && (wide || bound + (1i64 << (k as u32)) <= i32::MAX as i64))
+        .then_some(k as u32);
     Ok(StageQuant {
         values,
         weight_bits,
@@ -477,6 +489,7 @@ fn finish_stage(
         wide,
         bound,
         narrow,
+        shift_only,
         row_offsets,
     })
 }
@@ -553,6 +566,14 @@ pub fn matvec_int(m: &MatrixPlan, q: &MatrixQuant, x: &[i32], dest: &mut [i32]) 
 }
 
 pub fn requant_acc(acc: i64, sq: &StageQuant) -> i32 {
+    if let Some(k) = sq.shift_only {
+        let v = if k == 0 {
+            acc
+        } else {
+            (acc + (1i64 << (k - 1))) >> k
+        };
+        return v.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32;
+    }
     if sq.wide {
         fixed::requantize_s64(acc, sq.requant)
     } else {
@@ -581,9 +602,19 @@ fn quantize_matrix(
         }
         Product::Kron { stages: st, .. } | Product::LowRank { stages: st, .. } => {
             let (first, w1_scale) = (&st[0], weight_scale(&st[0].values, weight_bits));
-            // The temp's quantum is never finer than the first product's accumulator quantum.
+            // The temp's quantum is the first product's accumulator quantum times the smallest
+            // power of two that fits the calibrated range into int16: never finer than the
+            // accumulator, at most one bit coarser than the range needs, and requantized by a
+            // shift alone.
             let t_range = ranges.get(&format!("{}:t", m.id)).max_abs();
-            let t_scale = (t_range / qmax(16) as f64).max(w1_scale * input.scale);
+            let base = w1_scale * input.scale;
+            let ratio = (t_range / qmax(16) as f64) / base;
+            let k = if ratio.is_finite() && ratio > 1.0 {
+                (ratio.log2().ceil() as u32).min(30)
+            } else {
+                0
+            };
+            let t_scale = base * f64::from(k).exp2();
             temp_scale = Some(t_scale);
             stages.push(quantize_stage(&m.id, first, weight_bits, input, t_scale)?);
             stages.push(quantize_stage(

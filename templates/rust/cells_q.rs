@@ -43,6 +43,20 @@ pub fn sat16(v: i32) -> i16 {
     v.clamp(-32768, 32767) as i16
 }
 
+/// `sat16((v + 2^(k-1)) >> k)`: a temp stored at 2^k accumulator quanta.
+#[inline]
+pub fn shift_sat16(v: i32, k: i32) -> i16 {
+    let r = if k > 0 { (v + (1 << (k - 1))) >> k } else { v };
+    r.clamp(-32768, 32767) as i16
+}
+
+/// [`shift_sat16`] for a 64-bit accumulator.
+#[inline]
+pub fn shift_sat16_s64(v: i64, k: i32) -> i16 {
+    let r = if k > 0 { (v + (1i64 << (k - 1))) >> k } else { v };
+    r.clamp(-32768, 32767) as i16
+}
+
 /// `v / 2^s` rounded half up (s >= 1).
 #[inline]
 pub fn rshift_round(v: i64, s: i32) -> i64 {

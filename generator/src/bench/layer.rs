@@ -244,9 +244,11 @@ pub fn bench_input(name: &str, cols: usize, precision: Precision) -> Inputs {
                 .map(|_| (rng.next_u64() >> 48) as i16 as i32)
                 .collect(),
         ),
-        Precision::Int8 => {
-            Inputs::Codes((0..cols).map(|_| (rng.next_u64() >> 56) as i8 as i32).collect())
-        }
+        Precision::Int8 => Inputs::Codes(
+            (0..cols)
+                .map(|_| (rng.next_u64() >> 56) as i8 as i32)
+                .collect(),
+        ),
     }
 }
 

@@ -133,6 +133,10 @@ fn requantized(lang: Lang, f: Fixed, expr: &str) -> String {
         Lang::C => "kp_",
         Lang::Rust => "cells::",
     };
+    if let (true, Some(k)) = (f.narrow, f.shift_only) {
+        let s64 = if f.wide { "_s64" } else { "" };
+        return format!("{prefix}shift_sat16{s64}({expr}, {k})");
+    }
     let r = if f.wide {
         format!(
             "{prefix}requant_s64({expr}, {}, {})",
@@ -323,7 +327,11 @@ impl Printer {
             (Lang::Rust, e) => format!("let {name} = {value} as {};", e.rust_name()),
         };
         // Two j steps per iteration halve the loop overhead when q is even.
-        let unroll = if t.q.is_multiple_of(2) && t.q >= 4 { 2 } else { 1 };
+        let unroll = if t.q.is_multiple_of(2) && t.q >= 4 {
+            2
+        } else {
+            1
+        };
         let jvar = if unroll == 2 { "j2" } else { "j" };
         self.loop_open(d, jvar, t.q / unroll);
         for step in 0..unroll {
@@ -411,11 +419,13 @@ impl Printer {
             access(&Access::flat(
                 t.input.clone(),
                 Affine::new(
-                    (col0 + b) * t.in_r + k,
-                    &terms(&[Some(("jg", g)), rb_term(cols * t.in_r)]),
+                    (col0 + b) * t.in_r + k * t.in_j,
+                    &terms(&[Some(("jg", g * t.in_j)), rb_term(cols * t.in_r)]),
                 ),
             ))
         };
+        // A 16-bit pair (x_k, x_k+1) of column b: one 32-bit load.
+        let pair = |b: usize, k: usize| format!("kp_read32(&{})", input(b, k));
         self.loop_open(d, "jg", t.q / g);
         match self.lang {
             Lang::C => {
@@ -438,20 +448,13 @@ impl Printer {
                     }
                 }
                 for b in 0..cols {
-                    match (g, simd.input) {
-                        (2, _) => self.line(
-                            d + 1,
-                            &format!("const uint32_t x{b} = kp_read32(&{});", input(b, 0)),
-                        ),
-                        (_, Elem::I16) => {
-                            self.line(
-                                d + 1,
-                                &format!("const uint32_t x{b}l = kp_read32(&{});", input(b, 0)),
-                            );
-                            self.line(
-                                d + 1,
-                                &format!("const uint32_t x{b}h = kp_read32(&{});", input(b, 2)),
-                            );
+                    match (g, simd.pairs_input()) {
+                        (2, _) => {
+                            self.line(d + 1, &format!("const uint32_t x{b} = {};", pair(b, 0)))
+                        }
+                        (_, true) => {
+                            self.line(d + 1, &format!("const uint32_t x{b}l = {};", pair(b, 0)));
+                            self.line(d + 1, &format!("const uint32_t x{b}h = {};", pair(b, 2)));
                         }
                         _ => {
                             self.line(
@@ -507,6 +510,34 @@ impl Printer {
             }
         }
         self.line(d, "}");
+        // The tail: the last q % group steps, one MAC each, weights j-major after the groups.
+        let start = t.q / g * g;
+        let lang = self.lang;
+        let cast = |v: String| match lang {
+            Lang::C => format!("({}){v}", acc.c_name()),
+            Lang::Rust => format!("{v} as {}", acc.rust_name()),
+        };
+        for j in start..t.q {
+            for a in 0..rows {
+                let w = access(&Access::flat(
+                    Array::Const(t.weights.clone()),
+                    Affine::new(row0 * t.q + j * rows + a, &terms(&[ib_term(rows * t.q)])),
+                ));
+                for b in 0..cols {
+                    let x = access(&Access::flat(
+                        t.input.clone(),
+                        Affine::new(
+                            (col0 + b) * t.in_r + j * t.in_j,
+                            &terms(&[rb_term(cols * t.in_r)]),
+                        ),
+                    ));
+                    self.line(
+                        d,
+                        &format!("acc{a}_{b} += {} * {};", cast(w.clone()), cast(x)),
+                    );
+                }
+            }
+        }
     }
 
     fn stmt(&mut self, depth: usize, s: &Stmt) {
