@@ -301,8 +301,12 @@ fn bench(args: &BenchArgs) -> ExitCode {
         run.measurements.len(),
         started.elapsed().as_secs_f64()
     );
+    // Written beside the target and renamed: a reader never sees half a file.
     let write = |path: &Path, text: &str| {
-        std::fs::write(path, text).map_err(|e| format!("write {}: {e}", path.display()))
+        let staged = path.with_extension("partial");
+        std::fs::write(&staged, text)
+            .and_then(|()| std::fs::rename(&staged, path))
+            .map_err(|e| format!("write {}: {e}", path.display()))
     };
     if let Some(p) = &args.json {
         let json = serde_json::to_string_pretty(&run).unwrap_or_default() + "\n";
