@@ -320,6 +320,9 @@ fn bench(args: &BenchArgs) -> ExitCode {
         }
     }
     if let Some(b) = &baseline {
+        if !b.reason.is_empty() {
+            eprintln!("kpgen bench: baseline: {}", b.reason);
+        }
         let (regressions, notes) = bench::compare(&run, b, 0.02);
         for n in &notes {
             eprintln!("kpgen bench: {n}");
