@@ -623,3 +623,39 @@ fn measure_cmsis(
         ..m
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cmsis_expectations_follow_its_documented_arithmetic() {
+        let mut lcg = Lcg(CMSIS_SEED);
+        let v: Vec<i32> = (0..6).map(|_| lcg.next()).collect();
+        // 1 x 2 matrix: the first two LCG values, then the vector.
+        let (w, x) = (&v[..2], &v[2..4]);
+        let Expected::Exact(q15) = expected_cmsis(1, 2, Precision::Int16) else {
+            panic!("q15 is exact")
+        };
+        let s = i64::from(w[0]) * i64::from(x[0]) + i64::from(w[1]) * i64::from(x[1]);
+        assert_eq!(q15, [(s >> 15).clamp(-32768, 32767) as i32]);
+        let Expected::Exact(q7) = expected_cmsis(1, 2, Precision::Int8) else {
+            panic!("q7 is exact")
+        };
+        let s = (w[0] >> 8) * (x[0] >> 8) + (w[1] >> 8) * (x[1] >> 8);
+        assert_eq!(q7, [(s >> 7).clamp(-128, 127)]);
+    }
+
+    #[test]
+    fn the_float_check_uses_the_summation_bound_and_names_the_first_bad_row() {
+        let expected = Expected::Float(vec![(1.0, 1.0), (2.0, 4.0)]);
+        let near = [1.0f32 + f32::EPSILON, 2.0];
+        assert!(check(&expected, &near.map(f32::to_bits), 4).is_ok());
+        let far = [1.0f32, 2.01];
+        let e = check(&expected, &far.map(f32::to_bits), 4).unwrap_err();
+        assert!(e.contains("1 of 2") && e.contains("row 1"), "{e}");
+        assert!(check(&expected, &[0], 4)
+            .unwrap_err()
+            .contains("printed 1 outputs"));
+    }
+}
