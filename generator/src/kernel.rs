@@ -494,44 +494,6 @@ fn lower_stage(
     };
     // A fixed-point temp is stored once, saturated: never accumulated into.
     let accumulate = stage.accumulate;
-    let per_r = |r_var: Option<&'static str>| -> Vec<Stmt> {
-        let r_terms = |coef: usize| r_var.map(|v| (v, coef));
-        if stage.unrolled {
-            (0..stage.p)
-                .filter_map(|i| {
-                    let terms: Vec<(Coef, Access)> = (0..stage.q)
-                        .filter_map(|j| {
-                            let w = values.get(i * stage.q + j);
-                            (!w.is_zero()).then(|| {
-                                let idx = Affine::new(
-                                    j * stage.in_j,
-                                    &r_terms(stage.in_r).into_iter().collect::<Vec<_>>(),
-                                );
-                                (Coef::Literal(w), Access::flat(input.clone(), idx))
-                            })
-                        })
-                        .collect();
-                    let offset = offsets.get(i).copied().unwrap_or(0);
-                    if terms.is_empty() && offset == 0 && accumulate {
-                        return None;
-                    }
-                    let dst = Affine::new(
-                        out_base + i * stage.out_i,
-                        &r_terms(stage.out_r).into_iter().collect::<Vec<_>>(),
-                    );
-                    Some(Stmt::Sum {
-                        dst: Access::flat(output.clone(), dst),
-                        accumulate,
-                        terms,
-                        fixed,
-                        offset,
-                    })
-                })
-                .collect()
-        } else {
-            unreachable!("stored stages are lowered as tiles")
-        }
-    };
     if !stage.unrolled {
         let tile = choose_tile(
             stage.p,
@@ -588,6 +550,41 @@ fn lower_stage(
             simd,
         }))];
     }
+    // Unrolled: the weights become literals, one sum per output row (zero weights vanish).
+    let per_r = |r_var: Option<&'static str>| -> Vec<Stmt> {
+        let r_terms = |coef: usize| r_var.map(|v| (v, coef));
+        (0..stage.p)
+            .filter_map(|i| {
+                let terms: Vec<(Coef, Access)> = (0..stage.q)
+                    .filter_map(|j| {
+                        let w = values.get(i * stage.q + j);
+                        (!w.is_zero()).then(|| {
+                            let idx = Affine::new(
+                                j * stage.in_j,
+                                &r_terms(stage.in_r).into_iter().collect::<Vec<_>>(),
+                            );
+                            (Coef::Literal(w), Access::flat(input.clone(), idx))
+                        })
+                    })
+                    .collect();
+                let offset = offsets.get(i).copied().unwrap_or(0);
+                if terms.is_empty() && offset == 0 && accumulate {
+                    return None;
+                }
+                let dst = Affine::new(
+                    out_base + i * stage.out_i,
+                    &r_terms(stage.out_r).into_iter().collect::<Vec<_>>(),
+                );
+                Some(Stmt::Sum {
+                    dst: Access::flat(output.clone(), dst),
+                    accumulate,
+                    terms,
+                    fixed,
+                    offset,
+                })
+            })
+            .collect()
+    };
     if stage.outer == 1 {
         per_r(None)
     } else {

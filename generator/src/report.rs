@@ -186,11 +186,7 @@ pub fn build_report(model: &Model, plan: &Plan, quant: Option<&QuantPlan>) -> Re
             .flat_map(|l| &l.matrices)
             .filter_map(|m| m.overlay.as_ref())
     };
-    let weight_size = match plan.precision {
-        Precision::F32 => 4,
-        Precision::Int16 => 2,
-        Precision::Int8 => 1,
-    };
+    let weight_size = plan.precision.value_bytes();
     Report {
         model: plan.name.clone(),
         target: plan.target.clone(),

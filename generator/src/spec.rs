@@ -88,6 +88,15 @@ impl Precision {
     pub fn is_fixed(self) -> bool {
         self != Precision::F32
     }
+
+    /// Bytes of one stored weight or activation value.
+    pub fn value_bytes(self) -> usize {
+        match self {
+            Precision::F32 => 4,
+            Precision::Int16 => 2,
+            Precision::Int8 => 1,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]

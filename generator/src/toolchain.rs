@@ -615,6 +615,26 @@ impl Toolchain {
         })
     }
 
+    /// Address of the code symbol `symbol` in `elf`, Thumb bit cleared (arm-none-eabi-nm).
+    pub fn symbol_address(&self, elf: &Path, symbol: &str) -> Result<u32, ToolchainError> {
+        let mut cmd = Command::new(self.gcc.with_file_name("arm-none-eabi-nm"));
+        cmd.arg(elf);
+        let output = run_checked(&mut cmd, &format!("nm {}", elf.display()))?;
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .find_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                (f.len() == 3 && f[2] == symbol)
+                    .then(|| u32::from_str_radix(f[0], 16).ok())
+                    .flatten()
+            })
+            .map(|a| a & !1)
+            .ok_or_else(|| ToolchainError::Parse {
+                what: format!("the symbols of {}", elf.display()),
+                detail: format!("no symbol `{symbol}`"),
+            })
+    }
+
     /// Section sizes of an object or ELF file, from `arm-none-eabi-size -A`.
     pub fn section_sizes(&self, object_or_elf: &Path) -> Result<Sizes, ToolchainError> {
         let mut cmd = Command::new(&self.size);
@@ -649,7 +669,8 @@ fn create_dir(dir: &Path) -> Result<(), ToolchainError> {
         .map_err(|e| ToolchainError::io(format!("create {}", dir.display()), e))
 }
 
-fn write_file(path: &Path, contents: &str) -> Result<(), ToolchainError> {
+/// Writes `contents` to `path`, creating its folder.
+pub(crate) fn write_file(path: &Path, contents: &str) -> Result<(), ToolchainError> {
     if let Some(parent) = path.parent() {
         create_dir(parent)?;
     }
@@ -683,7 +704,7 @@ fn shell_quote(arg: &OsStr) -> String {
 }
 
 /// Runs `cmd` to completion; a failure carries the command line and the tool's output.
-fn run_checked(cmd: &mut Command, step: &str) -> Result<Output, ToolchainError> {
+pub(crate) fn run_checked(cmd: &mut Command, step: &str) -> Result<Output, ToolchainError> {
     let command = command_line(cmd);
     let output = cmd
         .stdin(Stdio::null())

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::spec::Precision;
-use crate::toolchain::FirmwareTarget;
+use crate::toolchain::{run_checked, FirmwareTarget};
 
 pub const VERSION: &str = "1.10.3";
 const URL: &str = "https://files.pythonhosted.org/packages/2c/ec/\
@@ -60,19 +60,11 @@ fn io_err(what: &str, e: std::io::Error) -> String {
     format!("{what}: {e}")
 }
 
+/// The project's checked runner ([`run_checked`]); returns stdout.
 fn run(cmd: &mut Command, what: &str) -> Result<String, String> {
-    let out = cmd
-        .output()
-        .map_err(|e| format!("{what}: cannot start {:?}: {e}", cmd.get_program()))?;
-    if !out.status.success() {
-        return Err(format!(
-            "{what} failed ({}):\n{}{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    run_checked(cmd, what)
+        .map(|out| String::from_utf8_lossy(&out.stdout).into_owned())
+        .map_err(|e| e.to_string())
 }
 
 impl CmsisDsp {
@@ -148,18 +140,34 @@ impl CmsisDsp {
         let (func, _, _) = kernel(precision);
         let source = self.root.join(format!("Source/MatrixFunctions/{func}.c"));
         let object = work_dir.join(format!("{func}.o"));
-        std::fs::create_dir_all(work_dir).map_err(|e| io_err("create the work folder", e))?;
+        self.compile_source(gcc, target, &source, &[], &object)?;
+        Ok(object)
+    }
+
+    /// Compiles one C source that uses CMSIS-DSP ([`CmsisDsp::cflags`] plus `extra`).
+    pub fn compile_source(
+        &self,
+        gcc: &Path,
+        target: &FirmwareTarget,
+        source: &Path,
+        extra: &[String],
+        object: &Path,
+    ) -> Result<(), String> {
+        if let Some(dir) = object.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| io_err("create the work folder", e))?;
+        }
         run(
             Command::new(gcc)
                 .args(&target.cflags)
                 .args(self.cflags())
+                .args(extra)
                 .arg("-c")
-                .arg(&source)
+                .arg(source)
                 .arg("-o")
-                .arg(&object),
-            &format!("compile {func}"),
-        )?;
-        Ok(object)
+                .arg(object),
+            &format!("compile {}", source.display()),
+        )
+        .map(|_| ())
     }
 
     /// Flags for CMSIS-DSP sources and for code including its headers.

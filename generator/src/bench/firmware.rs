@@ -4,7 +4,6 @@
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -73,37 +72,11 @@ fn dir_name(text: &str) -> String {
 }
 
 fn write(path: &Path, text: &str) -> Result<(), String> {
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(|e| format!("create {}: {e}", parent.display()))?;
-    }
-    std::fs::write(path, text).map_err(|e| format!("write {}: {e}", path.display()))
+    toolchain::write_file(path, text).map_err(|e| e.to_string())
 }
 
 fn elem_bytes(p: Precision) -> u64 {
-    match p {
-        Precision::F32 => 4,
-        Precision::Int16 => 2,
-        Precision::Int8 => 1,
-    }
-}
-
-/// Address of `symbol` in `elf` (Thumb bit cleared), from arm-none-eabi-nm.
-fn symbol(tc: &Toolchain, elf: &Path, symbol: &str) -> Result<u32, String> {
-    let nm = tc.gcc.with_file_name("arm-none-eabi-nm");
-    let out = Command::new(&nm)
-        .arg(elf)
-        .output()
-        .map_err(|e| format!("run {}: {e}", nm.display()))?;
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .find_map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            (f.len() == 3 && f[2] == symbol)
-                .then(|| u32::from_str_radix(f[0], 16).ok())
-                .flatten()
-        })
-        .map(|a| a & !1)
-        .ok_or_else(|| format!("no symbol {symbol} in {}", elf.display()))
+    p.value_bytes() as u64
 }
 
 /// Outcome of one benchmark firmware run.
@@ -122,8 +95,12 @@ fn run_counted(
     target: &Target,
     elf: &Path,
 ) -> Result<Run, String> {
-    let begin = symbol(env.toolchain, elf, "kp_bench_begin")?;
-    let end = symbol(env.toolchain, elf, "kp_bench_end")?;
+    let symbol = |name: &str| {
+        env.toolchain
+            .symbol_address(elf, name)
+            .map_err(|e| e.to_string())
+    };
+    let (begin, end) = (symbol("kp_bench_begin")?, symbol("kp_bench_end")?);
     let mix_file = elf.with_extension("mix");
     let _ = std::fs::remove_file(&mix_file);
     let extra: Vec<OsString> = insn_mix::plugin_args(env.plugin, begin, end, &mix_file);
@@ -562,23 +539,12 @@ fn measure_cmsis(
     write(&main, &main_c)?;
     let kernel_obj = cm.compile(&env.toolchain.gcc, fwt, precision, &cdir)?;
     let main_obj = cdir.join("cmsis_main.o");
-    let status = Command::new(&env.toolchain.gcc)
-        .args(&fwt.cflags)
-        .args(cm.cflags())
-        .arg(format!("-I{}", runtime.display()))
-        .args(["-Wall", "-Wextra", "-c"])
-        .arg(&main)
-        .arg("-o")
-        .arg(&main_obj)
-        .output()
-        .map_err(|e| format!("compile {}: {e}", main.display()))?;
-    if !status.status.success() {
-        return Err(format!(
-            "compile {}:\n{}",
-            main.display(),
-            String::from_utf8_lossy(&status.stderr)
-        ));
-    }
+    let extra = [
+        format!("-I{}", runtime.display()),
+        "-Wall".to_owned(),
+        "-Wextra".to_owned(),
+    ];
+    cm.compile_source(&env.toolchain.gcc, fwt, &main, &extra, &main_obj)?;
     let elf = cdir.join("cmsis.elf");
     let libs: Vec<PathBuf> = vec![main_obj, kernel_obj.clone()];
     if let Err(e) = env.toolchain.compile_firmware(

@@ -108,9 +108,8 @@ pub struct BuiltLayer {
     pub cols: usize,
     /// Length of the destination buffer (rows beyond `dest_offset` included).
     pub dest_len: usize,
-    /// Float weights of the whole layer `[W_1 | W_2 | ...]` as kpgen builds them.
-    pub dense: DMatrix<f64>,
-    pub stored_params: usize,
+    /// Index of the benchmarked layer in `generation.model`.
+    pub layer: usize,
 }
 
 fn seed_of(name: &str) -> u64 {
@@ -192,7 +191,6 @@ pub fn build_layer(
     };
     model.precision = precision;
     let generation = crate::generate_model(&model, target)?;
-    let weights = weights_of(&model.layers[index].cell);
     let matrices = &generation.plan.layers[index].matrices;
     let first = &matrices[0];
     if matrices
@@ -213,24 +211,13 @@ pub fn build_layer(
         calls.push((m.clone(), offset));
         offset += m.cols;
     }
-    let rows = first.rows;
-    let cols = offset;
-    let mut dense = DMatrix::zeros(rows, cols);
-    let mut at = 0;
-    for w in &weights {
-        let e = w.expand();
-        dense.view_mut((0, at), (rows, e.ncols())).copy_from(&e);
-        at += e.ncols();
-    }
-    let stored_params = matrices.iter().map(|m| m.stored_params).sum();
     Ok(BuiltLayer {
-        dest_len: first.dest_offset + rows,
+        dest_len: first.dest_offset + first.rows,
+        rows: first.rows,
+        cols: offset,
         generation,
         calls,
-        rows,
-        cols,
-        dense,
-        stored_params,
+        layer: index,
     })
 }
 
@@ -269,19 +256,23 @@ pub enum Expected {
 pub fn expected_kpgen(built: &BuiltLayer, inputs: &Inputs) -> Expected {
     let offset = built.calls[0].0.dest_offset;
     match inputs {
-        Inputs::Float(x) => Expected::Float(
-            (0..built.rows)
-                .map(|r| {
-                    let (mut v, mut mag) = (0.0, 0.0);
-                    for (c, xc) in x.iter().enumerate() {
-                        let t = built.dense[(r, c)] * f64::from(*xc);
-                        v += t;
-                        mag += t.abs();
+        // W x over the expanded weights [W_1 | W_2 | ...], expanded only for float builds.
+        Inputs::Float(x) => {
+            let mut rows = vec![(0.0, 0.0); built.rows];
+            let mut at = 0;
+            for w in weights_of(&built.generation.model.layers[built.layer].cell) {
+                let e = w.expand();
+                for (r, (v, mag)) in rows.iter_mut().enumerate() {
+                    for c in 0..e.ncols() {
+                        let t = e[(r, c)] * f64::from(x[at + c]);
+                        *v += t;
+                        *mag += t.abs();
                     }
-                    (v, mag)
-                })
-                .collect(),
-        ),
+                }
+                at += e.ncols();
+            }
+            Expected::Float(rows)
+        }
         Inputs::Codes(x) => {
             let quant = built
                 .generation

@@ -170,6 +170,35 @@ fn store(lang: Lang, dst: &str, accumulate: bool, fixed: Option<Fixed>, value: &
     }
 }
 
+/// Where a tile block sits: `rows` factor rows from `row0` (plus `ib · rows` when blocks of
+/// this size run in a loop), `cols` columns from `col0` (plus `rb · cols`).
+#[derive(Debug, Clone, Copy)]
+struct Block {
+    rows: usize,
+    row0: usize,
+    ib: bool,
+    cols: usize,
+    col0: usize,
+    rb: bool,
+}
+
+impl Block {
+    /// The `ib · coef` term of an index, when the row blocks loop.
+    fn ib(&self, coef: usize) -> Option<(&'static str, usize)> {
+        self.ib.then_some(("ib", coef))
+    }
+
+    /// The `rb · coef` term of an index, when the column blocks loop.
+    fn rb(&self, coef: usize) -> Option<(&'static str, usize)> {
+        self.rb.then_some(("rb", coef))
+    }
+}
+
+/// The present terms of an index, in order.
+fn terms(list: &[Option<(&'static str, usize)>]) -> Vec<(&'static str, usize)> {
+    list.iter().flatten().copied().collect()
+}
+
 struct Printer {
     lang: Lang,
     out: String,
@@ -225,7 +254,18 @@ impl Printer {
                     self.loop_open(d1, "rb", nr);
                 }
                 let d2 = d1 + usize::from(rb);
-                self.tile_block(d2, t, (rows, row0, ib), (cols, col0, rb));
+                self.tile_block(
+                    d2,
+                    t,
+                    Block {
+                        rows,
+                        row0,
+                        ib,
+                        cols,
+                        col0,
+                        rb,
+                    },
+                );
                 if rb {
                     self.line(d1, "}");
                 }
@@ -237,32 +277,28 @@ impl Printer {
     }
 
     /// One block of `rows x cols` outputs starting at (row0 [+ ib*ti], col0 [+ rb*tr]).
-    fn tile_block(
-        &mut self,
-        depth: usize,
-        t: &Tile,
-        (rows, row0, ib): (usize, usize, bool),
-        (cols, col0, rb): (usize, usize, bool),
-    ) {
+    fn tile_block(&mut self, depth: usize, t: &Tile, blk: Block) {
+        let Block {
+            rows,
+            row0,
+            cols,
+            col0,
+            ..
+        } = blk;
         let c = self.lang == Lang::C;
         let acc = acc_elem(t.fixed);
-        let with = |cond: bool, var: &'static str, coef: usize| cond.then_some((var, coef));
-        let ib_term = |coef: usize| with(ib, "ib", coef);
-        let rb_term = |coef: usize| with(rb, "rb", coef);
-        let terms = |list: &[Option<(&'static str, usize)>]| -> Vec<(&'static str, usize)> {
-            list.iter().flatten().copied().collect()
-        };
         self.line(depth, "{");
         let d = depth + 1;
-        let (zero, ty) = match (self.lang, acc) {
-            (_, Elem::F32) => (float_lit(self.lang, 0.0), acc),
-            (_, e) => ("0".to_owned(), e),
+        let zero = if acc == Elem::F32 {
+            float_lit(self.lang, 0.0)
+        } else {
+            "0".to_owned()
         };
         for a in 0..rows {
             let start = match &t.init {
                 Some(table) => access(&Access::flat(
                     Array::Const(table.clone()),
-                    Affine::new(row0 + a, &terms(&[ib_term(rows)])),
+                    Affine::new(row0 + a, &terms(&[blk.ib(rows)])),
                 )),
                 None => zero.clone(),
             };
@@ -270,17 +306,17 @@ impl Printer {
                 self.line(
                     d,
                     &if c {
-                        format!("{} acc{a}_{b} = {start};", ty.c_name())
+                        format!("{} acc{a}_{b} = {start};", acc.c_name())
                     } else {
-                        format!("let mut acc{a}_{b}: {} = {start};", ty.rust_name())
+                        format!("let mut acc{a}_{b}: {} = {start};", acc.rust_name())
                     },
                 );
             }
         }
         if let Some(simd) = t.simd {
-            self.simd_pass(d, t, simd, (rows, row0, ib), (cols, col0, rb), acc);
+            self.simd_pass(d, t, simd, blk, acc);
         } else {
-            self.scalar_pass(d, t, (rows, row0, ib), (cols, col0, rb), acc);
+            self.scalar_pass(d, t, blk, acc);
         }
         for a in 0..rows {
             for b in 0..cols {
@@ -288,7 +324,7 @@ impl Printer {
                     t.output.clone(),
                     Affine::new(
                         t.out_base + (row0 + a) * t.out_i + (col0 + b) * t.out_r,
-                        &terms(&[ib_term(rows * t.out_i), rb_term(cols * t.out_r)]),
+                        &terms(&[blk.ib(rows * t.out_i), blk.rb(cols * t.out_r)]),
                     ),
                 );
                 let text = store(
@@ -305,20 +341,14 @@ impl Printer {
     }
 
     /// The j loop of a block with one MAC per weight.
-    fn scalar_pass(
-        &mut self,
-        d: usize,
-        t: &Tile,
-        (rows, row0, ib): (usize, usize, bool),
-        (cols, col0, rb): (usize, usize, bool),
-        acc: Elem,
-    ) {
-        let with = |cond: bool, var: &'static str, coef: usize| cond.then_some((var, coef));
-        let ib_term = |coef: usize| with(ib, "ib", coef);
-        let rb_term = |coef: usize| with(rb, "rb", coef);
-        let terms = |list: &[Option<(&'static str, usize)>]| -> Vec<(&'static str, usize)> {
-            list.iter().flatten().copied().collect()
-        };
+    fn scalar_pass(&mut self, d: usize, t: &Tile, blk: Block, acc: Elem) {
+        let Block {
+            rows,
+            row0,
+            cols,
+            col0,
+            ..
+        } = blk;
         let lang = self.lang;
         let operand = |name: String, value: String| match (lang, acc) {
             (Lang::C, Elem::F32) => format!("const float {name} = {value};"),
@@ -348,7 +378,7 @@ impl Printer {
                     Array::Const(t.weights.clone()),
                     Affine::new(
                         row0 * t.q + step * rows + a,
-                        &terms(&[ib_term(rows * t.q), Some((jvar, unroll * rows))]),
+                        &terms(&[blk.ib(rows * t.q), Some((jvar, unroll * rows))]),
                     ),
                 )
             };
@@ -357,7 +387,7 @@ impl Printer {
                     t.input.clone(),
                     Affine::new(
                         (col0 + b) * t.in_r + step * t.in_j,
-                        &terms(&[Some((jvar, unroll * t.in_j)), rb_term(cols * t.in_r)]),
+                        &terms(&[Some((jvar, unroll * t.in_j)), blk.rb(cols * t.in_r)]),
                     ),
                 )
             };
@@ -389,29 +419,21 @@ impl Printer {
     /// The j loop of a block in groups of `simd.group`: in C one 32-bit word per row and
     /// input, dual MACs (kp_smlad / kp_smlald, SXTB16 for int8); in Rust the same groups one
     /// MAC at a time (integer sums are exact, so both agree bit for bit).
-    #[allow(clippy::too_many_arguments)]
-    fn simd_pass(
-        &mut self,
-        d: usize,
-        t: &Tile,
-        simd: Simd,
-        (rows, row0, ib): (usize, usize, bool),
-        (cols, col0, rb): (usize, usize, bool),
-        acc: Elem,
-    ) {
+    fn simd_pass(&mut self, d: usize, t: &Tile, simd: Simd, blk: Block, acc: Elem) {
+        let Block {
+            rows,
+            row0,
+            cols,
+            col0,
+            ..
+        } = blk;
         let g = simd.group;
-        let with = |cond: bool, var: &'static str, coef: usize| cond.then_some((var, coef));
-        let ib_term = |coef: usize| with(ib, "ib", coef);
-        let rb_term = |coef: usize| with(rb, "rb", coef);
-        let terms = |list: &[Option<(&'static str, usize)>]| -> Vec<(&'static str, usize)> {
-            list.iter().flatten().copied().collect()
-        };
         let weight = |a: usize, slot: usize| {
             access(&Access::flat(
                 Array::Const(t.weights.clone()),
                 Affine::new(
                     row0 * t.q + a * g + slot,
-                    &terms(&[ib_term(rows * t.q), Some(("jg", rows * g))]),
+                    &terms(&[blk.ib(rows * t.q), Some(("jg", rows * g))]),
                 ),
             ))
         };
@@ -420,7 +442,7 @@ impl Printer {
                 t.input.clone(),
                 Affine::new(
                     (col0 + b) * t.in_r + k * t.in_j,
-                    &terms(&[Some(("jg", g * t.in_j)), rb_term(cols * t.in_r)]),
+                    &terms(&[Some(("jg", g * t.in_j)), blk.rb(cols * t.in_r)]),
                 ),
             ))
         };
@@ -521,14 +543,14 @@ impl Printer {
             for a in 0..rows {
                 let w = access(&Access::flat(
                     Array::Const(t.weights.clone()),
-                    Affine::new(row0 * t.q + j * rows + a, &terms(&[ib_term(rows * t.q)])),
+                    Affine::new(row0 * t.q + j * rows + a, &terms(&[blk.ib(rows * t.q)])),
                 ));
                 for b in 0..cols {
                     let x = access(&Access::flat(
                         t.input.clone(),
                         Affine::new(
                             (col0 + b) * t.in_r + j * t.in_j,
-                            &terms(&[rb_term(cols * t.in_r)]),
+                            &terms(&[blk.rb(cols * t.in_r)]),
                         ),
                     ));
                     self.line(

@@ -566,18 +566,6 @@ int main(void)
         )
     }
 
-    /// Address of `symbol` in `elf`, from arm-none-eabi-nm.
-    fn symbol(tc: &Toolchain, elf: &Path, symbol: &str) -> u32 {
-        let nm = tc.gcc.with_file_name("arm-none-eabi-nm");
-        let out = Command::new(nm).arg(elf).output().unwrap();
-        let text = String::from_utf8_lossy(&out.stdout);
-        let line = text
-            .lines()
-            .find(|l| l.split_whitespace().nth(2) == Some(symbol))
-            .unwrap_or_else(|| panic!("no {symbol} in\n{text}"));
-        u32::from_str_radix(line.split_whitespace().next().unwrap(), 16).unwrap()
-    }
-
     /// Builds and runs the firmware on `target` under the plugin; returns (plugin figures,
     /// SysTick instruction count of the same region).
     fn measure(
@@ -603,8 +591,8 @@ int main(void)
             &elf,
         )
         .unwrap_or_else(|e| panic!("{e}"));
-        let begin = symbol(tc, &elf, "kp_mark_begin");
-        let end = symbol(tc, &elf, "kp_mark_end");
+        let begin = tc.symbol_address(&elf, "kp_mark_begin").unwrap();
+        let end = tc.symbol_address(&elf, "kp_mark_end").unwrap();
         let out = dir.join("mix.txt");
         let run = Command::new(&tc.qemu)
             .args(toolchain::qemu_args(&ft, &elf))
