@@ -293,3 +293,48 @@ fn an_unknown_target_is_refused() {
     assert!(stderr.contains("unknown target `cortex-m99`"), "{stderr}");
     assert!(!dir.path().join("out").exists());
 }
+
+/// `kpgen bench` with `args` in a fresh folder; returns (exit code, stderr). Every case here
+/// is refused before anything is built or fetched.
+fn bench(args: &[&str]) -> (i32, String, tempfile::TempDir) {
+    let dir = fixture();
+    let out = Command::new(env!("CARGO_BIN_EXE_kpgen"))
+        .current_dir(dir.path())
+        .arg("bench")
+        .args(args)
+        .args(["--work-dir", "work"])
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        dir,
+    )
+}
+
+#[test]
+fn bench_refuses_bad_layers_targets_and_baselines_with_exit_2() {
+    let (code, stderr, dir) = bench(&["--layer", "16x16"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("cannot read layer `16x16`") && stderr.contains("MxN*PxQ"),
+        "{stderr}"
+    );
+    assert!(!dir.path().join("work").exists(), "nothing built");
+    let (code, stderr, _) = bench(&[]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("nothing to benchmark"), "{stderr}");
+    let (code, stderr, _) = bench(&["--layer", "4x4*4x4", "--target", "cortex-m99"]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("unknown target `cortex-m99`"), "{stderr}");
+    let (code, stderr, _) = bench(&["--layer", "4x4*4x4", "--check", "missing.json"]);
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("cannot read the baseline missing.json"),
+        "{stderr}"
+    );
+    let (code, stderr, _) = bench(&["--spec", "missing.yaml"]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("missing.yaml"), "{stderr}");
+}
