@@ -24,7 +24,7 @@ fn run_host(case: &Case) -> Result<(), String> {
 
     // The generated C alone, strict flags, both compilers.
     let gen_dir = work.path().join("gen");
-    harness::write_files(&gen_dir, &gen.files).map_err(|e| e.to_string())?;
+    kpgen::output::write_tree(&gen_dir, &gen.files).map_err(|e| e.to_string())?;
     for cc in ["gcc", "clang"] {
         if let Err(e) = firmware::check_c_compiles(cc, &gen_dir.join("c"), &[]) {
             errors.push(format!(

@@ -369,7 +369,7 @@ fn generated_c_refuses_a_mismatched_core() {
         let t = target(name);
         let gen = kpgen::generate(&spec, &t).unwrap_or_else(|d| panic!("{}", d.render()));
         let dir = work.path().join(name);
-        harness::write_files(&dir, &gen.files).unwrap();
+        kpgen::output::write_tree(&dir, &gen.files).unwrap();
         let source = dir.join(format!("c/{}.c", gen.plan.name));
         for other in &names {
             let o = target(other);

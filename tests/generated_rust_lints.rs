@@ -24,7 +24,7 @@ fn write_crate(dir: &Path) -> std::path::PathBuf {
         "no rust/Cargo.toml among {:?}",
         gen.files.iter().map(|f| &f.path).collect::<Vec<_>>()
     );
-    kpgen::harness::write_files(dir, &rust).unwrap_or_else(|e| panic!("{e}"));
+    kpgen::output::write_tree(dir, &rust).unwrap_or_else(|e| panic!("{e}"));
     dir.join("rust")
 }
 

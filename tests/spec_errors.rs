@@ -261,10 +261,7 @@ fn a_directory_that_is_not_kpgen_output_is_not_replaced() {
     std::fs::write(dir.path().join("out/notes.txt"), "mine").unwrap();
     let (code, stderr) = build(dir.path(), GOOD);
     assert_eq!(code, 2, "{stderr}");
-    assert!(
-        stderr.contains("does not hold a previous kpgen output"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("holds no kpgen manifest"), "{stderr}");
     assert_eq!(
         std::fs::read_to_string(dir.path().join("out/notes.txt")).unwrap(),
         "mine"

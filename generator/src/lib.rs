@@ -16,6 +16,7 @@ pub mod harness;
 pub mod intref;
 pub mod kernel;
 pub mod model;
+pub mod output;
 pub mod plan;
 pub mod quant;
 pub mod reference;

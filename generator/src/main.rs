@@ -169,6 +169,11 @@ struct ShapesArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // On Ctrl-C or SIGTERM, temporaries go too: a killed build leaves nothing behind.
+    let _ = ctrlc::set_handler(|| {
+        kpgen::output::cleanup_on_interrupt();
+        std::process::exit(130);
+    });
     match cli.command {
         Command::Build(args) => build(&args),
         Command::Test(args) => test(&args),
@@ -399,7 +404,8 @@ fn build(args: &BuildArgs) -> ExitCode {
         Ok(g) => g,
         Err(e) => return report_errors(&e),
     };
-    if let Err(e) = write_output(&args.out, &generation.files) {
+    let protected = read_paths(&args.build, &generation.model);
+    if let Err(e) = write_output(&args.out, &generation.files, &protected) {
         return report_errors(&e);
     }
     let t = &generation.report.totals;
@@ -417,53 +423,32 @@ fn build(args: &BuildArgs) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// Writes the files into a temporary directory beside `out`, then renames it into place, so
-/// `out` is either the complete new output or untouched.
-fn write_output(out: &Path, files: &[kpgen::emit::GeneratedFile]) -> Result<(), Diagnostics> {
-    let fail = |msg: String| Diagnostic::new(Place::file(out), msg);
-    if out.exists() {
-        let previous = out.join("report.json").is_file();
-        let empty = std::fs::read_dir(out)
-            .map(|mut d| d.next().is_none())
-            .unwrap_or(false);
-        if !previous && !empty {
-            return Err(fail(
-                "the output directory exists and does not hold a previous kpgen output: refusing to replace it".to_owned(),
-            )
-            .with_help("choose another --out, or remove the directory")
-            .into());
-        }
+/// Writes the output folder (see `kpgen::output`), refusing to touch what the build read.
+fn write_output(
+    out: &Path,
+    files: &[kpgen::emit::GeneratedFile],
+    protected: &[PathBuf],
+) -> Result<(), Diagnostics> {
+    kpgen::output::write_output(out, files, protected).map_err(|e| output_error(&e))
+}
+
+fn output_error(e: &kpgen::output::OutputError) -> Diagnostics {
+    let mut d = Diagnostic::new(Place::file(Path::new("--out")), e.to_string());
+    if let Some(h) = e.help() {
+        d = d.with_help(h);
     }
-    let parent = match out.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    std::fs::create_dir_all(&parent)
-        .map_err(|e| fail(format!("cannot create {}: {e}", parent.display())))?;
-    let tmp = tempfile::Builder::new()
-        .prefix(".kpgen-out-")
-        .tempdir_in(&parent)
-        .map_err(|e| fail(format!("cannot create a temporary directory: {e}")))?;
-    harness::write_files(tmp.path(), files).map_err(|e| fail(e.to_string()))?;
-    let staged = tmp.keep();
-    let old = parent.join(format!(
-        ".kpgen-old-{}",
-        out.file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default()
-    ));
-    if out.exists() {
-        let _ = std::fs::remove_dir_all(&old);
-        std::fs::rename(out, &old)
-            .map_err(|e| fail(format!("cannot move the old output aside: {e}")))?;
+    d.into()
+}
+
+/// Everything a build reads: its output may not replace their folders.
+fn read_paths(opts: &BuildOptions, model: &kpgen::model::Model) -> Vec<PathBuf> {
+    let mut paths = model.sources.clone();
+    paths.push(opts.spec.clone());
+    paths.extend(model.calibration.clone());
+    if Path::new(&opts.target).is_file() {
+        paths.push(PathBuf::from(&opts.target));
     }
-    if let Err(e) = std::fs::rename(&staged, out) {
-        let _ = std::fs::rename(&old, out);
-        let _ = std::fs::remove_dir_all(&staged);
-        return Err(fail(format!("cannot move the new output into place: {e}")).into());
-    }
-    let _ = std::fs::remove_dir_all(&old);
-    Ok(())
+    paths
 }
 
 fn fmt_err(e: f64) -> String {
@@ -539,6 +524,19 @@ fn test(args: &TestArgs) -> ExitCode {
         Err(e) => return report_errors(&e),
     };
     let model = &generation.model;
+    let mut protected = read_paths(&args.build, model);
+    protected.extend(
+        [&args.inputs, &args.lengths, &args.labels, &args.work_dir]
+            .into_iter()
+            .flatten()
+            .cloned(),
+    );
+    // Refused before the (long) run, not after it.
+    if let Some(out) = &args.out {
+        if let Err(e) = kpgen::output::check_output(out, &protected) {
+            return report_errors(&output_error(&e));
+        }
+    }
     let inputs = match &args.inputs {
         Some(path) => {
             let read = TestInputs::from_file(path, model.steps, model.input_features)
@@ -592,11 +590,13 @@ fn test(args: &TestArgs) -> ExitCode {
         },
     };
     let tmp;
+    let _pending;
     let work_dir = match &args.work_dir {
         Some(d) => d.clone(),
         None => match tempfile::Builder::new().prefix("kpgen-test-").tempdir() {
             Ok(t) => {
                 tmp = t;
+                _pending = kpgen::output::remove_on_interrupt(tmp.path());
                 tmp.path().to_path_buf()
             }
             Err(e) => {
@@ -675,7 +675,7 @@ fn test(args: &TestArgs) -> ExitCode {
         if let Some(f) = files.iter_mut().find(|f| f.path == "report.json") {
             f.contents = serde_json::to_string_pretty(&report).unwrap_or_default() + "\n";
         }
-        if let Err(e) = write_output(out, &files) {
+        if let Err(e) = write_output(out, &files, &protected) {
             return report_errors(&e);
         }
         eprintln!("kpgen test: wrote {}", out.display());

@@ -22,6 +22,9 @@ pub struct Model {
     pub precision: Precision,
     /// The spec's `calibration` file, resolved against the spec's folder.
     pub calibration: Option<PathBuf>,
+    /// Every file the model was read from (the spec, each tensor file): an output may never
+    /// replace their folders.
+    pub sources: Vec<PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -305,6 +308,7 @@ pub fn check_identifier(name: &str) -> Result<(), String> {
 struct Loader<'a> {
     doc: &'a SpecDocument,
     errors: Diagnostics,
+    sources: Vec<PathBuf>,
 }
 
 impl Loader<'_> {
@@ -319,6 +323,10 @@ impl Loader<'_> {
 
     /// Loads a float tensor and checks that it is finite.
     fn tensor(&mut self, at: &Spanned<impl Sized>, field: &str, path: &str) -> Option<Tensor> {
+        let file = tensor::file_of(path, self.base());
+        if !self.sources.contains(&file) {
+            self.sources.push(file);
+        }
         match tensor::load_float(path, self.base()) {
             Ok(t) => {
                 if let Some((i, v)) = t.first_non_finite() {
@@ -592,6 +600,7 @@ pub fn load_model(doc: &SpecDocument) -> Result<Model, Diagnostics> {
     let mut l = Loader {
         doc,
         errors: Diagnostics::default(),
+        sources: vec![doc.path.clone()],
     };
     let spec = &doc.spec;
     if let Err(msg) = check_identifier(&spec.name.value) {
@@ -654,6 +663,7 @@ pub fn load_model(doc: &SpecDocument) -> Result<Model, Diagnostics> {
             .calibration
             .as_ref()
             .map(|c| doc.base_dir().join(&c.value)),
+        sources: l.sources,
     };
     l.errors.into_result(model)
 }

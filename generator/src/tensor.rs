@@ -225,6 +225,11 @@ fn split_spec(spec: &str) -> (&str, Option<&str>) {
     }
 }
 
+/// The file a tensor reference (`file` or `file:member`) reads, relative to `base_dir`.
+pub fn file_of(spec: &str, base_dir: &Path) -> PathBuf {
+    base_dir.join(split_spec(spec).0)
+}
+
 /// Loads the tensor named by `spec` (see the module docs), relative to `base_dir`.
 pub fn load(spec: &str, base_dir: &Path) -> Result<Tensor, TensorError> {
     let (file, member) = split_spec(spec);

@@ -166,6 +166,7 @@ fn synthetic_model(name: &str, a: (usize, usize), b: (usize, usize), density: f6
         }],
         precision: Precision::F32,
         calibration: None,
+        sources: Vec::new(),
     }
 }
 

@@ -278,10 +278,8 @@ pub fn build_and_run(
     dir: &Path,
     opts: &RunOptions,
 ) -> Result<RunOutput, HarnessError> {
-    if dir.exists() {
-        std::fs::remove_dir_all(dir).map_err(io(format!("clean {}", dir.display())))?;
-    }
-    super::write_files(&dir.join("gen"), &gen.files)?;
+    crate::output::claim_work_dir(dir)?;
+    crate::output::write_tree(&dir.join("gen"), &gen.files)?;
     let runtime = dir.join("runtime");
     toolchain::write_runtime(&runtime)?;
     let driver = match lang {

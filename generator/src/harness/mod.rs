@@ -6,7 +6,7 @@ pub mod firmware;
 pub mod inputs;
 pub mod insn_mix;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -135,6 +135,8 @@ pub enum HarnessError {
     },
     #[error("internal error: {0}")]
     Internal(String),
+    #[error(transparent)]
+    Output(#[from] crate::output::OutputError),
 }
 
 impl HarnessError {
@@ -143,6 +145,7 @@ impl HarnessError {
         match self {
             HarnessError::Fault { .. } => 4,
             HarnessError::Timeout { .. } => 5,
+            HarnessError::Output(crate::output::OutputError::Refused(_)) => 2,
             _ => 3,
         }
     }
@@ -421,22 +424,4 @@ pub fn run_suite(
         results,
         notes,
     })
-}
-
-/// Writes generated files under `dir`.
-pub fn write_files(dir: &Path, files: &[crate::emit::GeneratedFile]) -> Result<(), HarnessError> {
-    for f in files {
-        let path = dir.join(&f.path);
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| HarnessError::Io {
-                what: format!("create {}", parent.display()),
-                source: e,
-            })?;
-        }
-        std::fs::write(&path, &f.contents).map_err(|e| HarnessError::Io {
-            what: format!("write {}", path.display()),
-            source: e,
-        })?;
-    }
-    Ok(())
 }
