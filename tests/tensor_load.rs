@@ -232,14 +232,17 @@ fn file_errors() {
     let tmp = tempfile::tempdir().unwrap();
     std::fs::create_dir(tmp.path().join("dir.npy")).unwrap();
     let msg = err_in("dir.npy", tmp.path());
-    assert!(msg.starts_with("dir.npy: cannot read: "), "{msg}");
+    assert!(
+        msg.starts_with("dir.npy: is a directory, not a regular file"),
+        "{msg}"
+    );
 }
 
 #[test]
 fn npy_errors() {
     assert_eq!(
         err("bad_magic.npy"),
-        "bad_magic.npy: not a .npy file: expected magic \\x93NUMPY, found \"PK\\x03\\x04 t\""
+        "bad_magic.npy: not a .npy file: it does not start with the .npy magic \\x93NUMPY"
     );
     assert_eq!(
         err("bad_version.npy"),
@@ -385,4 +388,54 @@ fn hostile_bytes_never_panic() {
             }
         }
     }
+}
+
+/// A safetensors file whose two tensors share bytes is malformed, whichever is asked for.
+#[test]
+fn overlapping_safetensors_offsets_are_refused() {
+    let header = br#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}}"#;
+    let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+    bytes.extend_from_slice(header);
+    bytes.extend_from_slice(&[0u8; 12]);
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("o.safetensors"), bytes).unwrap();
+    let msg = err_in("o.safetensors:a", tmp.path());
+    assert!(msg.contains("\"a\" and \"b\" overlap"), "{msg}");
+}
+
+/// Limits bound what is read and what is inflated, before the bytes are read.
+#[test]
+fn reads_and_inflation_are_bounded() {
+    use kpgen::input::{Disk, Limits, Reader};
+    let npz_size = std::fs::metadata(dir().join("weights_z.npz"))
+        .unwrap()
+        .len();
+    // The archive itself fits, its deflated member (160 bytes) does not once inflated.
+    let tight = Limits {
+        total_bytes: npz_size + 100,
+        ..Limits::default()
+    };
+    let reader = Reader::new(&Disk, tight);
+    let e = tensor::load_with(&reader, "weights_z.npz:A_hh", &dir()).unwrap_err();
+    let msg = e.to_string();
+    assert!(msg.contains("more than the limit"), "{msg}");
+    // A file larger than the limit is refused before it is read.
+    let tiny = Limits {
+        file_bytes: 16,
+        ..Limits::default()
+    };
+    let e = tensor::load_with(&Reader::new(&Disk, tiny), "f32_c.npy", &dir()).unwrap_err();
+    assert!(
+        e.to_string().contains("more than the limit of 16 bytes"),
+        "{e}"
+    );
+    // The total across files of one build.
+    let total = Limits {
+        total_bytes: 200,
+        ..Limits::default()
+    };
+    let reader = Reader::new(&Disk, total);
+    tensor::load_with(&reader, "f32_c.npy", &dir()).unwrap();
+    let e = tensor::load_with(&reader, "f32_c.npy", &dir()).unwrap_err();
+    assert!(e.to_string().contains("read by one build"), "{e}");
 }

@@ -97,8 +97,47 @@ impl Diagnostic {
 
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.place, self.message)
+        f.write_str(&shown(&format!("{}: {}", self.place, self.message)))
     }
+}
+
+/// Longest message shown; the rest is elided (a 50 MB name must not become 50 MB of errors).
+const MAX_SHOWN_CHARS: usize = 1000;
+
+/// Longest source line shown as a snippet.
+const MAX_SNIPPET_LINE: usize = 300;
+
+/// Multi-line `text` safe to print: control characters other than newlines and tabs escaped,
+/// nothing elided (for kpgen's own multi-line reports, which may quote firmware output).
+pub fn shown_lines(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() && c != '\n' && c != '\t' {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// `text` safe to print to a terminal: control characters escaped (so a name or path cannot
+/// move the cursor, recolour the terminal or start a fake line) and long text elided.
+pub fn shown(text: &str) -> String {
+    let mut out = String::new();
+    for (n, c) in text.chars().enumerate() {
+        if n == MAX_SHOWN_CHARS {
+            let rest = text.chars().count() - n;
+            out.push_str(&format!("… ({rest} more characters)"));
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 impl std::error::Error for Diagnostic {}
@@ -126,9 +165,21 @@ impl From<&Diagnostic> for MietteView {
             }
             _ => None,
         };
+        // A snippet of a very long line (or of text with control characters) would flood or
+        // garble the terminal: the title's file:line:column says where instead.
+        let span = span.filter(|s| {
+            let text = d.source_text.as_deref().unwrap_or_default();
+            let start = text[..s.offset()].rfind('\n').map_or(0, |p| p + 1);
+            let end = text[s.offset()..]
+                .find('\n')
+                .map_or(text.len(), |p| s.offset() + p);
+            let line = &text[start..end];
+            line.chars().count() <= MAX_SNIPPET_LINE
+                && !line.chars().any(|c| c.is_control() && c != '\t')
+        });
         MietteView {
             title: d.to_string(),
-            help: d.help.clone(),
+            help: d.help.as_deref().map(shown),
             source: d
                 .source_text
                 .as_ref()

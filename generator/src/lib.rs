@@ -13,6 +13,7 @@ pub mod diagnostic;
 pub mod emit;
 pub mod fixed;
 pub mod harness;
+pub mod input;
 pub mod intref;
 pub mod kernel;
 pub mod model;
@@ -48,20 +49,31 @@ pub struct Generation {
     pub files: Vec<GeneratedFile>,
 }
 
-/// Reads and validates a spec and the tensors it names.
+/// Reads and validates a spec and the tensors it names, from the file system within the
+/// default [`input::Limits`].
 pub fn load(spec_path: &Path) -> Result<Model, Diagnostics> {
-    let doc = spec::read_spec(spec_path)?;
-    model::load_model(&doc)
+    load_with(&input::Reader::disk(), spec_path)
 }
 
-/// Plans and emits a loaded model for a target.
+/// [`load`] through `reader`: other limits, or files held in memory ([`input::Memory`]).
+pub fn load_with(reader: &input::Reader, spec_path: &Path) -> Result<Model, Diagnostics> {
+    let doc = spec::read_spec_with(reader, spec_path)?;
+    model::load_model_with(reader, &doc)
+}
+
+/// Plans and emits a loaded model for a target. The target's flash and RAM budgets are
+/// checked as soon as the plan exists, before calibration or any code is generated.
 pub fn generate_model(model: &Model, target: &Target) -> Result<Generation, Diagnostics> {
     let plan = plan::plan_model(model, target);
+    target::check_budget(target, &report::build_report(model, &plan, None))?;
     let quant = if model.precision.is_fixed() {
         Some(quantize(model, &plan)?)
     } else {
         None
     };
+    let mut report = report::build_report(model, &plan, quant.as_ref());
+    target::check_budget(target, &report)?;
+    report.notes = target::build_notes(target, model.precision);
     let program = emit::lower(&plan, quant.as_ref());
     let mut files = emit::emit(&program).map_err(|e| {
         Diagnostic::new(
@@ -69,8 +81,6 @@ pub fn generate_model(model: &Model, target: &Target) -> Result<Generation, Diag
             format!("internal error while rendering templates: {e}"),
         )
     })?;
-    let mut report = report::build_report(model, &plan, quant.as_ref());
-    report.notes = target::build_notes(target, model.precision);
     let json = serde_json::to_string_pretty(&report).unwrap_or_default();
     files.push(GeneratedFile {
         path: "report.json".to_owned(),

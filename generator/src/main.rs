@@ -10,6 +10,37 @@ use kpgen::diagnostic::{Diagnostic, Diagnostics, Place};
 use kpgen::harness::{self, Lang, LangResult, Platform, RunOptions, TestInputs, Tolerance};
 use kpgen::{shapes, target};
 
+/// Writes a line to stderr, control characters other than newlines escaped; a closed or full
+/// stderr is not a reason to panic.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let text = kpgen::diagnostic::shown_lines(&format!($($arg)*));
+        let _ = writeln!(std::io::stderr(), "{text}");
+    }};
+}
+
+/// Writes a line to stdout; a closed pipe (`kpgen … | head`) is not a reason to panic.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
+/// [`out!`] without the newline.
+macro_rules! out_raw {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout(), $($arg)*);
+    }};
+}
+
+/// A path as printed: a newline or escape sequence in it cannot fake a line of kpgen's.
+fn shown_path(p: &Path) -> String {
+    kpgen::diagnostic::shown(&p.display().to_string())
+}
+
 /// Exit codes, documented in README.md.
 const EXIT_TEST_FAILED: u8 = 1;
 const EXIT_BAD_INPUT: u8 = 2;
@@ -184,9 +215,9 @@ fn main() -> ExitCode {
 }
 
 fn report_errors(errors: &Diagnostics) -> ExitCode {
-    eprintln!("{}", errors.render());
+    say!("{}", errors.render());
     let n = errors.0.len();
-    eprintln!(
+    say!(
         "kpgen: {n} problem{} found; nothing was written",
         if n == 1 { "" } else { "s" }
     );
@@ -201,14 +232,14 @@ fn shapes_cmd(args: &ShapesArgs) -> ExitCode {
     };
     match out {
         Ok(text) => {
-            print!("{text}");
+            out_raw!("{text}");
             if !text.ends_with('\n') {
-                println!();
+                out!();
             }
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("kpgen shapes: {e}");
+            say!("kpgen shapes: {e}");
             ExitCode::from(EXIT_BAD_INPUT)
         }
     }
@@ -217,7 +248,7 @@ fn shapes_cmd(args: &ShapesArgs) -> ExitCode {
 fn bench(args: &BenchArgs) -> ExitCode {
     use kpgen::bench;
     let bad = |msg: String| {
-        eprintln!("kpgen bench: {msg}");
+        say!("kpgen bench: {msg}");
         ExitCode::from(EXIT_BAD_INPUT)
     };
     let mut layers = Vec::new();
@@ -265,7 +296,7 @@ fn bench(args: &BenchArgs) -> ExitCode {
             .and_then(|t| serde_json::from_str::<bench::BenchRun>(&t).map_err(|e| e.to_string()))
         {
             Ok(b) => Some(b),
-            Err(e) => return bad(format!("cannot read the baseline {}: {e}", p.display())),
+            Err(e) => return bad(format!("cannot read the baseline {}: {e}", shown_path(p))),
         },
         None => None,
     };
@@ -292,16 +323,16 @@ fn bench(args: &BenchArgs) -> ExitCode {
         }),
     };
     let started = Instant::now();
-    let run = match bench::run(&options, &|line| eprintln!("{line}")) {
+    let run = match bench::run(&options, &|line| say!("{line}")) {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("kpgen bench: {e}");
+            say!("kpgen bench: {e}");
             return ExitCode::from(EXIT_TEST_FAILED);
         }
     };
     let table = bench::report::markdown(&run);
-    println!("{table}");
-    eprintln!(
+    out!("{table}");
+    say!(
         "kpgen bench: {} measurements in {:.0} s",
         run.measurements.len(),
         started.elapsed().as_secs_f64()
@@ -311,7 +342,7 @@ fn bench(args: &BenchArgs) -> ExitCode {
         let staged = path.with_extension("partial");
         std::fs::write(&staged, text)
             .and_then(|()| std::fs::rename(&staged, path))
-            .map_err(|e| format!("write {}: {e}", path.display()))
+            .map_err(|e| format!("write {}: {e}", shown_path(path)))
     };
     if let Some(p) = &args.json {
         let json = serde_json::to_string_pretty(&run).unwrap_or_default() + "\n";
@@ -326,32 +357,39 @@ fn bench(args: &BenchArgs) -> ExitCode {
     }
     if let Some(b) = &baseline {
         if !b.reason.is_empty() {
-            eprintln!("kpgen bench: baseline: {}", b.reason);
+            say!("kpgen bench: baseline: {}", b.reason);
         }
         let (regressions, notes) = bench::compare(&run, b, 0.02);
         for n in &notes {
-            eprintln!("kpgen bench: {n}");
+            say!("kpgen bench: {n}");
         }
         if !regressions.is_empty() {
             for r in &regressions {
-                eprintln!("kpgen bench: REGRESSION {r}");
+                say!("kpgen bench: REGRESSION {r}");
             }
-            eprintln!(
+            say!(
                 "kpgen bench: {} count(s) more than 2% above the baseline; if intended, \
                  update the baseline in the same commit and say why in its `reason`",
                 regressions.len()
             );
             return ExitCode::from(EXIT_TEST_FAILED);
         }
-        eprintln!("kpgen bench: no regression against the baseline (2% gate)");
+        say!("kpgen bench: no regression against the baseline (2% gate)");
     }
     ExitCode::SUCCESS
 }
 
 fn targets() -> ExitCode {
-    println!(
+    out!(
         "{:<11} {:<6} {:<3} {:<3} {:<26} {:<12} {:>6} {:>5}  description",
-        "target", "fpu", "dsp", "mve", "rust", "qemu", "flash", "ram"
+        "target",
+        "fpu",
+        "dsp",
+        "mve",
+        "rust",
+        "qemu",
+        "flash",
+        "ram"
     );
     let yes_no = |b: bool| if b { "yes" } else { "no" };
     for t in target::builtin_targets() {
@@ -360,7 +398,7 @@ fn targets() -> ExitCode {
             target::Fpu::Single => "single",
             target::Fpu::Double => "double",
         };
-        println!(
+        out!(
             "{:<11} {:<6} {:<3} {:<3} {:<26} {:<12} {:>5}K {:>4}K  {}",
             t.name,
             fpu,
@@ -388,13 +426,12 @@ fn generate(opts: &BuildOptions) -> Result<(target::Target, kpgen::Generation), 
         model.calibration = Some(c.clone());
     }
     if model.precision.is_fixed() && model.calibration.is_none() {
-        eprintln!(
+        say!(
             "kpgen: note: no calibration data (spec `calibration:` or --calibrate): scales come from {}",
             kpgen::DEFAULT_CALIBRATION
         );
     }
     let generation = kpgen::generate_model(&model, &target)?;
-    target::check_budget(&target, &generation.report)?;
     Ok((target, generation))
 }
 
@@ -409,9 +446,9 @@ fn build(args: &BuildArgs) -> ExitCode {
         return report_errors(&e);
     }
     let t = &generation.report.totals;
-    eprintln!(
+    say!(
         "kpgen: wrote {} ({} files) in {:.2} s: {} parameters stored for {} dense ({:.2}x), {} MACs per step (dense {})",
-        args.out.display(),
+        shown_path(&args.out),
         generation.files.len(),
         started.elapsed().as_secs_f64(),
         t.params_stored,
@@ -456,13 +493,18 @@ fn fmt_err(e: f64) -> String {
 }
 
 fn print_results(results: &[LangResult], tol: Tolerance) {
-    println!(
+    out!(
         "\n{:<6} {:<5} {:>10} {:>10} {:>8} {:>6}  result",
-        "model", "lang", "max |err|", "max rel", "classes", "stream"
+        "model",
+        "lang",
+        "max |err|",
+        "max rel",
+        "classes",
+        "stream"
     );
     for r in results {
         let c = &r.comparison;
-        println!(
+        out!(
             "{:<6} {:<5} {:>10} {:>10} {:>8} {:>6}  {}",
             r.variant,
             r.lang.as_str(),
@@ -482,13 +524,13 @@ fn print_results(results: &[LangResult], tol: Tolerance) {
         .iter()
         .any(|r| r.comparison.integer_mismatches.is_some())
     {
-        println!(
+        out!(
             "(fixed point: the errors are the dequantized outputs against the float reference, \
              i.e. the quantization error; pass means equal to kpgen's integer reference)"
         );
     }
     if results.iter().any(|r| r.cost.is_some()) {
-        println!(
+        out!(
             "\n{:<6} {:<5} {:>14} {:>12} {:>10} {:>8} {:>8} {:>10}",
             "model",
             "lang",
@@ -501,7 +543,7 @@ fn print_results(results: &[LangResult], tol: Tolerance) {
         );
         for r in results {
             if let Some(c) = &r.cost {
-                println!(
+                out!(
                     "{:<6} {:<5} {:>14} {:>12} {:>10} {:>8} {:>8} {:>10}",
                     r.variant,
                     r.lang.as_str(),
@@ -584,7 +626,7 @@ fn test(args: &TestArgs) -> ExitCode {
         None => match harness::firmware::locate_toolchain() {
             Ok(tc) => Platform::Qemu(tc),
             Err(e) => {
-                eprintln!("kpgen test: {e}");
+                say!("kpgen test: {e}");
                 return ExitCode::from(e.exit_code() as u8);
             }
         },
@@ -600,7 +642,7 @@ fn test(args: &TestArgs) -> ExitCode {
                 tmp.path().to_path_buf()
             }
             Err(e) => {
-                eprintln!("kpgen test: cannot create a work directory: {e}");
+                say!("kpgen test: cannot create a work directory: {e}");
                 return ExitCode::from(3);
             }
         },
@@ -612,14 +654,14 @@ fn test(args: &TestArgs) -> ExitCode {
     };
     if target.rust.triple.is_none() && matches!(platform, Platform::Qemu(_)) {
         if args.langs.contains(&Lang::Rust) {
-            eprintln!(
+            say!(
                 "kpgen test: target `{}` has no Rust target triple: Rust firmware cannot be built for it (test C with --lang c)",
                 target.name
             );
             return ExitCode::from(EXIT_BAD_INPUT);
         }
         langs.retain(|&l| l != Lang::Rust);
-        eprintln!(
+        say!(
             "kpgen test: note: target `{}` has no Rust target triple: testing C only",
             target.name
         );
@@ -637,28 +679,28 @@ fn test(args: &TestArgs) -> ExitCode {
         Platform::Qemu(_) => format!("QEMU {} ({})", target.qemu.machine, target.name),
         Platform::Host { cc } => format!("the host ({cc})"),
     };
-    eprintln!(
+    say!(
         "kpgen test: {} on {}, {} sequence(s) of {} steps",
         model.name,
         where_,
         inputs.sequences.len(),
         inputs.steps
     );
-    let mut log = |line: &str| eprintln!("{line}");
+    let mut log = |line: &str| say!("{line}");
     let outcome = harness::run_suite(&platform, &target, &generation, &inputs, &opts, &mut log);
     let suite = match outcome {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("kpgen test: {e}");
+            say!("kpgen test: {e}");
             return ExitCode::from(e.exit_code() as u8);
         }
     };
     print_results(&suite.results, opts.tolerance);
     if let Some(acc) = suite.reference_accuracy {
-        println!("\naccuracy on the labels: reference {:.2}%", 100.0 * acc);
+        out!("\naccuracy on the labels: reference {:.2}%", 100.0 * acc);
         for r in &suite.results {
             if let Some(a) = r.comparison.accuracy {
-                println!(
+                out!(
                     "  {} {}: {:.2}% ({:+.2} points)",
                     r.variant,
                     r.lang.as_str(),
@@ -678,14 +720,14 @@ fn test(args: &TestArgs) -> ExitCode {
         if let Err(e) = write_output(out, &files, &protected) {
             return report_errors(&e);
         }
-        eprintln!("kpgen test: wrote {}", out.display());
+        say!("kpgen test: wrote {}", shown_path(out));
     }
     if suite.results.iter().all(|r| r.comparison.pass) {
-        println!("\nkpgen test: {} passed, 0 failed", suite.results.len());
+        out!("\nkpgen test: {} passed, 0 failed", suite.results.len());
         ExitCode::SUCCESS
     } else {
         let failed = suite.results.iter().filter(|r| !r.comparison.pass).count();
-        println!(
+        out!(
             "\nkpgen test: {} passed, {failed} failed",
             suite.results.len() - failed
         );

@@ -306,6 +306,7 @@ pub fn check_identifier(name: &str) -> Result<(), String> {
 }
 
 struct Loader<'a> {
+    reader: &'a crate::input::Reader<'a>,
     doc: &'a SpecDocument,
     errors: Diagnostics,
     sources: Vec<PathBuf>,
@@ -327,7 +328,7 @@ impl Loader<'_> {
         if !self.sources.contains(&file) {
             self.sources.push(file);
         }
-        match tensor::load_float(path, self.base()) {
+        match tensor::load_float_with(self.reader, path, self.base()) {
             Ok(t) => {
                 if let Some((i, v)) = t.first_non_finite() {
                     self.fail(
@@ -597,7 +598,16 @@ fn positive(loader: &mut Loader, value: &Spanned<i64>, field: &str, what: &str) 
 
 /// Validates a parsed spec and loads every tensor it names. Reports all problems found.
 pub fn load_model(doc: &SpecDocument) -> Result<Model, Diagnostics> {
+    load_model_with(&crate::input::Reader::disk(), doc)
+}
+
+/// [`load_model`], reading tensors through `reader`.
+pub fn load_model_with(
+    reader: &crate::input::Reader,
+    doc: &SpecDocument,
+) -> Result<Model, Diagnostics> {
     let mut l = Loader {
+        reader,
         doc,
         errors: Diagnostics::default(),
         sources: vec![doc.path.clone()],

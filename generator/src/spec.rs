@@ -271,9 +271,39 @@ pub fn parse_spec(path: &Path, text: &str) -> Result<SpecDocument, Diagnostics> 
 
 const SPEC_HELP: &str = "a spec has `name`, `input: {features, steps}` and `layers`; see README.md, section \"Spec reference\"";
 
-/// Reads and parses a spec file.
+/// Reads and parses a spec file from the file system (default limits).
 pub fn read_spec(path: &Path) -> Result<SpecDocument, Diagnostics> {
-    let text = std::fs::read_to_string(path)
+    read_spec_with(&crate::input::Reader::disk(), path)
+}
+
+/// Reads (through `reader`, so within its limits) and parses a spec file.
+pub fn read_spec_with(
+    reader: &crate::input::Reader,
+    path: &Path,
+) -> Result<SpecDocument, Diagnostics> {
+    let bytes = reader
+        .spec(path)
         .map_err(|e| Diagnostic::new(Place::file(path), format!("cannot read the spec: {e}")))?;
-    parse_spec(path, &text)
+    let text = match std::str::from_utf8(&bytes) {
+        Ok(t) => t,
+        Err(e) => {
+            let good = &bytes[..e.valid_up_to()];
+            let line = 1 + good.iter().filter(|&&b| b == b'\n').count() as u64;
+            let line_start = good.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
+            let column = 1 + String::from_utf8_lossy(&good[line_start..]).chars().count() as u64;
+            let mut place = Place::file(path);
+            place.line = Some(line);
+            place.column = Some(column);
+            return Err(Diagnostic::new(
+                place,
+                format!(
+                    "invalid spec: not UTF-8 text (byte {} is not valid UTF-8)",
+                    e.valid_up_to() + 1
+                ),
+            )
+            .with_help("save the spec as UTF-8")
+            .into());
+        }
+    };
+    parse_spec(path, text)
 }

@@ -204,6 +204,15 @@ pub fn lookup(name: &str) -> Result<Target, Diagnostics> {
 }
 
 impl Target {
+    /// This target with no flash or RAM budget: for measurements (the benchmark, the dense
+    /// baseline), which are not deployments.
+    pub fn unbudgeted(&self) -> Target {
+        let mut t = self.clone();
+        t.budget.flash = u64::MAX;
+        t.budget.ram = u64::MAX;
+        t
+    }
+
     /// Guest instructions represented by a SysTick tick count under `-icount shift=N`.
     /// One instruction advances the virtual clock 2^N ns; SysTick counts at `systick_hz`.
     pub fn ticks_per_instruction(&self) -> f64 {

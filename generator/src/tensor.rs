@@ -11,8 +11,10 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
-use std::io::{self, Read};
+use std::io;
 use std::path::{Path, PathBuf};
+
+use crate::input::{ReadError, Reader};
 
 /// Element type of a tensor as stored in the file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -129,13 +131,16 @@ pub enum TensorError {
     #[error("{path}: file not found", path = .path.display())]
     NotFound { path: PathBuf },
 
-    #[error("{path}: cannot read: {source}", path = .path.display())]
-    Io { path: PathBuf, source: io::Error },
+    #[error("{path}: {source}", path = .path.display())]
+    Read {
+        path: PathBuf,
+        source: crate::input::ReadError,
+    },
 
     #[error("{path}: unknown tensor file type {ext}: expected {SUPPORTED_EXTS}", path = .path.display(), ext = ext_label(.ext))]
     UnknownFormat { path: PathBuf, ext: Option<String> },
 
-    #[error("{origin}: not a .npy file: expected magic \\x93NUMPY, found {found}")]
+    #[error("{origin}: not a .npy file: {found}")]
     BadMagic { origin: Origin, found: String },
 
     #[error("{origin}: malformed .npy header: {reason}")]
@@ -230,8 +235,14 @@ pub fn file_of(spec: &str, base_dir: &Path) -> PathBuf {
     base_dir.join(split_spec(spec).0)
 }
 
-/// Loads the tensor named by `spec` (see the module docs), relative to `base_dir`.
+/// Loads the tensor named by `spec` (see the module docs), relative to `base_dir`, from the
+/// file system with the default limits.
 pub fn load(spec: &str, base_dir: &Path) -> Result<Tensor, TensorError> {
+    load_with(&Reader::disk(), spec, base_dir)
+}
+
+/// [`load`] through `reader` (its source, limits and running total).
+pub fn load_with(reader: &Reader, spec: &str, base_dir: &Path) -> Result<Tensor, TensorError> {
     let (file, member) = split_spec(spec);
     let path = base_dir.join(file);
     let Some(format) = format_of(file) else {
@@ -246,7 +257,7 @@ pub fn load(spec: &str, base_dir: &Path) -> Result<Tensor, TensorError> {
             member: m.to_string(),
         });
     }
-    let bytes = read_file(&path)?;
+    let bytes = reader.tensor(&path).map_err(|e| read_error(&path, e))?;
     match format {
         Format::Npy => parse_npy(
             &bytes,
@@ -255,14 +266,23 @@ pub fn load(spec: &str, base_dir: &Path) -> Result<Tensor, TensorError> {
                 member: None,
             },
         ),
-        Format::Npz => load_npz(bytes, &path, member),
+        Format::Npz => load_npz(reader, bytes, &path, member),
         Format::Safetensors => load_safetensors(&bytes, &path, member),
     }
 }
 
 /// [`load`], then rejects non-float dtypes (float16/bfloat16/float32/float64 pass).
 pub fn load_float(spec: &str, base_dir: &Path) -> Result<Tensor, TensorError> {
-    let t = load(spec, base_dir)?;
+    load_float_with(&Reader::disk(), spec, base_dir)
+}
+
+/// [`load_float`] through `reader`.
+pub fn load_float_with(
+    reader: &Reader,
+    spec: &str,
+    base_dir: &Path,
+) -> Result<Tensor, TensorError> {
+    let t = load_with(reader, spec, base_dir)?;
     if t.dtype.is_float() {
         return Ok(t);
     }
@@ -276,19 +296,16 @@ pub fn load_float(spec: &str, base_dir: &Path) -> Result<Tensor, TensorError> {
     })
 }
 
-fn read_file(path: &Path) -> Result<Vec<u8>, TensorError> {
-    std::fs::read(path).map_err(|e| {
-        if e.kind() == io::ErrorKind::NotFound {
-            TensorError::NotFound {
-                path: path.to_path_buf(),
-            }
-        } else {
-            TensorError::Io {
-                path: path.to_path_buf(),
-                source: e,
-            }
-        }
-    })
+fn read_error(path: &Path, e: ReadError) -> TensorError {
+    match e {
+        ReadError::NotFound => TensorError::NotFound {
+            path: path.to_path_buf(),
+        },
+        source => TensorError::Read {
+            path: path.to_path_buf(),
+            source,
+        },
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -307,11 +324,11 @@ fn parse_npy(bytes: &[u8], origin: &Origin) -> Result<Tensor, TensorError> {
     };
     const MAGIC: &[u8] = b"\x93NUMPY";
     if bytes.len() < MAGIC.len() || &bytes[..MAGIC.len()] != MAGIC {
-        let n = bytes.len().min(MAGIC.len());
-        let found = if n == 0 {
-            "an empty file".to_string()
+        // The file's bytes are not echoed: a mistyped path may point at a private file.
+        let found = if bytes.is_empty() {
+            "the file is empty".to_string()
         } else {
-            escape_bytes(&bytes[..n])
+            "it does not start with the .npy magic \\x93NUMPY".to_string()
         };
         return Err(TensorError::BadMagic {
             origin: origin.clone(),
@@ -413,19 +430,6 @@ fn parse_npy(bytes: &[u8], origin: &Origin) -> Result<Tensor, TensorError> {
         data = fortran_to_c(&data, &shape);
     }
     Ok(Tensor { shape, data, dtype })
-}
-
-fn escape_bytes(b: &[u8]) -> String {
-    let mut s = String::from("\"");
-    for &c in b {
-        if c.is_ascii_graphic() || c == b' ' {
-            s.push(c as char);
-        } else {
-            s.push_str(&format!("\\x{c:02x}"));
-        }
-    }
-    s.push('"');
-    s
 }
 
 fn element_count(shape: &[usize]) -> Option<usize> {
@@ -761,7 +765,12 @@ impl PyParser<'_> {
 // ---------------------------------------------------------------------------
 // .npz
 
-fn load_npz(bytes: Vec<u8>, path: &Path, member: Option<&str>) -> Result<Tensor, TensorError> {
+fn load_npz(
+    reader: &Reader,
+    bytes: Vec<u8>,
+    path: &Path,
+    member: Option<&str>,
+) -> Result<Tensor, TensorError> {
     let bad = |reason: String| TensorError::BadArchive {
         path: path.to_path_buf(),
         reason,
@@ -801,11 +810,13 @@ fn load_npz(bytes: Vec<u8>, path: &Path, member: Option<&str>) -> Result<Tensor,
         path: path.to_path_buf(),
         member: Some(keys[index].clone()),
     };
-    let mut entry = zip.by_index(index).map_err(|e| bad(e.to_string()))?;
-    let mut buf = Vec::new();
-    entry
-        .read_to_end(&mut buf)
-        .map_err(|e| bad(format!("cannot extract {}: {e}", names[index])))?;
+    let entry = zip.by_index(index).map_err(|e| bad(e.to_string()))?;
+    // Checked against the declared size before inflating, and bounded while inflating.
+    let declared = entry.size();
+    let buf = reader.inflate(entry, declared).map_err(|e| match e {
+        ReadError::Io(e) => bad(format!("cannot extract {}: {e}", names[index])),
+        e => bad(format!("member {}: {e}", names[index])),
+    })?;
     parse_npy(&buf, &origin)
 }
 
@@ -854,6 +865,7 @@ fn load_safetensors(
         serde_json::from_slice(&bytes[8..header_end])
             .map_err(|e| bad(&file_origin, format!("header is not a JSON object: {e}")))?;
     let data = &bytes[header_end..];
+    check_offsets(&header, data.len()).map_err(|r| bad(&file_origin, r))?;
     let keys: Vec<String> = header
         .keys()
         .filter(|k| *k != "__metadata__")
@@ -950,6 +962,39 @@ fn load_safetensors(
     }
     let payload = data.get(begin..).unwrap_or(&[]);
     decode(payload, count, dtype, Endian::Little, &origin).map(|data| Tensor { shape, data, dtype })
+}
+
+/// Every entry's byte range lies inside the data and no two overlap (a file whose tensors
+/// share bytes is malformed, whichever one is read).
+fn check_offsets(
+    header: &serde_json::Map<String, serde_json::Value>,
+    data_len: usize,
+) -> Result<(), String> {
+    let mut ranges: Vec<(u64, u64, &str)> = Vec::new();
+    for (name, entry) in header {
+        if name == "__metadata__" {
+            continue;
+        }
+        let Some([b, e]) = entry
+            .get("data_offsets")
+            .and_then(|v| v.as_array())
+            .and_then(|a| Some([a.first()?.as_u64()?, a.get(1)?.as_u64()?]))
+        else {
+            continue; // reported when that entry is read
+        };
+        // An entry past the end is reported as truncated when it is read.
+        ranges.push((b, e.min(data_len as u64), name));
+    }
+    ranges.sort_unstable();
+    for w in ranges.windows(2) {
+        if w[1].0 < w[0].1 {
+            return Err(format!(
+                "tensors {:?} and {:?} overlap (data_offsets [{}, {}] and [{}, {}])",
+                w[0].2, w[1].2, w[0].0, w[0].1, w[1].0, w[1].1
+            ));
+        }
+    }
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------

@@ -191,7 +191,7 @@ pub fn build_layer(
         LayerSource::Model { spec, layer } => (crate::load(spec)?, *layer),
     };
     model.precision = precision;
-    let generation = crate::generate_model(&model, target)?;
+    let generation = crate::generate_model(&model, &target.unbudgeted())?;
     let matrices = &generation.plan.layers[index].matrices;
     let first = &matrices[0];
     if matrices

@@ -348,12 +348,17 @@ pub fn run_suite(
     let mut variants = vec![("model", generation.clone())];
     let mut notes = Vec::new();
     if opts.dense_baseline {
-        let dense = crate::generate_model(&generation.model.expanded_to_dense(), target)
-            .map_err(|e| HarnessError::Internal(e.to_string()))?;
-        // A dense expansion too large for the emulated memory would only fail to link (after
-        // minutes and gigabytes for a language-model-sized layer): say so and go on.
-        let flash = crate::target::estimated_flash(&dense.report);
-        let ram = crate::target::estimated_ram(&dense.report);
+        // Estimated from the plan before anything is generated: a dense expansion too large
+        // for the emulated memory would only fail to link (after minutes and gigabytes for a
+        // language-model-sized layer), so say so and go on.
+        let dense_model = generation.model.expanded_to_dense();
+        let estimate = crate::report::build_report(
+            &dense_model,
+            &crate::plan::plan_model(&dense_model, target),
+            None,
+        );
+        let flash = crate::target::estimated_flash(&estimate);
+        let ram = crate::target::estimated_ram(&estimate);
         let emulated = matches!(platform, Platform::Qemu(_));
         if emulated && (flash > target.memory.flash_size || ram > target.memory.ram_size) {
             let note = format!(
@@ -364,6 +369,8 @@ pub fn run_suite(
             log(&format!("  {note}"));
             notes.push(note);
         } else {
+            let dense = crate::generate_model(&dense_model, &target.unbudgeted())
+                .map_err(|e| HarnessError::Internal(e.to_string()))?;
             variants.push(("dense", dense));
         }
     }
