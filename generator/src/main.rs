@@ -78,10 +78,10 @@ struct BuildOptions {
     #[arg(long, default_value = "cortex-m4")]
     target: String,
     /// Flash budget in bytes, replacing the target's (the model's estimated flash must fit).
-    #[arg(long, value_name = "BYTES")]
+    #[arg(long, value_name = "BYTES", allow_negative_numbers = true, value_parser = parse_bytes)]
     flash_budget: Option<u64>,
     /// RAM budget in bytes, replacing the target's (the model's state must fit).
-    #[arg(long, value_name = "BYTES")]
+    #[arg(long, value_name = "BYTES", allow_negative_numbers = true, value_parser = parse_bytes)]
     ram_budget: Option<u64>,
     /// Arithmetic of the generated code, replacing the spec's `precision` (default f32).
     #[arg(long, value_enum)]
@@ -196,6 +196,27 @@ struct ShapesArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
+}
+
+/// A byte count: a whole number, optionally with a K or M suffix (1024, 1024²), or hex `0x…`.
+fn parse_bytes(text: &str) -> Result<u64, String> {
+    let expected = "expected a number of bytes: a whole number such as 65536, 64K or 1M";
+    let t = text.trim();
+    let (digits, scale) = match t.strip_suffix(['K', 'k']) {
+        Some(d) => (d, 1024),
+        None => match t.strip_suffix(['M', 'm']) {
+            Some(d) => (d, 1024 * 1024),
+            None => (t, 1),
+        },
+    };
+    let value = match digits.strip_prefix("0x") {
+        Some(hex) => u64::from_str_radix(hex, 16),
+        None => digits.parse::<u64>(),
+    }
+    .map_err(|_| expected.to_owned())?;
+    value
+        .checked_mul(scale)
+        .ok_or_else(|| format!("{text} is too large: {expected}"))
 }
 
 fn main() -> ExitCode {

@@ -271,22 +271,117 @@ fn fields_of(kind: LayerKind) -> &'static [&'static str] {
     }
 }
 
-/// C keywords and a few names the generated code itself uses; a model name must avoid them.
-const RESERVED_NAMES: &[&str] = &[
-    "auto", "break", "case", "char", "const", "continue", "default", "do", "double", "else",
-    "enum", "extern", "float", "for", "goto", "if", "inline", "int", "long", "register",
-    "restrict", "return", "short", "signed", "sizeof", "static", "struct", "switch", "typedef",
-    "union", "unsigned", "void", "volatile", "while", "core", "std", "alloc", "self", "crate",
-    "super", "mod", "fn", "let", "match", "impl", "trait", "type", "use", "pub", "true", "false",
-    "main", "test",
+/// C99 keywords (and C11's, for compilers in newer modes).
+const C_KEYWORDS: &[&str] = &[
+    "auto",
+    "break",
+    "case",
+    "char",
+    "const",
+    "continue",
+    "default",
+    "do",
+    "double",
+    "else",
+    "enum",
+    "extern",
+    "float",
+    "for",
+    "goto",
+    "if",
+    "inline",
+    "int",
+    "long",
+    "register",
+    "restrict",
+    "return",
+    "short",
+    "signed",
+    "sizeof",
+    "static",
+    "struct",
+    "switch",
+    "typedef",
+    "union",
+    "unsigned",
+    "void",
+    "volatile",
+    "while",
+    "_Bool",
+    "_Complex",
+    "_Imaginary",
+    "_Alignas",
+    "_Alignof",
+    "_Atomic",
+    "_Generic",
+    "_Noreturn",
+    "_Static_assert",
+    "_Thread_local",
 ];
 
-/// Checks a model name: a C identifier that is also a valid Rust crate name.
+/// Rust keywords, strict and reserved (a crate may not be named after one).
+const RUST_KEYWORDS: &[&str] = &[
+    "as", "async", "await", "break", "const", "continue", "crate", "dyn", "else", "enum", "extern",
+    "false", "fn", "for", "gen", "if", "impl", "in", "let", "loop", "match", "mod", "move", "mut",
+    "pub", "ref", "return", "self", "Self", "static", "struct", "super", "trait", "true", "type",
+    "unsafe", "use", "where", "while", "abstract", "become", "box", "do", "final", "macro",
+    "override", "priv", "try", "typeof", "unsized", "virtual", "yield",
+];
+
+/// Crates every Rust build sees, and names the generated code or its tests take as a whole.
+const RUST_CRATES: &[&str] = &["core", "std", "alloc", "proc_macro", "test", "main"];
+
+/// Standard C headers (and CMSIS's): the generated `NAME.h` must not shadow one of them.
+const C_HEADERS: &[&str] = &[
+    "assert",
+    "complex",
+    "ctype",
+    "errno",
+    "fenv",
+    "float",
+    "inttypes",
+    "iso646",
+    "limits",
+    "locale",
+    "math",
+    "setjmp",
+    "signal",
+    "stdalign",
+    "stdarg",
+    "stdatomic",
+    "stdbool",
+    "stddef",
+    "stdint",
+    "stdio",
+    "stdlib",
+    "stdnoreturn",
+    "string",
+    "tgmath",
+    "threads",
+    "time",
+    "uchar",
+    "wchar",
+    "wctype",
+    "arm_math",
+    "arm_nnfunctions",
+    "cmsis_compiler",
+    "cmsis_gcc",
+];
+
+/// kpgen's own symbols in generated code and test firmware all start with this.
+const KPGEN_PREFIX: &str = "kp";
+
+/// Checks a model name: a C identifier that is also a valid Rust crate name, and collides with
+/// nothing the generated code, its header or kpgen's test firmware defines or includes.
 pub fn check_identifier(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err(
+            "the name is empty: expected a C identifier (a letter, then letters, digits or `_`)"
+                .to_owned(),
+        );
+    }
     let mut chars = name.chars();
-    let ok_first = chars
-        .next()
-        .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_uppercase());
+    let ok_first = chars.next().is_some_and(|c| c.is_ascii_alphabetic());
     if !ok_first || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
         return Err(format!(
             "`{name}` is not a valid name: expected a C identifier (a letter, then letters, digits or `_`)"
@@ -294,12 +389,29 @@ pub fn check_identifier(name: &str) -> Result<(), String> {
     }
     if name.len() > 40 {
         return Err(format!(
-            "`{name}` is too long: at most 40 characters, so derived C names stay portable"
+            "`{name}` is too long ({} characters): at most 40, so derived C names stay portable",
+            name.len()
         ));
     }
-    if RESERVED_NAMES.contains(&name) {
+    if C_KEYWORDS.contains(&name) || RUST_KEYWORDS.contains(&name) {
         return Err(format!(
             "`{name}` is a reserved word in C or Rust: choose another name"
+        ));
+    }
+    if RUST_CRATES.contains(&name) {
+        return Err(format!(
+            "`{name}` is the name of a crate every Rust build sees: choose another name"
+        ));
+    }
+    if C_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
+        return Err(format!(
+            "`{name}` would generate `{name}.h`, which shadows a standard C header: choose another name"
+        ));
+    }
+    let lower = name.to_ascii_lowercase();
+    if lower == KPGEN_PREFIX || lower.starts_with(&format!("{KPGEN_PREFIX}_")) {
+        return Err(format!(
+            "`{name}` collides with kpgen's own symbols (`{KPGEN_PREFIX}_…`): choose another name"
         ));
     }
     Ok(())
@@ -336,6 +448,22 @@ impl Loader<'_> {
                         field,
                         format!(
                             "`{path}` holds a non-finite value ({v}) at flat index {i}: expected finite weights"
+                        ),
+                    );
+                    None
+                } else if let Some((i, v)) = t
+                    .data
+                    .iter()
+                    .enumerate()
+                    .find(|(_, v)| v.abs() > f64::from(f32::MAX))
+                {
+                    // The generated code computes in float32 (or from float32 weights).
+                    self.fail(
+                        at,
+                        field,
+                        format!(
+                            "`{path}` holds {v:e} at flat index {i}, beyond float32's range \
+                             (±3.4e38): it would become infinity in the generated code"
                         ),
                     );
                     None
@@ -387,12 +515,12 @@ impl Loader<'_> {
 
     fn scalar(&mut self, at: &Spanned<ScalarSpec>, field: &str) -> Option<f64> {
         match &at.value {
-            ScalarSpec::Value(v) if v.is_finite() => Some(*v),
+            ScalarSpec::Value(v) if v.is_finite() && v.abs() <= f64::from(f32::MAX) => Some(*v),
             ScalarSpec::Value(v) => {
                 self.fail(
                     at,
                     field,
-                    format!("{v} is not finite: expected a finite number"),
+                    format!("{v} is not a finite float32 number: expected a finite number within ±3.4e38"),
                 );
                 None
             }
@@ -418,20 +546,21 @@ impl Loader<'_> {
         field: &str,
         name: &'static str,
         rows: usize,
-        cols: usize,
+        cols: Option<usize>,
         role: &str,
     ) -> Option<Weight> {
         let form = match &at.value {
             WeightSpec::Tensor(path) => {
                 let m = self.matrix(at, field, path)?;
-                if (m.nrows(), m.ncols()) != (rows, cols) {
+                if !fits(m.nrows(), m.ncols(), rows, cols) {
                     self.fail(
                         at,
                         field,
                         format!(
-                            "`{path}` is {}x{}: expected {rows}x{cols} ({role})",
+                            "`{path}` is {}x{}: expected {} ({role})",
                             m.nrows(),
-                            m.ncols()
+                            m.ncols(),
+                            dims(rows, cols)
                         ),
                     );
                     return None;
@@ -474,19 +603,20 @@ impl Loader<'_> {
         s: &Spanned<String>,
         field: &str,
         rows: usize,
-        cols: usize,
+        cols: Option<usize>,
         what: &str,
     ) -> Option<SparseMatrix> {
         let m = self.matrix(s, field, &s.value)?;
-        if (m.nrows(), m.ncols()) != (rows, cols) {
+        if !fits(m.nrows(), m.ncols(), rows, cols) {
             self.fail(
                 s,
                 field,
                 format!(
-                    "`{}` is {}x{}: {what} must be the full {rows}x{cols} matrix (zeros where it has no entry)",
+                    "`{}` is {}x{}: {what} must be the full {} matrix (zeros where it has no entry)",
                     s.value,
                     m.nrows(),
-                    m.ncols()
+                    m.ncols(),
+                    dims(rows, cols)
                 ),
             );
             return None;
@@ -500,7 +630,7 @@ impl Loader<'_> {
         field: &str,
         map: &WeightMap,
         rows: usize,
-        cols: usize,
+        cols: Option<usize>,
         role: &str,
     ) -> Option<WeightForm> {
         let forms = [
@@ -528,20 +658,23 @@ impl Loader<'_> {
             let kf = format!("{field}.kron");
             let (a, b) = self.factor_pair(kron, &kf, "[A, B]")?;
             let (r, c) = (a.nrows() * b.nrows(), a.ncols() * b.ncols());
-            if (r, c) != (rows, cols) {
+            if !fits(r, c, rows, cols) {
                 self.fail(
                     kron,
                     &kf,
                     format!(
-                        "factors ({}x{}) ⊗ ({}x{}) give a {r}x{c} matrix: expected {rows}x{cols} ({role})",
+                        "factors ({}x{}) ⊗ ({}x{}) give a {r}x{c} matrix: expected {} ({role})",
                         a.nrows(),
                         a.ncols(),
                         b.nrows(),
-                        b.ncols()
+                        b.ncols(),
+                        dims(rows, cols)
                     ),
                 );
                 return None;
             }
+            // The overlay is checked against the product's size when the layer's is unknown.
+            let cols = Some(c);
             let dope = match &map.dope {
                 None => None,
                 Some(s) => Some(self.full_size_sparse(
@@ -557,16 +690,17 @@ impl Loader<'_> {
         if let Some(lowrank) = &map.lowrank {
             let lf = format!("{field}.lowrank");
             let (u, v) = self.factor_pair(lowrank, &lf, "[U, V]")?;
-            if u.ncols() != v.nrows() || u.nrows() != rows || v.ncols() != cols {
+            if u.ncols() != v.nrows() || !fits(u.nrows(), v.ncols(), rows, cols) {
                 self.fail(
                     lowrank,
                     &lf,
                     format!(
-                        "U ({}x{}) · V ({}x{}) must be ({rows}x r) · (r x {cols}) ({role})",
+                        "U ({}x{}) · V ({}x{}) must be ({rows}x r) · (r x {}) ({role})",
                         u.nrows(),
                         u.ncols(),
                         v.nrows(),
-                        v.ncols()
+                        v.ncols(),
+                        cols.map_or("inputs".to_owned(), |c| c.to_string())
                     ),
                 );
                 return None;
@@ -577,6 +711,23 @@ impl Loader<'_> {
         let m =
             self.full_size_sparse(s, &format!("{field}.sparse"), rows, cols, "a sparse weight")?;
         Some(WeightForm::Sparse(m))
+    }
+}
+
+/// Largest element count of one array in generated code: its indices and size constants are
+/// `int` in C and `usize` in Rust, both 32 bits on every Cortex-M.
+const MAX_GENERATED_INDEX: usize = i32::MAX as usize;
+
+/// A matrix of `r x c` fits `rows x cols` (`cols` unknown: an earlier problem hid it).
+fn fits(r: usize, c: usize, rows: usize, cols: Option<usize>) -> bool {
+    r == rows && cols.is_none_or(|cols| c == cols)
+}
+
+/// `rows x cols` as expected, or only the rows when the columns are unknown.
+fn dims(rows: usize, cols: Option<usize>) -> String {
+    match cols {
+        Some(c) => format!("{rows}x{c}"),
+        None => format!("{rows} rows"),
     }
 }
 
@@ -637,10 +788,37 @@ pub fn load_model_with(
     let mut layers = Vec::new();
     for (i, layer) in spec.layers.value.iter().enumerate() {
         let path = format!("layers[{i}]");
-        let built = inputs.and_then(|n| load_layer(&mut l, layer, &path, n));
-        inputs = built.as_ref().map(|b: &Layer| b.units);
+        let (units, built) = load_layer(&mut l, layer, &path, inputs);
+        inputs = units;
         if let Some(b) = built {
+            for w in b.cell.weights() {
+                let elements = w.rows().checked_mul(w.cols());
+                if elements.is_none_or(|n| n > MAX_GENERATED_INDEX) {
+                    l.fail(
+                        layer,
+                        &format!("{path}.{}", w.field),
+                        format!(
+                            "the {}x{} matrix has more than {MAX_GENERATED_INDEX} elements: \
+                             beyond the 32-bit indices of the generated code",
+                            w.rows(),
+                            w.cols()
+                        ),
+                    );
+                }
+            }
             layers.push(b);
+        }
+    }
+    if let (Some(f), Some(st)) = (features, steps) {
+        if f.saturating_mul(st) > MAX_GENERATED_INDEX {
+            l.fail(
+                &spec.input,
+                "input",
+                format!(
+                    "steps x features = {st} x {f} is more than {MAX_GENERATED_INDEX} values per \
+                     sequence: beyond the 32-bit indices and `int` constants of the generated code"
+                ),
+            );
         }
     }
     // The calibration file is read when a fixed-point build quantizes; check it here too, so a
@@ -678,10 +856,30 @@ pub fn load_model_with(
     l.errors.into_result(model)
 }
 
-fn load_layer(l: &mut Loader, at: &Spanned<LayerSpec>, path: &str, inputs: usize) -> Option<Layer> {
+/// Loads one layer given its input size (`None`: unknown after an earlier problem, so only what
+/// does not depend on it is checked). Returns the layer's unit count (when valid) whatever
+/// else is wrong, so the next layer is still checked, and the layer when all of it is valid.
+fn load_layer(
+    l: &mut Loader,
+    at: &Spanned<LayerSpec>,
+    path: &str,
+    inputs: Option<usize>,
+) -> (Option<usize>, Option<Layer>) {
+    let units = positive(l, &at.value.units, &format!("{path}.units"), "unit count");
+    let layer = load_layer_with_units(l, at, path, inputs, units);
+    (units, layer)
+}
+
+fn load_layer_with_units(
+    l: &mut Loader,
+    at: &Spanned<LayerSpec>,
+    path: &str,
+    inputs: Option<usize>,
+    units: Option<usize>,
+) -> Option<Layer> {
     let spec = &at.value;
     let kind = spec.kind.value;
-    let units = positive(l, &spec.units, &format!("{path}.units"), "unit count");
+    let shown_inputs = inputs.map_or("inputs".to_owned(), |n| n.to_string());
 
     // Fields that do not belong to this kind are mistakes, not silently ignored.
     let given: [(&str, Option<serde_saphyr::Location>); 12] = [
@@ -765,14 +963,14 @@ fn load_layer(l: &mut Loader, at: &Spanned<LayerSpec>, path: &str, inputs: usize
                 "w_ih",
                 g * units,
                 inputs,
-                &format!("{g}·units x inputs = {g}·{units} x {inputs}, gates {gates}"),
+                &format!("{g}·units x inputs = {g}·{units} x {shown_inputs}, gates {gates}"),
             );
             let w_hh = l.weight(
                 spec.w_hh.as_ref()?,
                 &f("w_hh"),
                 "w_hh",
                 g * units,
-                units,
+                Some(units),
                 &format!("{g}·units x units = {g}·{units} x {units}, gates {gates}"),
             );
             let b_ih = bias(l, &spec.b_ih, "b_ih", g * units);
@@ -796,14 +994,14 @@ fn load_layer(l: &mut Loader, at: &Spanned<LayerSpec>, path: &str, inputs: usize
                 "w",
                 units,
                 inputs,
-                &format!("units x inputs = {units} x {inputs}"),
+                &format!("units x inputs = {units} x {shown_inputs}"),
             );
             let u = l.weight(
                 spec.u.as_ref()?,
                 &f("u"),
                 "u",
                 units,
-                units,
+                Some(units),
                 &format!("units x units = {units} x {units}"),
             );
             let b_z = bias(l, &spec.b_z, "b_z", units);
@@ -826,7 +1024,7 @@ fn load_layer(l: &mut Loader, at: &Spanned<LayerSpec>, path: &str, inputs: usize
                 "w",
                 units,
                 inputs,
-                &format!("units x inputs = {units} x {inputs}"),
+                &format!("units x inputs = {units} x {shown_inputs}"),
             );
             let b = bias(l, &spec.b, "b", units);
             Cell::Dense(DenseLayer {
@@ -841,7 +1039,7 @@ fn load_layer(l: &mut Loader, at: &Spanned<LayerSpec>, path: &str, inputs: usize
         }
     };
     Some(Layer {
-        inputs,
+        inputs: inputs?,
         units,
         cell,
     })

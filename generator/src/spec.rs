@@ -241,6 +241,7 @@ impl<'de> Deserialize<'de> for ScalarSpec {
 
 /// Parses a spec from text; `path` is used for messages and to resolve tensor paths.
 pub fn parse_spec(path: &Path, text: &str) -> Result<SpecDocument, Diagnostics> {
+    refuse_tags_and_streams(path, text)?;
     match serde_saphyr::from_str::<Spec>(text) {
         Ok(spec) => Ok(SpecDocument {
             path: path.to_path_buf(),
@@ -259,14 +260,200 @@ pub fn parse_spec(path: &Path, text: &str) -> Result<SpecDocument, Diagnostics> 
                 Some(i) => message[..i].to_owned(),
                 None => message,
             };
-            // The spec's numbers are all counts: say so rather than name a Rust type.
-            let message = message.replace("invalid i64", "expected a whole number");
+            let message = in_our_words(&message, text, &mut place);
+            if let (Some(line), Some(col)) = (place.line, place.column) {
+                place.field = field_path_at(text, line, col);
+            }
             Err(Diagnostic::new(place, format!("invalid spec: {message}"))
                 .with_source(text)
                 .with_help(SPEC_HELP)
                 .into())
         }
     }
+}
+
+/// The YAML library's message in kpgen's words: no API names, no options the user cannot set.
+fn in_our_words(message: &str, text: &str, place: &mut Place) -> String {
+    // The spec's numbers are all counts: say so rather than name a Rust type.
+    let message = message
+        .replace("invalid i64", "expected a whole number")
+        .replace("unknown variant", "unknown value")
+        .replace(
+            "expected string scalar",
+            "expected a single value here (a number, name or path), not a list or mapping",
+        );
+    if let Some(rest) = message.strip_prefix("duplicate mapping key: ") {
+        let key = rest
+            .split(", set DuplicateKeyPolicy")
+            .next()
+            .unwrap_or(rest);
+        return format!("duplicate key `{key}`: each field may be given once");
+    }
+    if message.contains("from_str_multiple") || message.contains("multiple documents") {
+        return "the file holds more than one YAML document (`---`): a spec is one document"
+            .to_owned();
+    }
+    if message.contains("budget") {
+        return "the spec is too large or too deeply nested to be a model spec (a YAML parsing \
+                limit was reached)"
+            .to_owned();
+    }
+    if message.contains("found a tab") || message.contains("tab") && message.contains("indent") {
+        // The library points at the scalar before the tab: point at the tab itself.
+        let from = place.line.unwrap_or(1) as usize;
+        for (i, line) in text.lines().enumerate().skip(from.saturating_sub(1)) {
+            let indent: String = line
+                .chars()
+                .take_while(|c| *c == ' ' || *c == '\t')
+                .collect();
+            if let Some(col) = indent.find('\t') {
+                place.line = Some(i as u64 + 1);
+                place.column = Some(col as u64 + 1);
+                break;
+            }
+        }
+        return "a tab in the indentation: YAML indents with spaces only".to_owned();
+    }
+    message
+}
+
+/// The dotted field path (`layers[0].units`) of the YAML node starting at `line`:`column`
+/// (1-based), so a type error names its field as every other error does.
+fn field_path_at(text: &str, line: u64, column: u64) -> Option<String> {
+    use granit_parser::{Event, Parser};
+    enum Frame {
+        /// A mapping: the key being read (`None` while the next scalar is a key).
+        Map(Option<String>),
+        Seq(usize),
+    }
+    fn path(frames: &[Frame]) -> String {
+        let mut p = String::new();
+        for f in frames {
+            match f {
+                Frame::Map(Some(k)) => {
+                    if !p.is_empty() {
+                        p.push('.');
+                    }
+                    p.push_str(k);
+                }
+                Frame::Map(None) => {}
+                Frame::Seq(i) => p.push_str(&format!("[{i}]")),
+            }
+        }
+        p
+    }
+    let mut frames: Vec<Frame> = Vec::new();
+    for event in Parser::new_from_str(text) {
+        let Ok((event, span)) = event else { break };
+        let here = span.start.line() as u64 == line && span.start.col() as u64 + 1 == column;
+        let is_key = matches!(frames.last(), Some(Frame::Map(None)));
+        match &event {
+            Event::Scalar(value, ..) if is_key => {
+                if let Some(Frame::Map(k)) = frames.last_mut() {
+                    *k = Some(value.to_string());
+                }
+                continue;
+            }
+            Event::Scalar(..)
+            | Event::MappingStart(..)
+            | Event::SequenceStart(..)
+            | Event::Alias(..)
+                if here =>
+            {
+                let p = path(&frames);
+                return (!p.is_empty()).then_some(p);
+            }
+            _ => {}
+        }
+        match event {
+            Event::MappingStart(..) => frames.push(Frame::Map(None)),
+            Event::SequenceStart(..) => frames.push(Frame::Seq(0)),
+            Event::MappingEnd | Event::SequenceEnd => {
+                frames.pop();
+            }
+            _ => {}
+        }
+        // A value ended: the enclosing mapping wants a key next, a sequence its next item.
+        if !matches!(event, Event::MappingStart(..) | Event::SequenceStart(..)) {
+            match frames.last_mut() {
+                Some(Frame::Map(k))
+                    if matches!(
+                        event,
+                        Event::Scalar(..)
+                            | Event::Alias(..)
+                            | Event::MappingEnd
+                            | Event::SequenceEnd
+                    ) =>
+                {
+                    *k = None
+                }
+                Some(Frame::Seq(i))
+                    if matches!(
+                        event,
+                        Event::Scalar(..)
+                            | Event::Alias(..)
+                            | Event::MappingEnd
+                            | Event::SequenceEnd
+                    ) =>
+                {
+                    *i += 1
+                }
+                _ => {}
+            }
+        }
+    }
+    None
+}
+
+/// Refuses what serde-saphyr would silently accept: YAML tags (`!!python/object`, `!foo`),
+/// which it drops, and a second document after the spec.
+fn refuse_tags_and_streams(path: &Path, text: &str) -> Result<(), Diagnostics> {
+    use granit_parser::{Event, Parser};
+    let mut documents = 0;
+    let at = |m: &granit_parser::Marker| {
+        Place::at(path, m.line() as u64, m.col() as u64 + 1, String::new())
+    };
+    for event in Parser::new_from_str(text) {
+        // Syntax errors are serde-saphyr's to report, with their field path.
+        let Ok((event, span)) = event else { break };
+        let tag = match &event {
+            Event::DocumentStart(..) => {
+                documents += 1;
+                if documents > 1 {
+                    let mut place = at(&span.start);
+                    place.field = None;
+                    return Err(Diagnostic::new(
+                        place,
+                        "invalid spec: the file holds more than one YAML document (`---`): a \
+                         spec is one document",
+                    )
+                    .with_source(text)
+                    .into());
+                }
+                None
+            }
+            Event::Scalar(_, _, _, tag)
+            | Event::SequenceStart(_, _, tag)
+            | Event::MappingStart(_, _, tag) => tag.as_ref(),
+            _ => None,
+        };
+        if let Some(tag) = tag {
+            let mut place = at(span.tag_start.as_ref().unwrap_or(&span.start));
+            place.field = None;
+            return Err(Diagnostic::new(
+                place,
+                format!(
+                    "invalid spec: YAML tag `{}` is not accepted: a spec holds plain values \
+                     (numbers, names, paths) only",
+                    tag.original()
+                ),
+            )
+            .with_source(text)
+            .with_help("remove the tag")
+            .into());
+        }
+    }
+    Ok(())
 }
 
 const SPEC_HELP: &str = "a spec has `name`, `input: {features, steps}` and `layers`; see README.md, section \"Spec reference\"";

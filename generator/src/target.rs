@@ -173,15 +173,7 @@ pub fn builtin_targets() -> Vec<Target> {
 pub fn lookup(name: &str) -> Result<Target, Diagnostics> {
     let (origin, text) = match BUILTIN.iter().find(|(n, _)| *n == name) {
         Some((n, text)) => (format!("targets/{n}.toml"), (*text).to_owned()),
-        None if name.ends_with(".toml") => {
-            let text = std::fs::read_to_string(name).map_err(|e| {
-                Diagnostic::new(
-                    Place::file(name.as_ref()),
-                    format!("cannot read target file: {e}"),
-                )
-            })?;
-            (name.to_owned(), text)
-        }
+        None if name.ends_with(".toml") => (name.to_owned(), read_target_file(name)?),
         None => {
             return Err(Diagnostic::new(
                 Place::file("--target".as_ref()),
@@ -194,13 +186,158 @@ pub fn lookup(name: &str) -> Result<Target, Diagnostics> {
             .into())
         }
     };
-    toml::from_str::<Target>(&text).map_err(|e| {
-        Diagnostic::new(
-            Place::file(origin.as_ref()),
-            format!("invalid target file: {e}"),
-        )
-        .into()
-    })
+    parse_target(&origin, &text)
+}
+
+/// Reads a target file (a regular file, at most a spec's size).
+fn read_target_file(name: &str) -> Result<String, Diagnostics> {
+    let fail =
+        |msg: String| -> Diagnostics { Diagnostic::new(Place::file(name.as_ref()), msg).into() };
+    let bytes = crate::input::Reader::disk()
+        .spec(name.as_ref())
+        .map_err(|e| fail(format!("cannot read target file: {e}")))?;
+    String::from_utf8(bytes).map_err(|_| fail("invalid target file: not UTF-8 text".to_owned()))
+}
+
+/// Parses and validates a target file's text; `origin` names it in messages. Every string is
+/// checked, since names, flags and macros reach generated code and build files.
+pub fn parse_target(origin: &str, text: &str) -> Result<Target, Diagnostics> {
+    let target = toml::from_str::<Target>(text).map_err(|e| {
+        let mut place = Place::file(origin.as_ref());
+        if let Some(span) = e.span() {
+            let before = &text[..span.start.min(text.len())];
+            place.line = Some(1 + before.matches('\n').count() as u64);
+            place.column =
+                Some(1 + before.rsplit('\n').next().unwrap_or("").chars().count() as u64);
+        }
+        Diagnostic::new(place, format!("invalid target file: {}", e.message()))
+    })?;
+    let mut errors = Diagnostics::default();
+    let mut bad = |field: &str, value: &str, expected: &str| {
+        let mut place = Place::file(origin.as_ref());
+        place.field = Some(field.to_owned());
+        // The line of the value, where it is written literally.
+        if let Some(pos) = (!value.is_empty()).then(|| text.find(value)).flatten() {
+            place.line = Some(1 + text[..pos].matches('\n').count() as u64);
+        }
+        errors.push(Diagnostic::new(
+            place,
+            format!("invalid target file: `{value}`: expected {expected}"),
+        ));
+    };
+    let word = |v: &str| {
+        !v.is_empty()
+            && v.len() <= 64
+            && v.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+    };
+    let flag = |v: &str| {
+        v.len() <= 200
+            && v.chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphanumeric() || c == '-')
+            && v.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_=+.,/:".contains(c))
+    };
+    let ident = |v: &str| {
+        v.len() <= 64
+            && v.chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+    };
+    let prose = |v: &str| v.len() <= 500 && !v.chars().any(char::is_control) && !v.contains("*/");
+    const WORD: &str = "letters, digits, `.`, `_` or `-` (at most 64)";
+    const FLAG: &str = "a compiler flag of letters, digits and `-_=+.,/:` (no spaces or quotes)";
+    if !word(&target.name) {
+        bad("name", &target.name, WORD);
+    }
+    if !prose(&target.description) {
+        bad(
+            "description",
+            &target.description,
+            "one line of text without `*/` (at most 500 characters)",
+        );
+    }
+    for (i, f) in target.c.cflags.iter().enumerate() {
+        if !flag(f) {
+            bad(&format!("c.cflags[{i}]"), f, FLAG);
+        }
+    }
+    for (i, m) in target.c.arch_macros.iter().enumerate() {
+        if !ident(m) {
+            bad(
+                &format!("c.arch_macros[{i}]"),
+                m,
+                "a C macro name (letters, digits, `_`)",
+            );
+        }
+    }
+    if let Some(t) = &target.rust.triple {
+        if !word(t) {
+            bad("rust.triple", t, WORD);
+        }
+    }
+    for (i, f) in target.rust.rustflags.iter().enumerate() {
+        if !flag(f) {
+            bad(&format!("rust.rustflags[{i}]"), f, FLAG);
+        }
+    }
+    if !word(&target.qemu.machine) {
+        bad("qemu.machine", &target.qemu.machine, WORD);
+    }
+    if let Some(c) = &target.qemu.cpu {
+        if !word(c) {
+            bad("qemu.cpu", c, WORD);
+        }
+    }
+    if !prose(&target.timing.note) {
+        bad(
+            "timing.note",
+            &target.timing.note,
+            "one line of text (at most 500 characters)",
+        );
+    }
+    let mut number = |field: &str, ok: bool, value: String, expected: &str| {
+        if !ok {
+            bad(field, &value, expected);
+        }
+    };
+    let q = &target.qemu;
+    number(
+        "qemu.systick_hz",
+        q.systick_hz > 0,
+        q.systick_hz.to_string(),
+        "a positive clock in Hz",
+    );
+    number(
+        "qemu.icount_shift",
+        q.icount_shift <= 10,
+        q.icount_shift.to_string(),
+        "0 to 10",
+    );
+    let m = &target.memory;
+    number(
+        "memory.flash_size",
+        m.flash_size > 0,
+        m.flash_size.to_string(),
+        "a positive size",
+    );
+    number(
+        "memory.ram_size",
+        m.ram_size > 0,
+        m.ram_size.to_string(),
+        "a positive size",
+    );
+    let p = &target.plan;
+    for (field, tile) in [
+        ("plan.tile_float", p.tile_float),
+        ("plan.tile_int", p.tile_int),
+    ] {
+        let ok = tile.iter().all(|&n| (1..=16).contains(&n));
+        number(field, ok, format!("{tile:?}"), "two sizes from 1 to 16");
+    }
+    errors.into_result(target)
 }
 
 impl Target {

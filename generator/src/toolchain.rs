@@ -236,12 +236,17 @@ pub fn write_rust_shim(
 ) -> Result<(), ToolchainError> {
     let model_path = std::path::absolute(model_path)
         .map_err(|e| ToolchainError::io(format!("resolve {}", model_path.display()), e))?;
+    // Cargo needs the path as UTF-8 text; any character is fine once TOML-quoted (a
+    // backslash is a file-name character on Unix, not a separator).
+    let model_path = model_path.to_str().ok_or_else(|| {
+        ToolchainError::io(
+            format!("use {} as a Cargo path", model_path.display()),
+            std::io::Error::other("the path is not valid UTF-8"),
+        )
+    })?;
     let cargo = SHIM_CARGO_TEMPLATE
-        .replace("@MODEL_CRATE@", &toml_escape(model_crate))
-        .replace(
-            "@MODEL_PATH@",
-            &toml_escape(&model_path.to_string_lossy().replace('\\', "/")),
-        );
+        .replace("@MODEL_CRATE@", &toml_string(model_crate))
+        .replace("@MODEL_PATH@", &toml_string(model_path));
     write_file(&dir.join("Cargo.toml"), &cargo)?;
     let (code, suffix) = if fixed {
         ("kp_model::Code", "_q")
@@ -678,8 +683,9 @@ pub(crate) fn write_file(path: &Path, contents: &str) -> Result<(), ToolchainErr
         .map_err(|e| ToolchainError::io(format!("write {}", path.display()), e))
 }
 
-fn toml_escape(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('"', "\\\"")
+/// `s` as a quoted TOML string, every character escaped as TOML requires.
+fn toml_string(s: &str) -> String {
+    toml::Value::String(s.to_owned()).to_string()
 }
 
 /// The command line as a shell would need it typed.
