@@ -471,3 +471,39 @@ fn a_backslash_in_the_work_dir_still_builds_the_rust_test() {
     );
     assert!(o.status.success(), "{}", stderr(&o));
 }
+
+/// The flash budget is checked from the tensors' headers before their bodies are read: a
+/// header promising 400 MB is refused for the budget, not read (it holds no data at all).
+#[test]
+fn budgets_are_checked_from_headers_before_reading() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = ModelSpec::new(
+        "budget",
+        2,
+        Some(2),
+        vec![LayerSpec::dense(2, common::Act::None, WeightKind::Dense)],
+    );
+    let text = std::fs::read_to_string(spec.write_into(dir.path())).unwrap();
+    let mut header =
+        "{'descr': '<f4', 'fortran_order': False, 'shape': (10000, 10000), }".to_owned();
+    while !(10 + header.len() + 1).is_multiple_of(64) {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut npy = b"\x93NUMPY\x01\x00".to_vec();
+    npy.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    npy.extend_from_slice(header.as_bytes());
+    std::fs::write(dir.path().join("lying.npy"), npy).unwrap();
+    let w = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("w: "))
+        .unwrap()
+        .to_owned();
+    let err = refused(
+        dir.path(),
+        &text.replacen(&format!("w: {w}"), "w: lying.npy", 1),
+        &[],
+        "no tensor was read",
+    );
+    assert!(err.contains("100000002 values"), "{err}");
+}

@@ -53,6 +53,9 @@ pub enum ReadError {
 pub trait Source {
     /// The bytes of `path`, refusing (with [`ReadError::TooLarge`]) to read more than `limit`.
     fn read(&self, path: &Path, limit: u64, what: &'static str) -> Result<Vec<u8>, ReadError>;
+
+    /// At most the first `n` bytes of `path` (a header), whatever its size.
+    fn prefix(&self, path: &Path, n: u64) -> Result<Vec<u8>, ReadError>;
 }
 
 /// The file system: regular files only (checked before opening, so a FIFO cannot block).
@@ -76,6 +79,19 @@ impl Source for Disk {
         // The file may have been swapped between the check and the open.
         check_kind(&file.metadata().map_err(ReadError::Io)?)?;
         read_bounded(file, limit, what)
+    }
+
+    fn prefix(&self, path: &Path, n: u64) -> Result<Vec<u8>, ReadError> {
+        let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => ReadError::NotFound,
+            _ => ReadError::Io(e),
+        })?;
+        check_kind(&meta)?;
+        let file = std::fs::File::open(path).map_err(ReadError::Io)?;
+        check_kind(&file.metadata().map_err(ReadError::Io)?)?;
+        let mut buf = Vec::new();
+        file.take(n).read_to_end(&mut buf).map_err(ReadError::Io)?;
+        Ok(buf)
     }
 }
 
@@ -143,6 +159,11 @@ impl Source for Memory {
         }
         Ok(data.clone())
     }
+
+    fn prefix(&self, path: &Path, n: u64) -> Result<Vec<u8>, ReadError> {
+        let data = self.0.get(path).ok_or(ReadError::NotFound)?;
+        Ok(data[..data.len().min(usize::try_from(n).unwrap_or(usize::MAX))].to_vec())
+    }
 }
 
 /// One build's reader: a source, the limits, and the bytes read so far.
@@ -174,6 +195,15 @@ impl<'a> Reader<'a> {
     /// A tensor or input file (at most [`Limits::file_bytes`]).
     pub fn tensor(&self, path: &Path) -> Result<Vec<u8>, ReadError> {
         self.take(path, self.limits.file_bytes, "a tensor file")
+    }
+
+    /// At most the first `n` bytes of `path`, for reading a header before deciding to read the
+    /// rest; counted against the build's total.
+    pub fn prefix(&self, path: &Path, n: u64) -> Result<Vec<u8>, ReadError> {
+        let n = n.min(self.limits.file_bytes);
+        let data = self.source.prefix(path, n)?;
+        self.count(data.len() as u64)?;
+        Ok(data)
     }
 
     /// Accounts for `bytes` produced by inflating an archive member of a file already read.

@@ -55,6 +55,19 @@ pub fn load(spec_path: &Path) -> Result<Model, Diagnostics> {
     load_with(&input::Reader::disk(), spec_path)
 }
 
+/// [`load_with`] for a build on `target`: the spec's densely stored tensors are first checked
+/// against the target's flash budget from their headers, so an over-budget model is refused
+/// before any tensor body is read.
+pub fn load_for_target(
+    reader: &input::Reader,
+    spec_path: &Path,
+    target: &Target,
+) -> Result<Model, Diagnostics> {
+    let doc = spec::read_spec_with(reader, spec_path)?;
+    model::check_flash_from_headers(reader, &doc, target.budget.flash, &target.name)?;
+    model::load_model_with(reader, &doc)
+}
+
 /// [`load`] through `reader`: other limits, or files held in memory ([`input::Memory`]).
 pub fn load_with(reader: &input::Reader, spec_path: &Path) -> Result<Model, Diagnostics> {
     let doc = spec::read_spec_with(reader, spec_path)?;

@@ -439,7 +439,7 @@ fn generate(opts: &BuildOptions) -> Result<(target::Target, kpgen::Generation), 
     let mut target = target::lookup(&opts.target)?;
     target.budget.flash = opts.flash_budget.unwrap_or(target.budget.flash);
     target.budget.ram = opts.ram_budget.unwrap_or(target.budget.ram);
-    let mut model = kpgen::load(&opts.spec)?;
+    let mut model = kpgen::load_for_target(&kpgen::input::Reader::disk(), &opts.spec, &target)?;
     if let Some(p) = opts.precision {
         model.precision = p;
     }

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use nalgebra::DMatrix;
 use serde_saphyr::Spanned;
 
-use crate::diagnostic::Diagnostics;
+use crate::diagnostic::{Diagnostic, Diagnostics};
 use crate::spec::{
     Activation, LayerKind, LayerSpec, Precision, ScalarSpec, SpecDocument, WeightMap, WeightSpec,
 };
@@ -1043,4 +1043,67 @@ fn load_layer_with_units(
         units,
         cell,
     })
+}
+
+/// Refuses a spec whose densely stored tensors (plain weights, Kronecker and low-rank factors,
+/// biases) already exceed `flash_budget` bytes at float32, from their headers alone: before
+/// any tensor body is read or inflated, so a huge or bomb-like file costs nothing. Tensors
+/// whose header cannot be read are left to the full load, which reports them properly; sparse
+/// and doping matrices are not counted (their stored size is their non-zeros, known only once
+/// read).
+pub fn check_flash_from_headers(
+    reader: &crate::input::Reader,
+    doc: &SpecDocument,
+    flash_budget: u64,
+    target_name: &str,
+) -> Result<(), Diagnostics> {
+    let base = doc.base_dir();
+    let mut refs: Vec<&str> = Vec::new();
+    for layer in &doc.spec.layers.value {
+        let l = &layer.value;
+        for w in [&l.w_ih, &l.w_hh, &l.u, &l.w].into_iter().flatten() {
+            match &w.value {
+                WeightSpec::Tensor(p) => refs.push(p),
+                WeightSpec::Map(m) => {
+                    for list in [&m.kron, &m.lowrank].into_iter().flatten() {
+                        refs.extend(list.value.iter().map(|s| s.value.as_str()));
+                    }
+                }
+            }
+        }
+        for b in [&l.b_ih, &l.b_hh, &l.b_z, &l.b_h, &l.b]
+            .into_iter()
+            .flatten()
+        {
+            refs.push(&b.value);
+        }
+    }
+    let mut values: u64 = 0;
+    for r in refs {
+        if let Ok(shape) = tensor::peek_shape_with(reader, r, base) {
+            let n = shape
+                .iter()
+                .try_fold(1u64, |acc, &d| acc.checked_mul(d as u64))
+                .unwrap_or(u64::MAX);
+            values = values.saturating_add(n);
+        }
+    }
+    let bytes = values.saturating_mul(4);
+    if bytes <= flash_budget {
+        return Ok(());
+    }
+    Err(Diagnostic::new(
+        crate::diagnostic::Place::file(&doc.path),
+        format!(
+            "model `{}` stores at least {values} values densely (by its tensor headers), \
+             {bytes} bytes of flash at float32: over the {flash_budget}-byte flash budget of \
+             target `{target_name}`; no tensor was read",
+            doc.spec.name.value
+        ),
+    )
+    .with_help(
+        "compress the model further, choose a larger target, or raise the budget with \
+         --flash-budget BYTES",
+    )
+    .into())
 }

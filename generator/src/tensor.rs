@@ -318,6 +318,33 @@ enum Endian {
 }
 
 fn parse_npy(bytes: &[u8], origin: &Origin) -> Result<Tensor, TensorError> {
+    let h = npy_header(bytes, origin)?;
+    let payload = &bytes[h.end..];
+    let mut data = decode(payload, h.count, h.dtype, h.endian, origin)?;
+    if h.fortran && h.shape.len() > 1 {
+        data = fortran_to_c(&data, &h.shape);
+    }
+    Ok(Tensor {
+        shape: h.shape,
+        data,
+        dtype: h.dtype,
+    })
+}
+
+/// What a `.npy` header says.
+struct NpyHeader {
+    shape: Vec<usize>,
+    count: usize,
+    dtype: DType,
+    endian: Endian,
+    fortran: bool,
+    /// Offset of the first data byte.
+    end: usize,
+}
+
+/// Parses the magic, version and header of a `.npy` file (`bytes` may be just a prefix of it,
+/// as long as it holds the whole header).
+fn npy_header(bytes: &[u8], origin: &Origin) -> Result<NpyHeader, TensorError> {
     let bad = |reason: String| TensorError::BadNpyHeader {
         origin: origin.clone(),
         reason,
@@ -424,12 +451,105 @@ fn parse_npy(bytes: &[u8], origin: &Origin) -> Result<Tensor, TensorError> {
     })?;
     let count =
         element_count(&shape).ok_or_else(|| bad(format!("shape {shape:?} is too large")))?;
-    let payload = &bytes[header_end..];
-    let mut data = decode(payload, count, dtype, endian, origin)?;
-    if fortran && shape.len() > 1 {
-        data = fortran_to_c(&data, &shape);
+    Ok(NpyHeader {
+        shape,
+        count,
+        dtype,
+        endian,
+        fortran,
+        end: header_end,
+    })
+}
+
+/// Bytes of a file's start that hold any sane `.npy` header.
+const NPY_HEADER_PREFIX: u64 = 64 << 10;
+
+/// The shape a tensor reference names, from its header alone: a `.npy` file's first bytes, a
+/// `.safetensors` file's JSON header, or the start of a `.npz` member (the archive is read,
+/// the member is inflated only as far as its header). For checking sizes against budgets
+/// before any tensor body is read or inflated.
+pub fn peek_shape_with(
+    reader: &Reader,
+    spec: &str,
+    base_dir: &Path,
+) -> Result<Vec<usize>, TensorError> {
+    let (file, member) = split_spec(spec);
+    let path = base_dir.join(file);
+    let origin = Origin {
+        path: path.clone(),
+        member: member.map(str::to_owned),
+    };
+    let bad_archive = |reason: String| TensorError::BadArchive {
+        path: path.clone(),
+        reason,
+    };
+    match format_of(file) {
+        Some(Format::Npy) => {
+            let prefix = reader
+                .prefix(&path, NPY_HEADER_PREFIX)
+                .map_err(|e| read_error(&path, e))?;
+            Ok(npy_header(&prefix, &origin)?.shape)
+        }
+        Some(Format::Safetensors) => {
+            let len = reader.prefix(&path, 8).map_err(|e| read_error(&path, e))?;
+            let n = <[u8; 8]>::try_from(len.as_slice()).map(u64::from_le_bytes);
+            let header_len = n.map_err(|_| TensorError::BadSafetensorsHeader {
+                origin: origin.clone(),
+                reason: "file too short for the header length".into(),
+            })?;
+            let all = reader
+                .prefix(&path, 8u64.saturating_add(header_len))
+                .map_err(|e| read_error(&path, e))?;
+            // The full reader's messages are better; use it on the header-only bytes.
+            let header: serde_json::Map<String, serde_json::Value> =
+                serde_json::from_slice(all.get(8..).unwrap_or_default()).map_err(|e| {
+                    TensorError::BadSafetensorsHeader {
+                        origin: origin.clone(),
+                        reason: e.to_string(),
+                    }
+                })?;
+            let keys: Vec<&String> = header.keys().filter(|k| *k != "__metadata__").collect();
+            let name = match member {
+                Some(m) => m.to_owned(),
+                None if keys.len() == 1 => keys[0].clone(),
+                None => return Err(bad_archive("no single tensor".into())),
+            };
+            header
+                .get(&name)
+                .and_then(|e| e.get("shape"))
+                .and_then(|s| s.as_array())
+                .and_then(|a| {
+                    a.iter()
+                        .map(|v| v.as_u64().and_then(|u| usize::try_from(u).ok()))
+                        .collect::<Option<Vec<usize>>>()
+                })
+                .ok_or_else(|| bad_archive(format!("no shape for {name:?}")))
+        }
+        Some(Format::Npz) => {
+            let bytes = reader.tensor(&path).map_err(|e| read_error(&path, e))?;
+            let mut zip = zip::ZipArchive::new(io::Cursor::new(bytes))
+                .map_err(|e| bad_archive(e.to_string()))?;
+            let index = match member {
+                Some(m) => zip
+                    .index_for_name(m)
+                    .or_else(|| zip.index_for_name(&format!("{m}.npy"))),
+                None if zip.len() == 1 => Some(0),
+                None => None,
+            }
+            .ok_or_else(|| bad_archive("member not found".into()))?;
+            let entry = zip
+                .by_index(index)
+                .map_err(|e| bad_archive(e.to_string()))?;
+            let mut prefix = Vec::new();
+            io::Read::read_to_end(&mut io::Read::take(entry, NPY_HEADER_PREFIX), &mut prefix)
+                .map_err(|e| bad_archive(e.to_string()))?;
+            Ok(npy_header(&prefix, &origin)?.shape)
+        }
+        None => Err(TensorError::UnknownFormat {
+            path: path.clone(),
+            ext: None,
+        }),
     }
-    Ok(Tensor { shape, data, dtype })
 }
 
 fn element_count(shape: &[usize]) -> Option<usize> {
