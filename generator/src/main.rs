@@ -358,12 +358,8 @@ fn bench(args: &BenchArgs) -> ExitCode {
         run.measurements.len(),
         started.elapsed().as_secs_f64()
     );
-    // Written beside the target and renamed: a reader never sees half a file.
     let write = |path: &Path, text: &str| {
-        let staged = path.with_extension("partial");
-        std::fs::write(&staged, text)
-            .and_then(|()| std::fs::rename(&staged, path))
-            .map_err(|e| format!("write {}: {e}", shown_path(path)))
+        kpgen::output::write_file(path, text).map_err(|e| kpgen::diagnostic::shown(&e.to_string()))
     };
     if let Some(p) = &args.json {
         let json = serde_json::to_string_pretty(&run).unwrap_or_default() + "\n";

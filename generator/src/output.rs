@@ -203,7 +203,13 @@ fn ownership_problem(out: &Path) -> Result<Option<String>, OutputError> {
                 None => foreign.push(rel.clone()),
             },
             Entry::Other(rel) => foreign.push(rel.clone()),
-            Entry::Dir => {}
+            // A folder kpgen did not make (even an empty one) is the user's.
+            Entry::Dir(rel) => {
+                let prefix = format!("{rel}/");
+                if !manifest.files.keys().any(|f| f.starts_with(&prefix)) {
+                    foreign.push(format!("{rel}/"));
+                }
+            }
         }
     }
     let show = |v: &[String]| {
@@ -236,7 +242,7 @@ fn ownership_problem(out: &Path) -> Result<Option<String>, OutputError> {
 
 enum Entry {
     File(String),
-    Dir,
+    Dir(String),
     /// A symbolic link, socket, device…: never kpgen's.
     Other(String),
 }
@@ -253,7 +259,7 @@ fn list_tree(dir: &Path, rel: &Path, found: &mut Vec<Entry>) -> Result<(), Outpu
         let rel_path = rel.join(entry.file_name());
         let name = rel_path.to_string_lossy().replace('\\', "/");
         if kind.is_dir() {
-            found.push(Entry::Dir);
+            found.push(Entry::Dir(name));
             list_tree(dir, &rel_path, found)?;
         } else if kind.is_file() {
             found.push(Entry::File(name));
@@ -431,6 +437,37 @@ fn stage_and_swap(
     }
     // Renamed away: nothing left for the guard to delete.
     let _ = staged.keep();
+    Ok(())
+}
+
+/// Writes one file the user named (`kpgen bench --json FILE`) through a uniquely named
+/// temporary beside it and a rename: a reader never sees half a file, and no other file of the
+/// user's (say `FILE.partial`) is touched.
+pub fn write_file(path: &Path, text: &str) -> Result<(), OutputError> {
+    use std::io::Write as _;
+    if path.is_dir() {
+        return Err(OutputError::Refused(format!(
+            "{} is a folder: give a file name",
+            path.display()
+        )));
+    }
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let mut staged = tempfile::Builder::new()
+        .prefix(".kpgen-")
+        .tempfile_in(parent)
+        .map_err(io(format!(
+            "create a temporary file in {}",
+            parent.display()
+        )))?;
+    staged
+        .write_all(text.as_bytes())
+        .map_err(io(format!("write {}", path.display())))?;
+    staged
+        .persist(path)
+        .map_err(|e| io(format!("write {}", path.display()))(e.error))?;
     Ok(())
 }
 
