@@ -365,40 +365,28 @@ fn field_path_at(text: &str, line: u64, column: u64) -> Option<String> {
             }
             _ => {}
         }
-        match event {
-            Event::MappingStart(..) => frames.push(Frame::Map(None)),
-            Event::SequenceStart(..) => frames.push(Frame::Seq(0)),
+        let value_ended = match event {
+            Event::MappingStart(..) => {
+                frames.push(Frame::Map(None));
+                false
+            }
+            Event::SequenceStart(..) => {
+                frames.push(Frame::Seq(0));
+                false
+            }
             Event::MappingEnd | Event::SequenceEnd => {
                 frames.pop();
+                true
             }
-            _ => {}
-        }
-        // A value ended: the enclosing mapping wants a key next, a sequence its next item.
-        if !matches!(event, Event::MappingStart(..) | Event::SequenceStart(..)) {
+            Event::Scalar(..) | Event::Alias(..) => true,
+            _ => false,
+        };
+        // After a value the enclosing mapping wants a key, a sequence its next item.
+        if value_ended {
             match frames.last_mut() {
-                Some(Frame::Map(k))
-                    if matches!(
-                        event,
-                        Event::Scalar(..)
-                            | Event::Alias(..)
-                            | Event::MappingEnd
-                            | Event::SequenceEnd
-                    ) =>
-                {
-                    *k = None
-                }
-                Some(Frame::Seq(i))
-                    if matches!(
-                        event,
-                        Event::Scalar(..)
-                            | Event::Alias(..)
-                            | Event::MappingEnd
-                            | Event::SequenceEnd
-                    ) =>
-                {
-                    *i += 1
-                }
-                _ => {}
+                Some(Frame::Map(k)) => *k = None,
+                Some(Frame::Seq(i)) => *i += 1,
+                None => {}
             }
         }
     }
