@@ -118,6 +118,16 @@ fn c_source() {
 }
 
 #[test]
+fn c_cmake_lists() {
+    insta::assert_snapshot!(file(&generate(), "c/CMakeLists.txt"));
+}
+
+#[test]
+fn c_make_fragment() {
+    insta::assert_snapshot!(file(&generate(), "c/kpgen.mk"));
+}
+
+#[test]
 fn rust_lib() {
     insta::assert_snapshot!(file(&generate(), "rust/src/lib.rs"));
 }

@@ -334,3 +334,22 @@ fn an_interrupted_test_removes_its_work_folder() {
     assert_eq!(status.code(), Some(130));
     assert_eq!(work_dirs(), 0, "the interrupted run left its work folder");
 }
+
+#[test]
+fn a_depfile_inside_the_output_is_refused_before_writing() {
+    let dir = tempfile::tempdir().unwrap();
+    model_in(dir.path());
+    let o = kpgen(
+        dir.path(),
+        &["build", "spec.yaml", "--out", "out", "--depfile", "out/m.d"],
+    );
+    assert_refused(&o, "lies inside --out");
+    assert!(!dir.path().join("out").exists());
+    let o = kpgen(
+        dir.path(),
+        &["build", "spec.yaml", "--out", "out", "--depfile", "m.d"],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let d = std::fs::read_to_string(dir.path().join("m.d")).unwrap();
+    assert!(d.contains("out/c/safe.c") && d.contains("spec.yaml"), "{d}");
+}

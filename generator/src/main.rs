@@ -99,6 +99,10 @@ struct BuildArgs {
     /// Output directory: gets c/, rust/ and report.json. Replaced as a whole, never half-written.
     #[arg(long, default_value = "out")]
     out: PathBuf,
+    /// Also write a Make-syntax dependency file: the generated C sources depend on the spec
+    /// and every file it reads (for CMake's DEPFILE, Make and Ninja).
+    #[arg(long, value_name = "FILE.d")]
+    depfile: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -459,8 +463,37 @@ fn build(args: &BuildArgs) -> ExitCode {
         Err(e) => return report_errors(&e),
     };
     let protected = read_paths(&args.build, &generation.model);
+    if let Some(d) = &args.depfile {
+        // Checked before the output is written, so a refusal writes nothing.
+        let inside_out = std::path::absolute(d)
+            .ok()
+            .zip(std::path::absolute(&args.out).ok())
+            .is_some_and(|(d, o)| d.starts_with(o));
+        if d.is_dir() || inside_out {
+            let d = Diagnostic::new(
+                Place::file(Path::new("--depfile")),
+                format!(
+                    "{} is a folder or lies inside --out: expected a file beside the output",
+                    shown_path(d)
+                ),
+            );
+            return report_errors(&d.into());
+        }
+    }
     if let Err(e) = write_output(&args.out, &generation.files, &protected) {
         return report_errors(&e);
+    }
+    if let Some(depfile) = &args.depfile {
+        let name = &generation.model.name;
+        let targets = [
+            args.out.join(format!("c/{name}.c")),
+            args.out.join(format!("c/{name}.h")),
+        ];
+        let text = kpgen::output::depfile_text(&targets, &protected);
+        if let Err(e) = kpgen::output::write_file(depfile, &text) {
+            say!("kpgen: {e}");
+            return ExitCode::from(EXIT_BAD_INPUT);
+        }
     }
     let t = &generation.report.totals;
     say!(

@@ -471,6 +471,33 @@ pub fn write_file(path: &Path, text: &str) -> Result<(), OutputError> {
     Ok(())
 }
 
+/// A Make-syntax dependency file (as `gcc -MD` writes, read by Make, Ninja and CMake's
+/// `DEPFILE`): `targets` depend on `inputs`. Paths are made absolute; spaces, `#` and `$`
+/// escaped as Make needs.
+pub fn depfile_text(targets: &[PathBuf], inputs: &[PathBuf]) -> String {
+    let escape = |p: &PathBuf| {
+        let abs = std::path::absolute(p).unwrap_or_else(|_| p.clone());
+        abs.to_string_lossy()
+            .replace('\\', "\\\\")
+            .replace(' ', "\\ ")
+            .replace('#', "\\#")
+            .replace('$', "$$")
+    };
+    let mut text = targets.iter().map(escape).collect::<Vec<_>>().join(" ");
+    text.push(':');
+    let mut seen = Vec::new();
+    for input in inputs {
+        let e = escape(input);
+        if !seen.contains(&e) {
+            text.push_str(" \\\n  ");
+            text.push_str(&e);
+            seen.push(e);
+        }
+    }
+    text.push('\n');
+    text
+}
+
 /// Prepares `dir` as a kpgen work folder: created with kpgen's marker if missing, emptied if it
 /// holds the marker, refused otherwise (a folder of the user's is never emptied).
 pub fn claim_work_dir(dir: &Path) -> Result<(), OutputError> {
@@ -591,6 +618,19 @@ mod tests {
         let out = dir.path().join("new/out");
         assert!(write_output(&out, &bad, &[]).is_err());
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn depfiles_escape_what_make_reads_specially() {
+        let text = depfile_text(
+            &[PathBuf::from("/o/c/m.c")],
+            &[
+                PathBuf::from("/a b/s.yaml"),
+                PathBuf::from("/x$#.npy"),
+                PathBuf::from("/a b/s.yaml"),
+            ],
+        );
+        assert_eq!(text, "/o/c/m.c: \\\n  /a\\ b/s.yaml \\\n  /x$$\\#.npy\n");
     }
 
     #[test]

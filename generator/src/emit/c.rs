@@ -337,6 +337,22 @@ struct KernelText {
     body: String,
 }
 
+/// `c/CMakeLists.txt` and `c/kpgen.mk`: the output as a CMake library and a Make fragment.
+#[derive(Template)]
+#[template(path = "c/CMakeLists.txt", escape = "none")]
+struct CMakeLists<'a> {
+    name: &'a str,
+    target: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "c/kpgen.mk", escape = "none")]
+struct MakeFragment<'a> {
+    name: &'a str,
+    upper: &'a str,
+    target: &'a str,
+}
+
 #[derive(Template)]
 #[template(path = "c/model.c", escape = "none")]
 struct Source<'a> {
@@ -596,6 +612,15 @@ pub fn emit(p: &Program) -> Result<Vec<GeneratedFile>, askama::Error> {
             "float"
         },
     };
+    let cmake = CMakeLists {
+        name: &p.name,
+        target: &p.target,
+    };
+    let make = MakeFragment {
+        name: &p.name,
+        upper: &source.upper,
+        target: &p.target,
+    };
     Ok(vec![
         GeneratedFile {
             path: format!("c/{}.h", p.name),
@@ -604,6 +629,14 @@ pub fn emit(p: &Program) -> Result<Vec<GeneratedFile>, askama::Error> {
         GeneratedFile {
             path: format!("c/{}.c", p.name),
             contents: source.render()?,
+        },
+        GeneratedFile {
+            path: "c/CMakeLists.txt".to_owned(),
+            contents: cmake.render()?,
+        },
+        GeneratedFile {
+            path: "c/kpgen.mk".to_owned(),
+            contents: make.render()?,
         },
     ])
 }
