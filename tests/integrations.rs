@@ -166,3 +166,15 @@ fn make_includes_kpgen_mk() {
         .arg(format!("BUILD={}", build.display())));
     check_firmware(&build.join("app.elf"));
 }
+
+#[test]
+fn cargo_build_rs_generates_the_model() {
+    // A target folder of its own inside the workspace's, so reruns are incremental.
+    let target_dir = repo().join("target/rust_app");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    run(Command::new(cargo)
+        .current_dir(repo().join("examples/rust_app"))
+        .args(["build", "--release", "--locked"])
+        .env("CARGO_TARGET_DIR", &target_dir));
+    check_firmware(&target_dir.join("thumbv7em-none-eabihf/release/kpgen-rust-app"));
+}

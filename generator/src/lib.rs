@@ -9,6 +9,7 @@
 //! generated output is checked against; [`harness`] runs that check under QEMU.
 
 pub mod bench;
+pub mod builder;
 pub mod diagnostic;
 pub mod emit;
 pub mod fixed;
@@ -30,6 +31,7 @@ pub mod toolchain;
 
 use std::path::Path;
 
+pub use builder::Builder;
 use diagnostic::{Diagnostic, Diagnostics, Place};
 use emit::GeneratedFile;
 use model::Model;

@@ -435,24 +435,34 @@ fn targets() -> ExitCode {
     ExitCode::SUCCESS
 }
 
+impl BuildOptions {
+    fn builder(&self) -> kpgen::Builder {
+        let mut b = kpgen::Builder::new(&self.spec).target(&self.target);
+        if let Some(p) = self.precision {
+            b = b.precision(p);
+        }
+        if let Some(c) = &self.calibrate {
+            b = b.calibrate(c);
+        }
+        if let Some(f) = self.flash_budget {
+            b = b.flash_budget(f);
+        }
+        if let Some(r) = self.ram_budget {
+            b = b.ram_budget(r);
+        }
+        b
+    }
+}
+
 fn generate(opts: &BuildOptions) -> Result<(target::Target, kpgen::Generation), Diagnostics> {
-    let mut target = target::lookup(&opts.target)?;
-    target.budget.flash = opts.flash_budget.unwrap_or(target.budget.flash);
-    target.budget.ram = opts.ram_budget.unwrap_or(target.budget.ram);
-    let mut model = kpgen::load_for_target(&kpgen::input::Reader::disk(), &opts.spec, &target)?;
-    if let Some(p) = opts.precision {
-        model.precision = p;
-    }
-    if let Some(c) = &opts.calibrate {
-        model.calibration = Some(c.clone());
-    }
+    let (target, generation) = opts.builder().generate()?;
+    let model = &generation.model;
     if model.precision.is_fixed() && model.calibration.is_none() {
         say!(
             "kpgen: note: no calibration data (spec `calibration:` or --calibrate): scales come from {}",
             kpgen::DEFAULT_CALIBRATION
         );
     }
-    let generation = kpgen::generate_model(&model, &target)?;
     Ok((target, generation))
 }
 
@@ -462,7 +472,7 @@ fn build(args: &BuildArgs) -> ExitCode {
         Ok(g) => g,
         Err(e) => return report_errors(&e),
     };
-    let protected = read_paths(&args.build, &generation.model);
+    let protected = read_paths(&args.build, &generation);
     if let Some(d) = &args.depfile {
         // Checked before the output is written, so a refusal writes nothing.
         let inside_out = std::path::absolute(d)
@@ -528,14 +538,8 @@ fn output_error(e: &kpgen::output::OutputError) -> Diagnostics {
 }
 
 /// Everything a build reads: its output may not replace their folders.
-fn read_paths(opts: &BuildOptions, model: &kpgen::model::Model) -> Vec<PathBuf> {
-    let mut paths = model.sources.clone();
-    paths.push(opts.spec.clone());
-    paths.extend(model.calibration.clone());
-    if Path::new(&opts.target).is_file() {
-        paths.push(PathBuf::from(&opts.target));
-    }
-    paths
+fn read_paths(opts: &BuildOptions, generation: &kpgen::Generation) -> Vec<PathBuf> {
+    opts.builder().inputs(generation)
 }
 
 fn fmt_err(e: f64) -> String {
@@ -616,7 +620,7 @@ fn test(args: &TestArgs) -> ExitCode {
         Err(e) => return report_errors(&e),
     };
     let model = &generation.model;
-    let mut protected = read_paths(&args.build, model);
+    let mut protected = read_paths(&args.build, &generation);
     protected.extend(
         [&args.inputs, &args.lengths, &args.labels, &args.work_dir]
             .into_iter()
