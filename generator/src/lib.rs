@@ -20,6 +20,7 @@ pub mod kernel;
 pub mod model;
 pub mod output;
 pub mod plan;
+pub mod progress;
 pub mod quant;
 pub mod reference;
 pub mod report;

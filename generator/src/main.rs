@@ -36,6 +36,70 @@ macro_rules! out_raw {
     }};
 }
 
+/// Progress on stderr: one line per event, and on a terminal, once the run has taken two
+/// seconds, a bar below them (steps done of all, elapsed, estimate).
+struct ProgressView {
+    bar: indicatif::ProgressBar,
+    started: Instant,
+    terminal: bool,
+    shown: std::sync::atomic::AtomicBool,
+}
+
+impl ProgressView {
+    fn new(what: &str) -> Self {
+        use std::io::IsTerminal as _;
+        let bar = indicatif::ProgressBar::hidden();
+        if let Ok(style) = indicatif::ProgressStyle::with_template(
+            "{prefix} [{bar:30}] {pos}/{len} in {elapsed}, about {eta} to go",
+        ) {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        bar.set_prefix(what.to_owned());
+        ProgressView {
+            bar,
+            started: Instant::now(),
+            terminal: std::io::stderr().is_terminal(),
+            shown: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    fn show(&self, event: kpgen::progress::Progress) {
+        use kpgen::progress::Progress;
+        use std::sync::atomic::Ordering;
+        let line = match event {
+            Progress::Total(n) => {
+                self.bar.set_length(n as u64);
+                None
+            }
+            Progress::Done(line) => {
+                self.bar.inc(1);
+                Some(line)
+            }
+            Progress::Note(line) => Some(line),
+        };
+        if self.terminal
+            && self.started.elapsed() > Duration::from_secs(2)
+            && !self.shown.swap(true, Ordering::SeqCst)
+        {
+            self.bar
+                .set_draw_target(indicatif::ProgressDrawTarget::stderr());
+            self.bar.enable_steady_tick(Duration::from_millis(250));
+        }
+        if let Some(line) = line {
+            let line = kpgen::diagnostic::shown_lines(line);
+            if self.shown.load(Ordering::SeqCst) {
+                self.bar.println(line);
+            } else {
+                say!("{line}");
+            }
+        }
+    }
+
+    fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
+}
+
 /// A path as printed: a newline or escape sequence in it cannot fake a line of kpgen's.
 fn shown_path(p: &Path) -> String {
     kpgen::diagnostic::shown(&p.display().to_string())
@@ -348,7 +412,10 @@ fn bench(args: &BenchArgs) -> ExitCode {
         }),
     };
     let started = Instant::now();
-    let run = match bench::run(&options, &|line| say!("{line}")) {
+    let view = ProgressView::new("kpgen bench");
+    let run = bench::run(&options, &|event| view.show(event));
+    view.finish();
+    let run = match run {
         Ok(r) => r,
         Err(e) => {
             say!("kpgen bench: {e}");
@@ -740,8 +807,16 @@ fn test(args: &TestArgs) -> ExitCode {
         inputs.sequences.len(),
         inputs.steps
     );
-    let mut log = |line: &str| say!("{line}");
-    let outcome = harness::run_suite(&platform, &target, &generation, &inputs, &opts, &mut log);
+    let view = ProgressView::new("kpgen test");
+    let outcome = harness::run_suite(
+        &platform,
+        &target,
+        &generation,
+        &inputs,
+        &opts,
+        &mut |event| view.show(event),
+    );
+    view.finish();
     let suite = match outcome {
         Ok(s) => s,
         Err(e) => {

@@ -123,8 +123,12 @@ fn jobs_of(o: &BenchOptions) -> Vec<Job> {
     jobs
 }
 
-/// Runs the benchmark; `progress` gets one line per finished measurement.
-pub fn run(o: &BenchOptions, progress: &(dyn Fn(&str) + Sync)) -> Result<BenchRun, String> {
+/// Runs the benchmark; `progress` gets the number of jobs, then one line per finished
+/// measurement (a job measures kpgen and, once per shape, the dense baseline).
+pub fn run(
+    o: &BenchOptions,
+    progress: &(dyn Fn(crate::progress::Progress) + Sync),
+) -> Result<BenchRun, String> {
     let toolchain = crate::harness::firmware::locate_toolchain().map_err(|e| e.to_string())?;
     std::fs::create_dir_all(&o.work_dir)
         .map_err(|e| format!("create {}: {e}", o.work_dir.display()))?;
@@ -142,6 +146,7 @@ pub fn run(o: &BenchOptions, progress: &(dyn Fn(&str) + Sync)) -> Result<BenchRu
     };
     let jobs = jobs_of(o);
     let total = jobs.len();
+    progress(crate::progress::Progress::Total(total));
     let queue = Mutex::new(jobs.into_iter().enumerate().collect::<Vec<_>>());
     let results: Mutex<Vec<(usize, Vec<Measurement>)>> = Mutex::new(Vec::new());
     // The dense baseline depends only on (rows, cols, core, precision): run it once.
@@ -160,8 +165,14 @@ pub fn run(o: &BenchOptions, progress: &(dyn Fn(&str) + Sync)) -> Result<BenchRu
                 let target = &o.targets[job.target];
                 match firmware::measure(&env, layer, target, job.precision, &dense_done) {
                     Ok(ms) => {
-                        for m in &ms {
-                            progress(&report::progress_line(m, total));
+                        for (i, m) in ms.iter().enumerate() {
+                            let line = report::progress_line(m, total);
+                            // The job's last measurement completes it.
+                            progress(if i + 1 == ms.len() {
+                                crate::progress::Progress::Done(&line)
+                            } else {
+                                crate::progress::Progress::Note(&line)
+                            });
                         }
                         if let Ok(mut r) = results.lock() {
                             r.push((index, ms));

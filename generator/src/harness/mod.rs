@@ -343,7 +343,7 @@ pub fn run_suite(
     generation: &Generation,
     inputs: &TestInputs,
     opts: &RunOptions,
-    log: &mut dyn FnMut(&str),
+    log: &mut dyn FnMut(crate::progress::Progress),
 ) -> Result<Suite, HarnessError> {
     let reference = reference_outputs(&generation.model, inputs);
     let mut variants = vec![("model", generation.clone())];
@@ -367,7 +367,7 @@ pub fn run_suite(
                  RAM; the emulated {} maps {} B and {} B",
                 target.qemu.machine, target.memory.flash_size, target.memory.ram_size
             );
-            log(&format!("  {note}"));
+            log(crate::progress::Progress::Note(&format!("  {note}")));
             notes.push(note);
         } else {
             let dense = crate::generate_model(&dense_model, &target.unbudgeted())
@@ -375,6 +375,9 @@ pub fn run_suite(
             variants.push(("dense", dense));
         }
     }
+    log(crate::progress::Progress::Total(
+        variants.len() * opts.langs.len(),
+    ));
     let mut results = Vec::new();
     for (variant, gen) in &variants {
         for &lang in &opts.langs {
@@ -398,7 +401,7 @@ pub fn run_suite(
                     opts.tolerance,
                 ),
             };
-            log(&format!(
+            log(crate::progress::Progress::Done(&format!(
                 "  {variant} {:<4}: built and ran in {:.1} s, {}",
                 lang.as_str(),
                 started.elapsed().as_secs_f64(),
@@ -408,7 +411,7 @@ pub fn run_suite(
                     (false, false) => "DIFFERS from the reference",
                     (false, true) => "DIFFERS from the integer reference",
                 }
-            ));
+            )));
             results.push(LangResult {
                 lang,
                 variant,
