@@ -143,6 +143,11 @@ fn report() {
 }
 
 #[test]
+fn report_page() {
+    insta::assert_snapshot!(file(&generate(), "report.html"));
+}
+
+#[test]
 fn the_plan_uses_every_construct() {
     let g = generate();
     let r = &g.report;

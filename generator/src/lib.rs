@@ -24,6 +24,7 @@ pub mod progress;
 pub mod quant;
 pub mod reference;
 pub mod report;
+pub mod report_html;
 pub mod shapes;
 pub mod spec;
 pub mod target;
@@ -101,6 +102,10 @@ pub fn generate_model(model: &Model, target: &Target) -> Result<Generation, Diag
     files.push(GeneratedFile {
         path: "report.json".to_owned(),
         contents: json + "\n",
+    });
+    files.push(GeneratedFile {
+        path: "report.html".to_owned(),
+        contents: report_html::render(&report, &plan, None),
     });
     Ok(Generation {
         model: model.clone(),

@@ -100,6 +100,31 @@ impl ProgressView {
     }
 }
 
+/// What `kpgen test` measured, as the HTML report shows it.
+fn measured_of(suite: &harness::Suite) -> kpgen::report_html::Measured {
+    kpgen::report_html::Measured {
+        platform: suite.platform.clone(),
+        sequences: suite.sequences,
+        reference_accuracy: suite.reference_accuracy,
+        rows: suite
+            .results
+            .iter()
+            .map(|r| kpgen::report_html::MeasuredRow {
+                variant: r.variant.to_owned(),
+                lang: r.lang.as_str().to_owned(),
+                pass: r.comparison.pass,
+                max_abs_error: r.comparison.max_abs_error,
+                accuracy: r.comparison.accuracy,
+                instructions_per_step: r.cost.as_ref().map(|c| c.instructions_per_step),
+                flash_bytes: r.cost.as_ref().map(|c| c.flash_bytes),
+                ram_bytes: r.cost.as_ref().map(|c| c.ram_bytes),
+                stack_bytes: r.cost.as_ref().map(|c| c.stack_bytes),
+            })
+            .collect(),
+        notes: suite.notes.clone(),
+    }
+}
+
 /// A path as printed: a newline or escape sequence in it cannot fake a line of kpgen's.
 fn shown_path(p: &Path) -> String {
     kpgen::diagnostic::shown(&p.display().to_string())
@@ -843,8 +868,18 @@ fn test(args: &TestArgs) -> ExitCode {
         let mut files = generation.files.clone();
         let mut report = generation.report.clone();
         report.measured = serde_json::to_value(&suite).ok();
-        if let Some(f) = files.iter_mut().find(|f| f.path == "report.json") {
-            f.contents = serde_json::to_string_pretty(&report).unwrap_or_default() + "\n";
+        let measured = measured_of(&suite);
+        for f in &mut files {
+            match f.path.as_str() {
+                "report.json" => {
+                    f.contents = serde_json::to_string_pretty(&report).unwrap_or_default() + "\n";
+                }
+                "report.html" => {
+                    f.contents =
+                        kpgen::report_html::render(&report, &generation.plan, Some(&measured));
+                }
+                _ => {}
+            }
         }
         if let Err(e) = write_output(out, &files, &protected) {
             return report_errors(&e);
