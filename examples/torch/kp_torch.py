@@ -1,0 +1,156 @@
+"""Kronecker-product layers for PyTorch, in the forms kpgen compiles.
+
+- `KPLinear`: y = (A ⊗ B) x (+ S x for doped KP), never expanding the product: x is viewed
+  as an n1 x n2 matrix X and y = vec(A X Bᵀ), the same reshape-multiply kpgen emits.
+- `HKPLinear`: hybrid KP, the first `dense_rows` rows of W kept dense, the rest A ⊗ B.
+- `KPLSTM`: a one-layer LSTM (PyTorch's gate order i, f, g, o) whose input and recurrent
+  matrices are `KPLinear`s, and `KPClassifier`: that LSTM and a dense head.
+
+Parameter names follow PyTorch's nn.LSTM / nn.Linear where they apply (`weight_ih_l0`,
+`bias_hh_l0`, `head.weight`); a structured weight's factors are `<name>.A`, `<name>.B`, its
+overlay `<name>.S` and hybrid rows `<name>.U`. `kpgen_spec` writes the kpgen spec that reads
+exactly these names from the exported .safetensors file.
+
+kpgen does not compile HKP yet (it is planned); `export` refuses a model that uses it.
+"""
+
+import torch
+from torch import nn
+
+
+class KPLinear(nn.Module):
+    """W = A ⊗ B (m1 m2 x n1 n2), optionally doped: W = A ⊗ B + S with S zero off `mask`."""
+
+    def __init__(self, m1, n1, m2, n2, dope_mask=None, scale=0.5):
+        super().__init__()
+        self.A = nn.Parameter(torch.randn(m1, n1) * scale / n1**0.5)
+        self.B = nn.Parameter(torch.randn(m2, n2) * scale / n2**0.5)
+        if dope_mask is not None:
+            self.register_buffer("mask", dope_mask.to(torch.float32))
+            self.S = nn.Parameter(torch.zeros(m1 * m2, n1 * n2))
+        else:
+            self.mask = None
+            self.S = None
+
+    @property
+    def shape(self):
+        (m1, n1), (m2, n2) = self.A.shape, self.B.shape
+        return m1 * m2, n1 * n2
+
+    def forward(self, x):
+        # x: (batch, n1 n2) -> X: (batch, n1, n2); Y = A X Bᵀ -> (batch, m1 m2), row-major,
+        # which matches numpy's kron: W[i1 m2 + i2, j1 n2 + j2] = A[i1, j1] B[i2, j2].
+        (m1, n1), (m2, n2) = self.A.shape, self.B.shape
+        X = x.reshape(-1, n1, n2)
+        y = torch.matmul(torch.matmul(self.A, X), self.B.T).reshape(-1, m1 * m2)
+        if self.S is not None:
+            y = y + x @ (self.S * self.mask).T
+        return y
+
+    def dense(self):
+        w = torch.kron(self.A, self.B)
+        if self.S is not None:
+            w = w + self.S * self.mask
+        return w
+
+
+class HKPLinear(nn.Module):
+    """Hybrid KP: W = [U ; A ⊗ B], U the first `dense_rows` rows (dense), A ⊗ B the rest."""
+
+    def __init__(self, dense_rows, cols, m1, n1, m2, n2, scale=0.5):
+        super().__init__()
+        assert n1 * n2 == cols
+        self.U = nn.Parameter(torch.randn(dense_rows, cols) * scale / cols**0.5)
+        self.kp = KPLinear(m1, n1, m2, n2, scale=scale)
+
+    def forward(self, x):
+        return torch.cat([x @ self.U.T, self.kp(x)], dim=-1)
+
+
+class KPLSTM(nn.Module):
+    """One LSTM layer, gates i, f, g, o as in nn.LSTM, with KP input and recurrent matrices."""
+
+    def __init__(self, inputs, hidden, ih_shape, hh_shape, hh_dope_mask=None):
+        super().__init__()
+        self.hidden = hidden
+        self.weight_ih_l0 = KPLinear(*ih_shape)
+        self.weight_hh_l0 = KPLinear(*hh_shape, dope_mask=hh_dope_mask)
+        assert self.weight_ih_l0.shape == (4 * hidden, inputs)
+        assert self.weight_hh_l0.shape == (4 * hidden, hidden)
+        self.bias_ih_l0 = nn.Parameter(torch.zeros(4 * hidden))
+        self.bias_hh_l0 = nn.Parameter(torch.zeros(4 * hidden))
+        with torch.no_grad():
+            self.bias_ih_l0[hidden : 2 * hidden] = 1.0  # forget-gate bias, the usual start
+
+    def forward(self, x, lengths=None):
+        """x: (batch, steps, inputs); returns the last valid hidden state (batch, hidden)."""
+        batch, steps, _ = x.shape
+        h = x.new_zeros(batch, self.hidden)
+        c = x.new_zeros(batch, self.hidden)
+        for t in range(steps):
+            gates = (
+                self.weight_ih_l0(x[:, t])
+                + self.bias_ih_l0
+                + self.weight_hh_l0(h)
+                + self.bias_hh_l0
+            )
+            i, f, g, o = gates.chunk(4, dim=-1)
+            c_new = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+            h_new = torch.sigmoid(o) * torch.tanh(c_new)
+            if lengths is None:
+                h, c = h_new, c_new
+            else:
+                keep = (t < lengths).unsqueeze(-1)
+                h, c = torch.where(keep, h_new, h), torch.where(keep, c_new, c)
+        return h
+
+
+class KPClassifier(nn.Module):
+    """KP(DKP) LSTM + dense head: the shape of kpgen's bundled examples."""
+
+    def __init__(self, inputs, hidden, classes, ih_shape, hh_shape, hh_dope_mask=None):
+        super().__init__()
+        self.lstm = KPLSTM(inputs, hidden, ih_shape, hh_shape, hh_dope_mask)
+        self.head = nn.Linear(hidden, classes)
+
+    def forward(self, x, lengths=None):
+        return self.head(self.lstm(x, lengths))
+
+
+def tensors(model: KPClassifier):
+    """The exported tensors, by name (float32, contiguous)."""
+    out = {}
+    for name, p in model.named_parameters():
+        out[name] = p.detach().to(torch.float32).contiguous()
+    for name, m in model.named_modules():
+        if isinstance(m, HKPLinear):
+            raise SystemExit(f"{name}: kpgen does not compile hybrid KP yet")
+        if isinstance(m, KPLinear) and m.S is not None:
+            # The overlay as kpgen reads it: the full matrix, zero where not doped.
+            out[f"{name}.S"] = (m.S * m.mask).detach().to(torch.float32).contiguous()
+    return out
+
+
+def kpgen_spec(name, model: KPClassifier, inputs, steps, weights_file):
+    """The kpgen spec reading `weights_file` (a .safetensors of `tensors(model)`)."""
+    lstm = model.lstm
+    hh = f"{{kron: [{weights_file}:lstm.weight_hh_l0.A, {weights_file}:lstm.weight_hh_l0.B]"
+    if lstm.weight_hh_l0.S is not None:
+        hh += f", dope: {weights_file}:lstm.weight_hh_l0.S"
+    hh += "}"
+    return f"""# Exported from PyTorch by examples/torch/train_export.py.
+name: {name}
+input: {{features: {inputs}, steps: {steps}}}
+layers:
+  - kind: lstm
+    units: {lstm.hidden}
+    w_ih: {{kron: [{weights_file}:lstm.weight_ih_l0.A, {weights_file}:lstm.weight_ih_l0.B]}}
+    w_hh: {hh}
+    b_ih: {weights_file}:lstm.bias_ih_l0
+    b_hh: {weights_file}:lstm.bias_hh_l0
+  - kind: dense
+    units: {model.head.out_features}
+    w: {weights_file}:head.weight
+    b: {weights_file}:head.bias
+    activation: none
+"""

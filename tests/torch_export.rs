@@ -1,0 +1,95 @@
+//! The PyTorch path: examples/torch/train_export.py trains a doped-KP LSTM in PyTorch on the
+//! digits data set and exports .safetensors + spec; kpgen's float reference reproduces
+//! PyTorch's logits and classes, and `kpgen test` proves the generated C and Rust equal that
+//! reference. Needs the PyTorch environment `ci/setup` creates (target/torch-venv); fails,
+//! never skips, without it.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use kpgen::harness::{reference_outputs, TestInputs};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn python() -> PathBuf {
+    let p = std::env::var_os("KPGEN_TORCH_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join("target/torch-venv/bin/python"));
+    assert!(
+        p.exists(),
+        "{} missing: run ci/setup (it creates the PyTorch environment), or set KPGEN_TORCH_PYTHON",
+        p.display()
+    );
+    p
+}
+
+#[test]
+fn kpgen_reproduces_a_pytorch_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("export");
+    let run = Command::new(python())
+        .arg(repo().join("examples/torch/train_export.py"))
+        .args(["--epochs", "3", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    let log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(run.status.success(), "train_export.py failed:\n{log}");
+
+    // kpgen's f64 reference against PyTorch's float32 forward pass.
+    let spec = out.join("spec.yaml");
+    let model = kpgen::load(&spec).unwrap_or_else(|e| panic!("{}", e.render()));
+    let inputs = TestInputs::from_file(&out.join("test_x.npy"), model.steps, model.input_features)
+        .and_then(|i| i.with_lengths(&out.join("test_len.npy")))
+        .unwrap_or_else(|e| panic!("{}", e.render()));
+    let reference = reference_outputs(&model, &inputs);
+    let torch = kpgen::tensor::load("torch_logits.npy", &out).unwrap();
+    let classes = model.output_size();
+    assert_eq!(torch.shape, [reference.len(), classes]);
+    let argmax = |v: &[f64]| (0..v.len()).max_by(|&a, &b| v[a].total_cmp(&v[b])).unwrap();
+    let mut worst = 0.0f64;
+    for (s, r) in reference.iter().enumerate() {
+        let t = &torch.data[s * classes..(s + 1) * classes];
+        for (a, b) in r.iter().zip(t) {
+            worst = worst.max((a - b).abs() / b.abs().max(1.0));
+        }
+        assert_eq!(argmax(r), argmax(t), "sequence {s}: classes differ");
+    }
+    assert!(
+        worst < 1e-4,
+        "reference vs PyTorch: relative error {worst:.2e}"
+    );
+
+    // The generated C and Rust against the reference, and the accuracy PyTorch reported.
+    let test = Command::new(env!("CARGO_BIN_EXE_kpgen"))
+        .arg("test")
+        .arg(&spec)
+        .arg("--inputs")
+        .arg(out.join("test_x.npy"))
+        .arg("--lengths")
+        .arg(out.join("test_len.npy"))
+        .arg("--labels")
+        .arg(out.join("test_y.npy"))
+        .args(["--host", "cc", "--no-dense"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&test.stdout);
+    assert!(
+        test.status.success(),
+        "kpgen test:\n{stdout}{}",
+        String::from_utf8_lossy(&test.stderr)
+    );
+    let metrics: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap();
+    let torch_accuracy = metrics["torch_accuracy"].as_f64().unwrap();
+    assert!(
+        stdout.contains(&format!("reference {:.2}%", 100.0 * torch_accuracy)),
+        "accuracy differs from PyTorch's {torch_accuracy}:\n{stdout}"
+    );
+}
