@@ -203,6 +203,22 @@ fn a_symbolic_link_is_not_followed_or_replaced() {
     assert!(dir.path().join("real/keep").is_file());
 }
 
+/// A quick host run of the C in the work folder `work`.
+const TEST_IN_WORK: [&str; 12] = [
+    "test",
+    "spec.yaml",
+    "--host",
+    "cc",
+    "--count",
+    "1",
+    "--lang",
+    "c",
+    "--no-dense",
+    "--work-dir",
+    "work",
+    "--seed=1",
+];
+
 #[test]
 fn kpgen_test_refuses_its_out_before_running_and_keeps_a_users_work_folder() {
     let dir = tempfile::tempdir().unwrap();
@@ -229,22 +245,7 @@ fn kpgen_test_refuses_its_out_before_running_and_keeps_a_users_work_folder() {
     let work = dir.path().join("work");
     std::fs::create_dir_all(work.join("model-c")).unwrap();
     std::fs::write(work.join("model-c/keep"), "x").unwrap();
-    let o = kpgen(
-        dir.path(),
-        &[
-            "test",
-            "spec.yaml",
-            "--host",
-            "cc",
-            "--count",
-            "1",
-            "--lang",
-            "c",
-            "--no-dense",
-            "--work-dir",
-            "work",
-        ],
-    );
+    let o = kpgen(dir.path(), &TEST_IN_WORK);
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(2), "{err}");
     assert!(err.contains("not a kpgen work folder"), "{err}");
@@ -253,22 +254,7 @@ fn kpgen_test_refuses_its_out_before_running_and_keeps_a_users_work_folder() {
     // Given an empty work folder, it runs and can run again in it.
     std::fs::remove_dir_all(&work).unwrap();
     for _ in 0..2 {
-        let o = kpgen(
-            dir.path(),
-            &[
-                "test",
-                "spec.yaml",
-                "--host",
-                "cc",
-                "--count",
-                "1",
-                "--lang",
-                "c",
-                "--no-dense",
-                "--work-dir",
-                "work",
-            ],
-        );
+        let o = kpgen(dir.path(), &TEST_IN_WORK);
         assert!(o.status.success(), "{}", stderr(&o));
     }
 }

@@ -93,6 +93,27 @@ pub struct Totals {
     pub state_bytes: usize,
 }
 
+/// 1234567 as "1,234,567", for tables people read.
+pub fn thousands(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+#[test]
+fn thousands_are_grouped() {
+    assert_eq!(thousands(1234567), "1,234,567");
+    assert_eq!(thousands(123), "123");
+    assert_eq!(thousands(0), "0");
+}
+
 fn ratio(a: usize, b: usize) -> f64 {
     let r = a as f64 / b.max(1) as f64;
     (r * 100.0).round() / 100.0

@@ -5,7 +5,7 @@
 use askama::Template;
 
 use crate::plan::Plan;
-use crate::report::{MatrixReport, Report};
+use crate::report::{thousands, MatrixReport, Report};
 
 /// What `kpgen test` measured, per language and variant, for the page's last section.
 #[derive(Debug, Clone, Default)]
@@ -78,8 +78,8 @@ pub fn render(report: &Report, plan: &Plan, measured: Option<&Measured>) -> Stri
                 "parameters".into(),
                 format!(
                     "{} stored for {} dense ({:.2}x)",
-                    group(t.params_stored as u64),
-                    group(t.params_dense as u64),
+                    thousands(t.params_stored as u64),
+                    thousands(t.params_dense as u64),
                     t.compression
                 ),
             ),
@@ -87,21 +87,21 @@ pub fn render(report: &Report, plan: &Plan, measured: Option<&Measured>) -> Stri
                 "MACs per step".into(),
                 format!(
                     "{} (dense {})",
-                    group(t.macs_per_step as u64),
-                    group(t.dense_macs_per_step as u64)
+                    thousands(t.macs_per_step as u64),
+                    thousands(t.dense_macs_per_step as u64)
                 ),
             ),
             (
                 "weights".into(),
                 format!(
                     "{} B + {} B of overlay indices",
-                    group(t.weight_bytes as u64),
-                    group(t.overlay_index_bytes as u64)
+                    thousands(t.weight_bytes as u64),
+                    thousands(t.overlay_index_bytes as u64)
                 ),
             ),
             (
                 "state (RAM)".into(),
-                format!("{} B", group(t.state_bytes as u64)),
+                format!("{} B", thousands(t.state_bytes as u64)),
             ),
         ],
         notes: report.notes.clone(),
@@ -144,19 +144,6 @@ fn precision_name(report: &Report) -> &'static str {
     }
 }
 
-/// 1234567 as "1,234,567".
-fn group(v: u64) -> String {
-    let s = v.to_string();
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
 fn matrix_row(layer: usize, kind: &str, m: &MatrixReport) -> Vec<String> {
     let structure = match (&m.kron, m.rank) {
         (Some(k), _) => format!("({}x{}) ⊗ ({}x{})", k.m1, k.n1, k.m2, k.n2),
@@ -193,10 +180,10 @@ fn matrix_row(layer: usize, kind: &str, m: &MatrixReport) -> Vec<String> {
             format!("unrolled: {}", m.unrolled.join(", "))
         },
         overlay,
-        group(m.params_stored as u64),
-        group(m.params_dense as u64),
+        thousands(m.params_stored as u64),
+        thousands(m.params_dense as u64),
         format!("{:.2}x", m.compression),
-        group(m.macs as u64),
+        thousands(m.macs as u64),
     ]
 }
 
@@ -220,7 +207,7 @@ fn quant_rows(report: &Report) -> Vec<Vec<String>> {
                 format!("{:.3e}", s.input_scale),
                 format!("{:.3e}", s.output_scale),
                 if s.wide { "int64" } else { "int32" }.to_owned(),
-                group(s.bound.unsigned_abs()),
+                thousands(s.bound.unsigned_abs()),
             ]);
         }
     }
@@ -271,11 +258,11 @@ fn bar_chart(title: &str, unit: &str, series: &[&str], rows: &[(String, Vec<u64>
                 bar_h - 2.0,
                 COLOURS[k % COLOURS.len()],
                 esc(series[k]),
-                group(*v),
+                thousands(*v),
                 unit,
                 label_w + w + 4.0,
                 y + bar_h - 4.0,
-                group(*v),
+                thousands(*v),
                 unit
             );
         }
@@ -347,7 +334,7 @@ fn measured_view(m: &Measured) -> MeasuredView {
         .rows
         .iter()
         .map(|r| {
-            let opt = |v: Option<u64>| v.map_or("-".to_owned(), group);
+            let opt = |v: Option<u64>| v.map_or("-".to_owned(), thousands);
             vec![
                 r.variant.clone(),
                 r.lang.clone(),
@@ -422,9 +409,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn numbers_are_grouped_and_text_escaped() {
-        assert_eq!(group(1234567), "1,234,567");
-        assert_eq!(group(12), "12");
+    fn text_is_escaped() {
         assert_eq!(esc("a<b & \"c\""), "a&lt;b &amp; &quot;c&quot;");
         let svg = bar_chart("t<", "B", &["s"], &[("r&".into(), vec![5])]);
         assert!(svg.contains("t&lt;") && svg.contains("r&amp;") && svg.starts_with("<svg"));

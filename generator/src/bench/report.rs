@@ -6,17 +6,7 @@ use std::fmt::Write;
 
 use super::{BenchRun, Measurement, CMSIS, KPGEN};
 
-fn thousands(n: u64) -> String {
-    let s = n.to_string();
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
+use crate::report::thousands;
 
 fn opt(n: Option<u64>) -> String {
     n.map_or("–".to_owned(), thousands)
