@@ -1,0 +1,143 @@
+//! `kpgen bench`: kpgen's kernels against CMSIS-DSP under QEMU, and the baseline gate.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use kpgen::target;
+
+use super::args::BenchArgs;
+use super::{report_errors, shown_path, ProgressView, EXIT_BAD_INPUT, EXIT_TEST_FAILED};
+
+pub fn bench(args: &BenchArgs) -> ExitCode {
+    use kpgen::bench;
+    let bad = |msg: String| {
+        say!("kpgen bench: {msg}");
+        ExitCode::from(EXIT_BAD_INPUT)
+    };
+    let mut layers = Vec::new();
+    if args.standard {
+        layers.extend(bench::standard_layers());
+    }
+    for text in &args.layers {
+        match bench::parse_layer(text) {
+            Ok(l) => layers.push(l),
+            Err(e) => return bad(e),
+        }
+    }
+    for spec in &args.specs {
+        match bench::layer::model_layers(spec) {
+            Ok(l) => layers.extend(l),
+            Err(d) => return report_errors(&d),
+        }
+    }
+    if layers.is_empty() {
+        return bad("nothing to benchmark: give --standard, --layer or --spec".into());
+    }
+    let names: Vec<String> = if args.targets.is_empty() {
+        [
+            "cortex-m0",
+            "cortex-m4",
+            "cortex-m7",
+            "cortex-m33",
+            "cortex-m55",
+        ]
+        .map(String::from)
+        .to_vec()
+    } else {
+        args.targets.clone()
+    };
+    let mut targets = Vec::new();
+    for n in &names {
+        match target::lookup(n) {
+            Ok(t) => targets.push(t),
+            Err(d) => return report_errors(&d),
+        }
+    }
+    let baseline = match &args.check {
+        Some(p) => match std::fs::read_to_string(p)
+            .map_err(|e| e.to_string())
+            .and_then(|t| serde_json::from_str::<bench::BenchRun>(&t).map_err(|e| e.to_string()))
+        {
+            Ok(b) => Some(b),
+            Err(e) => return bad(format!("cannot read the baseline {}: {e}", shown_path(p))),
+        },
+        None => None,
+    };
+    use kpgen::spec::Precision;
+    let options = bench::BenchOptions {
+        layers,
+        targets,
+        force_f32: !args.precisions.is_empty(),
+        precisions: if args.precisions.is_empty() {
+            vec![Precision::F32, Precision::Int16, Precision::Int8]
+        } else {
+            args.precisions.clone()
+        },
+        work_dir: args.work_dir.clone(),
+        cmsis: if args.no_cmsis {
+            bench::CmsisSource::Skip
+        } else if let Some(d) = &args.cmsis_dsp {
+            bench::CmsisSource::Dir(d.clone())
+        } else {
+            bench::CmsisSource::Fetch
+        },
+        jobs: args.jobs.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+        }),
+    };
+    let started = Instant::now();
+    let view = ProgressView::new("kpgen bench");
+    let run = bench::run(&options, &|event| view.show(event));
+    view.finish();
+    let run = match run {
+        Ok(r) => r,
+        Err(e) => {
+            say!("kpgen bench: {e}");
+            return ExitCode::from(EXIT_TEST_FAILED);
+        }
+    };
+    let table = bench::report::markdown(&run);
+    out!("{table}");
+    say!(
+        "kpgen bench: {} measurements in {:.0} s",
+        run.measurements.len(),
+        started.elapsed().as_secs_f64()
+    );
+    let write = |path: &Path, text: &str| {
+        kpgen::output::write_file(path, text).map_err(|e| kpgen::diagnostic::shown(&e.to_string()))
+    };
+    if let Some(p) = &args.json {
+        let json = serde_json::to_string_pretty(&run).unwrap_or_default() + "\n";
+        if let Err(e) = write(p, &json) {
+            return bad(e);
+        }
+    }
+    if let Some(p) = &args.markdown {
+        if let Err(e) = write(p, &table) {
+            return bad(e);
+        }
+    }
+    if let Some(b) = &baseline {
+        if !b.reason.is_empty() {
+            say!("kpgen bench: baseline: {}", b.reason);
+        }
+        let (regressions, notes) = bench::compare(&run, b, 0.02);
+        for n in &notes {
+            say!("kpgen bench: {n}");
+        }
+        if !regressions.is_empty() {
+            for r in &regressions {
+                say!("kpgen bench: REGRESSION {r}");
+            }
+            say!(
+                "kpgen bench: {} count(s) more than 2% above the baseline; if intended, \
+                 update the baseline in the same commit and say why in its `reason`",
+                regressions.len()
+            );
+            return ExitCode::from(EXIT_TEST_FAILED);
+        }
+        say!("kpgen bench: no regression against the baseline (2% gate)");
+    }
+    ExitCode::SUCCESS
+}

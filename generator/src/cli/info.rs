@@ -1,0 +1,64 @@
+//! `kpgen shapes` and `kpgen targets`: answers that need no model.
+
+use std::process::ExitCode;
+
+use kpgen::{shapes, target};
+
+use super::args::ShapesArgs;
+use super::EXIT_BAD_INPUT;
+
+pub fn shapes_cmd(args: &ShapesArgs) -> ExitCode {
+    let out = if args.json {
+        shapes::render_json(args.m, args.n, args.top)
+    } else {
+        shapes::render_text(args.m, args.n, args.top)
+    };
+    match out {
+        Ok(text) => {
+            out_raw!("{text}");
+            if !text.ends_with('\n') {
+                out!();
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            say!("kpgen shapes: {e}");
+            ExitCode::from(EXIT_BAD_INPUT)
+        }
+    }
+}
+
+pub fn targets() -> ExitCode {
+    out!(
+        "{:<11} {:<6} {:<3} {:<3} {:<26} {:<12} {:>6} {:>5}  description",
+        "target",
+        "fpu",
+        "dsp",
+        "mve",
+        "rust",
+        "qemu",
+        "flash",
+        "ram"
+    );
+    let yes_no = |b: bool| if b { "yes" } else { "no" };
+    for t in target::builtin_targets() {
+        let fpu = match t.features.fpu {
+            target::Fpu::None => "none",
+            target::Fpu::Single => "single",
+            target::Fpu::Double => "double",
+        };
+        out!(
+            "{:<11} {:<6} {:<3} {:<3} {:<26} {:<12} {:>5}K {:>4}K  {}",
+            t.name,
+            fpu,
+            yes_no(t.features.dsp),
+            yes_no(t.features.mve),
+            t.rust.triple.as_deref().unwrap_or("no (C only)"),
+            t.qemu.machine,
+            t.budget.flash / 1024,
+            t.budget.ram / 1024,
+            t.description
+        );
+    }
+    ExitCode::SUCCESS
+}
