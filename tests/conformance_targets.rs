@@ -63,7 +63,7 @@ fn cases() -> Vec<Case> {
 
 fn run_case(platform: &Platform, target: &Target, case: &Case) -> Result<(), String> {
     let (_fixture, gen) = common::generate(case, target)?;
-    kpgen::target::check_budget(target, &gen.report).map_err(|d| d.render())?;
+    kpgen::report::check_budget(target, &gen.report).map_err(|d| d.render())?;
     let work = tempfile::Builder::new()
         .prefix(&format!("kpgen-{}-{}-", target.name, case.name()))
         .tempdir()
@@ -165,7 +165,7 @@ fn example_spec() -> PathBuf {
 /// runs with `--nocapture` show instructions per inference on every core.
 fn run_example(platform: &Platform, target: &Target) -> Result<(), String> {
     let gen = kpgen::generate(&example_spec(), target).map_err(|d| d.render())?;
-    kpgen::target::check_budget(target, &gen.report).map_err(|d| d.render())?;
+    kpgen::report::check_budget(target, &gen.report).map_err(|d| d.render())?;
     let work = tempfile::Builder::new()
         .prefix(&format!("kpgen-{}-example-", target.name))
         .tempdir()
@@ -321,11 +321,11 @@ fn an_over_budget_model_is_refused_unless_the_budget_is_raised() {
 
     // A library check on a built-in budget: within the M0's 64 KB / 8 KB.
     let gen = kpgen::generate(Path::new(spec), &target("cortex-m0")).unwrap();
-    assert!(kpgen::target::check_budget(&target("cortex-m0"), &gen.report).is_ok());
+    assert!(kpgen::report::check_budget(&target("cortex-m0"), &gen.report).is_ok());
     let mut tiny = target("cortex-m0");
     tiny.budget.flash = 100;
     tiny.budget.ram = 100;
-    let errors = kpgen::target::check_budget(&tiny, &gen.report).unwrap_err();
+    let errors = kpgen::report::check_budget(&tiny, &gen.report).unwrap_err();
     assert_eq!(errors.0.len(), 2, "{}", errors.render());
 }
 

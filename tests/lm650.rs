@@ -89,7 +89,7 @@ fn lm650_doped_kp_fits_cortex_m7_and_matches_the_reference_in_qemu() {
         totals.compression
     );
     // Within the M7 part's 2 MB flash / 512 KB RAM; the dense model (27 MB) is not.
-    kpgen::target::check_budget(&target, &generation.report)
+    kpgen::report::check_budget(&target, &generation.report)
         .unwrap_or_else(|e| panic!("{}", e.render()));
     assert!(4 * totals.params_dense as u64 > target.memory.flash_size);
 

@@ -25,6 +25,7 @@ pub mod quant;
 pub mod reference;
 pub mod report;
 pub mod report_html;
+pub mod sequences;
 pub mod shapes;
 pub mod spec;
 pub mod target;
@@ -82,14 +83,14 @@ pub fn load_with(reader: &input::Reader, spec_path: &Path) -> Result<Model, Diag
 /// checked as soon as the plan exists, before calibration or any code is generated.
 pub fn generate_model(model: &Model, target: &Target) -> Result<Generation, Diagnostics> {
     let plan = plan::plan_model(model, target);
-    target::check_budget(target, &report::build_report(model, &plan, None))?;
+    report::check_budget(target, &report::build_report(model, &plan, None))?;
     let quant = if model.precision.is_fixed() {
         Some(quantize(model, &plan)?)
     } else {
         None
     };
     let mut report = report::build_report(model, &plan, quant.as_ref());
-    target::check_budget(target, &report)?;
+    report::check_budget(target, &report)?;
     report.notes = target::build_notes(target, model.precision);
     let program = emit::lower(&plan, quant.as_ref());
     let mut files = emit::emit(&program).map_err(|e| {
@@ -124,11 +125,11 @@ pub const DEFAULT_CALIBRATION: &str =
 fn quantize(model: &Model, plan: &Plan) -> Result<QuantPlan, Diagnostics> {
     let (inputs, what) = match &model.calibration {
         Some(path) => (
-            harness::TestInputs::from_file(path, model.steps, model.input_features)?,
+            sequences::TestInputs::from_file(path, model.steps, model.input_features)?,
             path.display().to_string(),
         ),
         None => (
-            harness::TestInputs::random(64, model.steps, model.input_features, 0x5EED, 1.0),
+            sequences::TestInputs::random(64, model.steps, model.input_features, 0x5EED, 1.0),
             DEFAULT_CALIBRATION.to_owned(),
         ),
     };

@@ -4,8 +4,8 @@
 
 use serde::Serialize;
 
+use crate::model::cells::sigmoid;
 use crate::model::{Cell, Layer, Model, SparseMatrix, Weight, WeightForm};
-use crate::reference::sigmoid;
 use crate::shapes::{self, KronOrder, KronShape};
 use crate::spec::{Activation, LayerKind, Precision};
 use crate::target::Target;

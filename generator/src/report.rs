@@ -2,11 +2,13 @@
 
 use serde::Serialize;
 
+use crate::diagnostic::{Diagnostic, Diagnostics, Place};
 use crate::model::Model;
 use crate::plan::{MatrixPlan, OverlayEncoding, Plan, Product};
 use crate::quant::QuantPlan;
 use crate::shapes::{KronOrder, KronShape};
 use crate::spec::{LayerKind, Precision};
+use crate::target::Target;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
@@ -230,5 +232,64 @@ pub fn build_report(model: &Model, plan: &Plan, quant: Option<&QuantPlan>) -> Re
         layers,
         notes: Vec::new(),
         measured: None,
+    }
+}
+
+// ---- budgets ----------------------------------------------------------------------------------
+
+/// Bytes of flash a model needs by estimate: its stored parameters as float32 plus the index
+/// arrays of its CSR overlays (code, and the literals of unrolled factors beyond their weight
+/// bytes, are not counted).
+pub fn estimated_flash(report: &Report) -> u64 {
+    (report.totals.weight_bytes + report.totals.overlay_index_bytes) as u64
+}
+
+/// Bytes of RAM a model needs by estimate: its state struct (`state_bytes`:
+/// recurrent state and scratch buffers).
+pub fn estimated_ram(report: &Report) -> u64 {
+    report.totals.state_bytes as u64
+}
+
+/// Refuses a model whose [`estimated_flash`] or [`estimated_ram`] exceeds the target's budget;
+/// one diagnostic per exceeded budget, naming the target, the figure and the budget.
+pub fn check_budget(target: &Target, report: &Report) -> Result<(), Diagnostics> {
+    let checks = [
+        (
+            "flash",
+            "stored parameters x 4 + overlay index bytes",
+            estimated_flash(report),
+            target.budget.flash,
+            "--flash-budget",
+        ),
+        (
+            "RAM",
+            "the state struct: recurrent state and scratch buffers",
+            estimated_ram(report),
+            target.budget.ram,
+            "--ram-budget",
+        ),
+    ];
+    let errors: Vec<Diagnostic> = checks
+        .iter()
+        .filter(|(_, _, need, budget, _)| need > budget)
+        .map(|(what, how, need, budget, flag)| {
+            Diagnostic::new(
+                Place::file("--target".as_ref()),
+                format!(
+                    "model `{}` needs an estimated {need} bytes of {what} ({how}), over the \
+                     {budget}-byte {what} budget of target `{}`",
+                    report.model, target.name
+                ),
+            )
+            .with_help(format!(
+                "compress the model further, choose a larger target, or raise the budget \
+                 with {flag} BYTES"
+            ))
+        })
+        .collect();
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(Diagnostics(errors))
     }
 }

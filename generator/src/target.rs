@@ -3,7 +3,6 @@
 use serde::{Deserialize, Serialize};
 
 use crate::diagnostic::{Diagnostic, Diagnostics, Place};
-use crate::report::Report;
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -369,63 +368,6 @@ pub fn build_notes(target: &Target, precision: crate::spec::Precision) -> Vec<St
         ));
     }
     notes
-}
-
-/// Bytes of flash a model needs by estimate: its stored parameters as float32 plus the index
-/// arrays of its CSR overlays (code, and the literals of unrolled factors beyond their weight
-/// bytes, are not counted).
-pub fn estimated_flash(report: &Report) -> u64 {
-    (report.totals.weight_bytes + report.totals.overlay_index_bytes) as u64
-}
-
-/// Bytes of RAM a model needs by estimate: its state struct (`state_bytes`:
-/// recurrent state and scratch buffers).
-pub fn estimated_ram(report: &Report) -> u64 {
-    report.totals.state_bytes as u64
-}
-
-/// Refuses a model whose [`estimated_flash`] or [`estimated_ram`] exceeds the target's budget;
-/// one diagnostic per exceeded budget, naming the target, the figure and the budget.
-pub fn check_budget(target: &Target, report: &Report) -> Result<(), Diagnostics> {
-    let checks = [
-        (
-            "flash",
-            "stored parameters x 4 + overlay index bytes",
-            estimated_flash(report),
-            target.budget.flash,
-            "--flash-budget",
-        ),
-        (
-            "RAM",
-            "the state struct: recurrent state and scratch buffers",
-            estimated_ram(report),
-            target.budget.ram,
-            "--ram-budget",
-        ),
-    ];
-    let errors: Vec<Diagnostic> = checks
-        .iter()
-        .filter(|(_, _, need, budget, _)| need > budget)
-        .map(|(what, how, need, budget, flag)| {
-            Diagnostic::new(
-                Place::file("--target".as_ref()),
-                format!(
-                    "model `{}` needs an estimated {need} bytes of {what} ({how}), over the \
-                     {budget}-byte {what} budget of target `{}`",
-                    report.model, target.name
-                ),
-            )
-            .with_help(format!(
-                "compress the model further, choose a larger target, or raise the budget \
-                 with {flag} BYTES"
-            ))
-        })
-        .collect();
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(Diagnostics(errors))
-    }
 }
 
 #[cfg(test)]

@@ -3,7 +3,6 @@
 //! float reference and measures the cost (guest instructions, flash, RAM, stack).
 
 pub mod firmware;
-pub mod inputs;
 pub mod insn_mix;
 
 use std::path::PathBuf;
@@ -17,7 +16,8 @@ use crate::target::Target;
 use crate::toolchain::{FirmwareTarget, Toolchain, ToolchainError};
 use crate::Generation;
 
-pub use inputs::TestInputs;
+// Where the test suites have always found it; its home is `crate::sequences`.
+pub use crate::sequences::TestInputs;
 
 /// The language of a generated implementation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -358,8 +358,8 @@ pub fn run_suite(
             &crate::plan::plan_model(&dense_model, target),
             None,
         );
-        let flash = crate::target::estimated_flash(&estimate);
-        let ram = crate::target::estimated_ram(&estimate);
+        let flash = crate::report::estimated_flash(&estimate);
+        let ram = crate::report::estimated_ram(&estimate);
         let emulated = matches!(platform, Platform::Qemu(_));
         if emulated && (flash > target.memory.flash_size || ram > target.memory.ram_size) {
             let note = format!(

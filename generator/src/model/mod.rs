@@ -1,6 +1,8 @@
 //! Stage 2: the validated model. Tensors are loaded, shapes checked against the layer sizes,
 //! values checked finite. Everything downstream may assume a consistent model.
 
+pub mod cells;
+
 use std::path::{Path, PathBuf};
 
 use nalgebra::DMatrix;
@@ -825,7 +827,7 @@ pub fn load_model_with(
     // bad one is reported at its line in the spec.
     if let (Some(c), Some(f), Some(st)) = (&spec.calibration, features, steps) {
         let path = doc.base_dir().join(&c.value);
-        if let Err(d) = crate::harness::TestInputs::from_file(&path, st, f) {
+        if let Err(d) = crate::sequences::TestInputs::from_file(&path, st, f) {
             let why: Vec<String> = d.0.iter().map(|e| e.message.clone()).collect();
             l.fail(
                 c,

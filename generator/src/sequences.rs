@@ -1,4 +1,5 @@
-//! Test inputs: sequences given as a .npy file, or seeded random sequences.
+//! Input sequences (calibration data and test inputs): from a .npy file, or seeded random
+//! sequences from SplitMix64, so every machine draws the same ones.
 
 use std::path::Path;
 
