@@ -44,19 +44,24 @@ pub const EXIT_STACK_OVERFLOW: i32 = 95;
 /// `kp_timer_ticks()` returns this when the 24-bit SysTick counter wrapped.
 pub const TIMER_OVERFLOW: u32 = u32::MAX;
 
-/// Flags every C translation unit of test firmware is compiled with (before the target's).
-pub const C_FLAGS: &[&str] = &[
+/// The strict flags every generated C file must pass (host and firmware builds alike).
+pub const STRICT_C_FLAGS: &[&str] = &[
     "-std=c99",
     "-O2",
-    "-ffunction-sections",
-    "-fdata-sections",
-    "-ffreestanding",
     "-Wall",
     "-Wextra",
     "-Werror",
     "-pedantic",
     "-Wvla",
     "-Wdouble-promotion",
+];
+
+/// What firmware builds add to [`STRICT_C_FLAGS`] (before the target's): sections for
+/// --gc-sections, no hosted C library, and the stack-usage files the harness reads.
+pub const FIRMWARE_C_FLAGS: &[&str] = &[
+    "-ffunction-sections",
+    "-fdata-sections",
+    "-ffreestanding",
     "-fstack-usage",
 ];
 
@@ -435,7 +440,7 @@ impl Toolchain {
         })
     }
 
-    /// Compiles each C source with [`C_FLAGS`] and the target's flags into `work_dir`, then
+    /// Compiles each C source with [`STRICT_C_FLAGS`], [`FIRMWARE_C_FLAGS`] and the target's flags into `work_dir`, then
     /// links them, `extra_libs` (e.g. a Rust staticlib) and libgcc into `out_elf` with
     /// [`render_linker_script`], `-nostdlib` and `--gc-sections`.
     pub fn compile_firmware(
@@ -465,7 +470,9 @@ impl Toolchain {
             };
             let object = work_dir.join(format!("{base}.o"));
             let mut cmd = Command::new(&self.gcc);
-            cmd.args(C_FLAGS).args(&target.cflags);
+            cmd.args(STRICT_C_FLAGS)
+                .args(FIRMWARE_C_FLAGS)
+                .args(&target.cflags);
             for dir in include_dirs {
                 cmd.arg("-I").arg(dir);
             }

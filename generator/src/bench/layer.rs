@@ -170,14 +170,6 @@ fn synthetic_model(name: &str, a: (usize, usize), b: (usize, usize), density: f6
     }
 }
 
-fn weights_of(cell: &Cell) -> Vec<&Weight> {
-    match cell {
-        Cell::Lstm(g) | Cell::Gru(g) => vec![&g.w_ih, &g.w_hh],
-        Cell::FastGrnn(f) => vec![&f.w, &f.u],
-        Cell::Dense(d) => vec![&d.w],
-    }
-}
-
 /// Builds `layer` for `target` in `precision`.
 pub fn build_layer(
     layer: &BenchLayer,
@@ -261,7 +253,7 @@ pub fn expected_kpgen(built: &BuiltLayer, inputs: &Inputs) -> Expected {
         Inputs::Float(x) => {
             let mut rows = vec![(0.0, 0.0); built.rows];
             let mut at = 0;
-            for w in weights_of(&built.generation.model.layers[built.layer].cell) {
+            for w in built.generation.model.layers[built.layer].cell.weights() {
                 let e = w.expand();
                 for (r, (v, mag)) in rows.iter_mut().enumerate() {
                     for c in 0..e.ncols() {

@@ -460,17 +460,7 @@ fn check_exit(
     })
 }
 
-/// The strict flags every generated C file must pass.
-pub const STRICT_C_FLAGS: &[&str] = &[
-    "-std=c99",
-    "-O2",
-    "-Wall",
-    "-Wextra",
-    "-Werror",
-    "-pedantic",
-    "-Wvla",
-    "-Wdouble-promotion",
-];
+use crate::toolchain::STRICT_C_FLAGS;
 
 fn host_compile(
     cc: &str,
