@@ -61,6 +61,24 @@ pub struct Spec {
     pub calibration: Option<Spanned<String>>,
 }
 
+/// A language kpgen generates: what emit prints and what verify builds and runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
+#[serde(rename_all = "lowercase")]
+pub enum Lang {
+    C,
+    Rust,
+}
+
+impl Lang {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Lang::C => "c",
+            Lang::Rust => "rust",
+        }
+    }
+}
+
 /// The arithmetic of the generated code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, Default)]
 #[cfg_attr(feature = "cli", derive(clap::ValueEnum))]

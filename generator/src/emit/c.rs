@@ -2,11 +2,12 @@
 
 use askama::Template;
 
-use super::syntax::{float_lit, kernel_body, table_definition, Lang};
+use super::syntax::{float_lit, kernel_body, table_definition};
 use super::{FixedApi, GeneratedFile, Op, Program, Vector};
 use crate::fixed;
 use crate::kernel::{Elem, Table};
 use crate::spec::Activation;
+use crate::spec::Lang;
 
 /// The hand-written runtime, one piece per helper with the pieces it calls. Only the helpers a
 /// model uses are emitted: an unused `static` function is a warning under clang's -Wall.

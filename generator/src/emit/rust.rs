@@ -2,11 +2,12 @@
 
 use askama::Template;
 
-use super::syntax::{float_lit, kernel_body, table_definition, Lang};
+use super::syntax::{float_lit, kernel_body, table_definition};
 use super::{FixedApi, GeneratedFile, Op, Program, Vector};
 use crate::fixed;
 use crate::kernel::{Elem, Table};
 use crate::spec::Activation;
+use crate::spec::Lang;
 
 const CELLS: &str = include_str!("../../../templates/rust/cells.rs");
 const CELLS_Q: &str = include_str!("../../../templates/rust/cells_q.rs");

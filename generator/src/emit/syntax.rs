@@ -6,11 +6,7 @@ use crate::kernel::{
     Values,
 };
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Lang {
-    C,
-    Rust,
-}
+use crate::spec::Lang;
 
 /// An f32 literal that round-trips exactly (shortest representation).
 pub fn float_lit(lang: Lang, v: f32) -> String {

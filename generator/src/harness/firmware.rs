@@ -6,7 +6,7 @@ use std::process::Command;
 use askama::Template;
 
 use super::{Cost, HarnessError, Lang, Platform, RunOptions, TestInputs};
-use crate::emit::syntax::{float_lit, Lang as Syntax};
+use crate::emit::syntax::float_lit;
 use crate::target::Target;
 use crate::toolchain::{self, Sizes, Toolchain};
 use crate::Generation;
@@ -81,7 +81,7 @@ fn render_main(
                 .iter()
                 .map(i32::to_string)
                 .collect(),
-            None => s.iter().map(|&v| float_lit(Syntax::C, v)).collect(),
+            None => s.iter().map(|&v| float_lit(Lang::C, v)).collect(),
         }
     };
     let inputs_text = inputs

@@ -19,23 +19,8 @@ use crate::Generation;
 // Where the test suites have always found it; its home is `crate::sequences`.
 pub use crate::sequences::TestInputs;
 
-/// The language of a generated implementation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
-#[serde(rename_all = "lowercase")]
-pub enum Lang {
-    C,
-    Rust,
-}
-
-impl Lang {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Lang::C => "c",
-            Lang::Rust => "rust",
-        }
-    }
-}
+// Where the test suites have always found it; its home is the shared vocabulary in `spec`.
+pub use crate::spec::Lang;
 
 /// Where the firmware runs.
 #[derive(Debug, Clone)]
