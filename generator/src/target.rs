@@ -148,15 +148,9 @@ pub struct Timing {
     pub other: f64,
 }
 
-/// The targets shipped with kpgen, as (file name, contents).
-const BUILTIN: &[(&str, &str)] = &[
-    ("cortex-m0", include_str!("../../targets/cortex-m0.toml")),
-    ("cortex-m3", include_str!("../../targets/cortex-m3.toml")),
-    ("cortex-m4", include_str!("../../targets/cortex-m4.toml")),
-    ("cortex-m7", include_str!("../../targets/cortex-m7.toml")),
-    ("cortex-m33", include_str!("../../targets/cortex-m33.toml")),
-    ("cortex-m55", include_str!("../../targets/cortex-m55.toml")),
-];
+/// The targets shipped with kpgen, as (file name, contents): every file of `targets/`, by name
+/// (build.rs embeds them).
+const BUILTIN: &[(&str, &str)] = include!(concat!(env!("OUT_DIR"), "/builtin_targets.rs"));
 
 /// Names of the built-in targets.
 pub fn builtin_names() -> Vec<&'static str> {
@@ -373,6 +367,22 @@ pub fn build_notes(target: &Target, precision: crate::spec::Precision) -> Vec<St
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_file_of_targets_is_built_in() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../targets");
+        let mut files: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .filter_map(|e| {
+                let name = e.unwrap().file_name().into_string().ok()?;
+                name.strip_suffix(".toml").map(str::to_owned)
+            })
+            .collect();
+        files.sort();
+        let mut names: Vec<String> = builtin_names().into_iter().map(str::to_owned).collect();
+        names.sort();
+        assert_eq!(files, names);
+    }
 
     #[test]
     fn every_builtin_target_parses_and_counts_exactly() {
