@@ -190,41 +190,40 @@ fn run_example(platform: &Platform, target: &Target) -> Result<(), String> {
     Ok(())
 }
 
-fn conformance(name: &str) {
+fn conformance(target: &Target) {
     let platform = platform();
-    let target = target(name);
-    common::run_cases(&cases(), |c| run_case(&platform, &target, c));
-    run_example(&platform, &target).unwrap_or_else(|e| panic!("{name}: example: {e}"));
+    common::run_cases(&cases(), |c| run_case(&platform, target, c));
+    run_example(&platform, target).unwrap_or_else(|e| panic!("{}: example: {e}", target.name));
 }
 
+/// Every built-in target, so a target added as a file in targets/ is tested with no new code.
+/// Two at a time (the CI machine's cores); every failure is reported, not just the first.
 #[test]
-fn cortex_m0() {
-    conformance("cortex-m0");
-}
-
-#[test]
-fn cortex_m3() {
-    conformance("cortex-m3");
-}
-
-#[test]
-fn cortex_m4() {
-    conformance("cortex-m4");
-}
-
-#[test]
-fn cortex_m7() {
-    conformance("cortex-m7");
-}
-
-#[test]
-fn cortex_m33() {
-    conformance("cortex-m33");
-}
-
-#[test]
-fn cortex_m55() {
-    conformance("cortex-m55");
+fn every_builtin_target() {
+    let targets = kpgen::target::builtin_targets();
+    assert!(targets.len() >= 6, "{} built-in targets", targets.len());
+    let queue = std::sync::Mutex::new(targets.iter().collect::<Vec<_>>());
+    let failures = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for _ in 0..2 {
+            s.spawn(|| loop {
+                let Some(t) = queue.lock().unwrap().pop() else {
+                    return;
+                };
+                let run = std::panic::catch_unwind(|| conformance(t));
+                if let Err(e) = run {
+                    let why = e
+                        .downcast_ref::<String>()
+                        .cloned()
+                        .or_else(|| e.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                        .unwrap_or_default();
+                    failures.lock().unwrap().push(format!("{}: {why}", t.name));
+                }
+            });
+        }
+    });
+    let failures = failures.into_inner().unwrap();
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
 // ---------------------------------------------------------------------------------------------
