@@ -42,6 +42,24 @@ impl Requant {
             q *= 2;
             shift -= 1;
         }
+        // A right shift past 31 is undefined in the generated C (`1u << e`); a multiplier that
+        // small is denormalized instead (rounded, so the value stays the nearest one), down to
+        // zero when every possible 32-bit product rounds to 0 anyway.
+        if shift < -31 {
+            let d = (-31 - shift) as u32;
+            q = if d >= 32 {
+                0
+            } else {
+                (q + (1 << (d - 1))) >> d
+            };
+            shift = -31;
+            if q == 0 {
+                return Requant {
+                    multiplier: 0,
+                    shift: 0,
+                };
+            }
+        }
         Requant {
             multiplier: q as i32,
             shift,
@@ -68,7 +86,8 @@ pub fn divide_by_power_of_two(dividend: i32, exponent: i32) -> i32 {
     if exponent <= 0 {
         return dividend;
     }
-    let mask = (1i32 << exponent) - 1;
+    // As the generated code computes it (`(1u << e) - 1`), so exponent 31 works too.
+    let mask = ((1u32 << exponent) - 1) as i32;
     let remainder = dividend & mask;
     let mut result = dividend >> exponent;
     let mut threshold = mask >> 1;

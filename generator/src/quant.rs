@@ -456,7 +456,18 @@ fn finish_stage(
         .checked_mul(1i64 << left)
         .is_some_and(|v| v <= i32::MAX as i64);
     let wide = !fits_i32;
-    if wide {
+    // A temp at exactly 2^k accumulator quanta, whose rounding bias cannot overflow int32.
+    let ratio = output_scale / (weight_scale * input_scale);
+    let k = ratio.log2().round();
+    let shift_only = (narrow
+        && ratio.is_finite()
+        && (0.0..=30.0).contains(&k)
+        && ratio == k.exp2()
+        && (wide || bound + (1i64 << (k as u32)) <= i32::MAX as i64))
+        .then_some(k as u32);
+    // The multiply-and-shift requantization of a wide accumulator has limits; a shift-only
+    // temp does not use it (its int64 sum is shifted, clamped and saturated to int16).
+    if wide && shift_only.is_none() {
         let reduced = requant.reduced() as i128;
         let out = bound as f64 * requant.real();
         if requant.shift > 14
@@ -470,15 +481,6 @@ fn finish_stage(
             )));
         }
     }
-    // A temp at exactly 2^k accumulator quanta, whose rounding bias cannot overflow int32.
-    let ratio = output_scale / (weight_scale * input_scale);
-    let k = ratio.log2().round();
-    let shift_only = (narrow
-        && ratio.is_finite()
-        && (0.0..=30.0).contains(&k)
-        && ratio == k.exp2()
-        && (wide || bound + (1i64 << (k as u32)) <= i32::MAX as i64))
-        .then_some(k as u32);
     Ok(StageQuant {
         values,
         weight_bits,
