@@ -1,4 +1,4 @@
-//! The PyTorch path: examples/torch/train_export.py trains a doped-KP LSTM in PyTorch on the
+//! The PyTorch path: examples/torch/train_export.py trains a doped-KP LSTM and GRU in PyTorch on the
 //! digits data set and exports .safetensors + spec; kpgen's float reference reproduces
 //! PyTorch's logits and classes, and `kpgen test` proves the generated C and Rust equal that
 //! reference. Needs the PyTorch environment `ci/setup` creates (target/torch-venv); fails,
@@ -26,12 +26,21 @@ fn python() -> PathBuf {
 }
 
 #[test]
-fn kpgen_reproduces_a_pytorch_model() {
+fn kpgen_reproduces_a_pytorch_lstm() {
+    reproduce("lstm");
+}
+
+#[test]
+fn kpgen_reproduces_a_pytorch_gru() {
+    reproduce("gru");
+}
+
+fn reproduce(cell: &str) {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("export");
     let run = Command::new(python())
         .arg(repo().join("examples/torch/train_export.py"))
-        .args(["--epochs", "3", "--out"])
+        .args(["--cell", cell, "--epochs", "3", "--out"])
         .arg(&out)
         .output()
         .unwrap();

@@ -3,8 +3,9 @@
 - `KPLinear`: y = (A ⊗ B) x (+ S x for doped KP), never expanding the product: x is viewed
   as an n1 x n2 matrix X and y = vec(A X Bᵀ), the same reshape-multiply kpgen emits.
 - `HKPLinear`: hybrid KP, the first `dense_rows` rows of W kept dense, the rest A ⊗ B.
-- `KPLSTM`: a one-layer LSTM (PyTorch's gate order i, f, g, o) whose input and recurrent
-  matrices are `KPLinear`s, and `KPClassifier`: that LSTM and a dense head.
+- `KPLSTM` / `KPGRU`: one-layer LSTM (PyTorch's gates i, f, g, o) and GRU (r, z, n) whose
+  input and recurrent matrices are `KPLinear`s, and `KPClassifier`: one of them and a dense
+  head.
 
 Parameter names follow PyTorch's nn.LSTM / nn.Linear where they apply (`weight_ih_l0`,
 `bias_hh_l0`, `head.weight`); a structured weight's factors are `<name>.A`, `<name>.B`, its
@@ -105,16 +106,50 @@ class KPLSTM(nn.Module):
         return h
 
 
-class KPClassifier(nn.Module):
-    """KP(DKP) LSTM + dense head: the shape of kpgen's bundled examples."""
+class KPGRU(nn.Module):
+    """One GRU layer, gates r, z, n as in nn.GRU, with KP input and recurrent matrices:
+    n = tanh(W_in x + b_in + r * (W_hn h + b_hn)), h' = (1 - z) * n + z * h."""
 
-    def __init__(self, inputs, hidden, classes, ih_shape, hh_shape, hh_dope_mask=None):
+    def __init__(self, inputs, hidden, ih_shape, hh_shape, hh_dope_mask=None):
         super().__init__()
-        self.lstm = KPLSTM(inputs, hidden, ih_shape, hh_shape, hh_dope_mask)
-        self.head = nn.Linear(hidden, classes)
+        self.hidden = hidden
+        self.weight_ih_l0 = KPLinear(*ih_shape)
+        self.weight_hh_l0 = KPLinear(*hh_shape, dope_mask=hh_dope_mask)
+        assert self.weight_ih_l0.shape == (3 * hidden, inputs)
+        assert self.weight_hh_l0.shape == (3 * hidden, hidden)
+        self.bias_ih_l0 = nn.Parameter(torch.zeros(3 * hidden))
+        self.bias_hh_l0 = nn.Parameter(torch.zeros(3 * hidden))
 
     def forward(self, x, lengths=None):
-        return self.head(self.lstm(x, lengths))
+        batch, steps, _ = x.shape
+        h = x.new_zeros(batch, self.hidden)
+        for t in range(steps):
+            zi = self.weight_ih_l0(x[:, t]) + self.bias_ih_l0
+            zh = self.weight_hh_l0(h) + self.bias_hh_l0
+            (ri, zzi, ni), (rh, zzh, nh) = zi.chunk(3, dim=-1), zh.chunk(3, dim=-1)
+            r, z = torch.sigmoid(ri + rh), torch.sigmoid(zzi + zzh)
+            h_new = (1 - z) * torch.tanh(ni + r * nh) + z * h
+            h = h_new if lengths is None else torch.where((t < lengths).unsqueeze(-1), h_new, h)
+        return h
+
+
+class KPClassifier(nn.Module):
+    """A KP (DKP) LSTM or GRU + dense head: the shape of kpgen's bundled examples. The
+    recurrent layer is `self.lstm` or `self.gru`, as nn.Module names it in the exported file."""
+
+    def __init__(self, inputs, hidden, classes, ih_shape, hh_shape, hh_dope_mask=None, cell="lstm"):
+        super().__init__()
+        self.cell = cell
+        layer = {"lstm": KPLSTM, "gru": KPGRU}[cell]
+        setattr(self, cell, layer(inputs, hidden, ih_shape, hh_shape, hh_dope_mask))
+        self.head = nn.Linear(hidden, classes)
+
+    @property
+    def recurrent(self):
+        return getattr(self, self.cell)
+
+    def forward(self, x, lengths=None):
+        return self.head(self.recurrent(x, lengths))
 
 
 def tensors(model: KPClassifier):
@@ -133,21 +168,22 @@ def tensors(model: KPClassifier):
 
 def kpgen_spec(name, model: KPClassifier, inputs, steps, weights_file):
     """The kpgen spec reading `weights_file` (a .safetensors of `tensors(model)`)."""
-    lstm = model.lstm
-    hh = f"{{kron: [{weights_file}:lstm.weight_hh_l0.A, {weights_file}:lstm.weight_hh_l0.B]"
-    if lstm.weight_hh_l0.S is not None:
-        hh += f", dope: {weights_file}:lstm.weight_hh_l0.S"
+    cell, layer = model.cell, model.recurrent
+    f = f"{weights_file}:{cell}"
+    hh = f"{{kron: [{f}.weight_hh_l0.A, {f}.weight_hh_l0.B]"
+    if layer.weight_hh_l0.S is not None:
+        hh += f", dope: {f}.weight_hh_l0.S"
     hh += "}"
     return f"""# Exported from PyTorch by examples/torch/train_export.py.
 name: {name}
 input: {{features: {inputs}, steps: {steps}}}
 layers:
-  - kind: lstm
-    units: {lstm.hidden}
-    w_ih: {{kron: [{weights_file}:lstm.weight_ih_l0.A, {weights_file}:lstm.weight_ih_l0.B]}}
+  - kind: {cell}
+    units: {layer.hidden}
+    w_ih: {{kron: [{f}.weight_ih_l0.A, {f}.weight_ih_l0.B]}}
     w_hh: {hh}
-    b_ih: {weights_file}:lstm.bias_ih_l0
-    b_hh: {weights_file}:lstm.bias_hh_l0
+    b_ih: {f}.bias_ih_l0
+    b_hh: {f}.bias_hh_l0
   - kind: dense
     units: {model.head.out_features}
     w: {weights_file}:head.weight

@@ -1,6 +1,7 @@
-"""Trains a doped-KP LSTM classifier in PyTorch on the digits data set and exports it for kpgen.
+"""Trains a doped-KP LSTM (or GRU) classifier in PyTorch on the digits data set and exports it
+for kpgen.
 
-    python examples/torch/train_export.py --out /tmp/torch_digits [--epochs 4] [--seed 0]
+    python examples/torch/train_export.py --out /tmp/torch_digits [--cell lstm|gru] [--epochs 4]
     kpgen test /tmp/torch_digits/spec.yaml --inputs /tmp/torch_digits/test_x.npy \
         --labels /tmp/torch_digits/test_y.npy
 
@@ -27,15 +28,20 @@ import data  # noqa: E402
 from kp_torch import KPClassifier, kpgen_spec, tensors  # noqa: E402
 
 HIDDEN = 16
-# (m1, n1, m2, n2): W_ih 64 x 8 = (8x2) ⊗ (8x4); W_hh 64 x 16 = (8x4) ⊗ (8x4).
-IH_SHAPE = (8, 2, 8, 4)
-HH_SHAPE = (8, 4, 8, 4)
+# (m1, n1, m2, n2) per cell: LSTM W_ih 64 x 8 = (8x2) ⊗ (8x4), W_hh 64 x 16 = (8x4) ⊗ (8x4);
+# GRU W_ih 48 x 8 = (6x2) ⊗ (8x4), W_hh 48 x 16 = (6x4) ⊗ (8x4).
+SHAPES = {
+    "lstm": ((8, 2, 8, 4), (8, 4, 8, 4)),
+    "gru": ((6, 2, 8, 4), (6, 4, 8, 4)),
+}
+GATES = {"lstm": 4, "gru": 3}
 DOPE_DENSITY = 0.05
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", required=True, help="folder to write the export into")
+    ap.add_argument("--cell", choices=sorted(SHAPES), default="lstm")
     ap.add_argument("--epochs", type=int, default=4)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--test-count", type=int, default=64, help="held-out sequences exported")
@@ -51,8 +57,9 @@ def main():
     classes = len(ds.classes)
 
     gen = torch.Generator().manual_seed(args.seed)
-    mask = torch.rand(4 * HIDDEN, HIDDEN, generator=gen) < DOPE_DENSITY
-    model = KPClassifier(features, HIDDEN, classes, IH_SHAPE, HH_SHAPE, hh_dope_mask=mask)
+    mask = torch.rand(GATES[args.cell] * HIDDEN, HIDDEN, generator=gen) < DOPE_DENSITY
+    ih, hh = SHAPES[args.cell]
+    model = KPClassifier(features, HIDDEN, classes, ih, hh, hh_dope_mask=mask, cell=args.cell)
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     loss_fn = torch.nn.CrossEntropyLoss()
 
@@ -82,7 +89,7 @@ def main():
     os.makedirs(args.out, exist_ok=True)
     weights = "model.safetensors"
     save_file(tensors(model), os.path.join(args.out, weights))
-    name = "torch_digits_dkp"
+    name = f"torch_digits_dkp_{args.cell}"
     with open(os.path.join(args.out, "spec.yaml"), "w") as f:
         f.write(kpgen_spec(name, model, features, steps, weights))
     np.save(os.path.join(args.out, "test_x.npy"), xte.astype(np.float32))
@@ -93,6 +100,7 @@ def main():
         json.dump(
             {
                 "model": name,
+                "cell": args.cell,
                 "torch": torch.__version__,
                 "epochs": args.epochs,
                 "test_sequences": n,
