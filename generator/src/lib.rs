@@ -119,7 +119,12 @@ pub fn generate_model(model: &Model, target: &Target) -> Result<Generation, Diag
 
 /// Sequences calibration uses when the spec and the command line name none.
 pub const DEFAULT_CALIBRATION: &str =
-    "64 seeded random sequences uniform in [-1, 1) (no calibration data given)";
+    "64 seeded random sequences uniform in [-1, 1) (fewer when they are very long; no \
+     calibration data given)";
+
+/// At most this many input values in the default calibration set (64 sequences of up to 16,384
+/// values each).
+const DEFAULT_CALIBRATION_VALUES: usize = 64 * 16384;
 
 /// Calibrates (on the model's calibration file, or the documented default) and quantizes.
 fn quantize(model: &Model, plan: &Plan) -> Result<QuantPlan, Diagnostics> {
@@ -128,10 +133,22 @@ fn quantize(model: &Model, plan: &Plan) -> Result<QuantPlan, Diagnostics> {
             sequences::TestInputs::from_file(path, model.steps, model.input_features)?,
             path.display().to_string(),
         ),
-        None => (
-            sequences::TestInputs::random(64, model.steps, model.input_features, 0x5EED, 1.0),
-            DEFAULT_CALIBRATION.to_owned(),
-        ),
+        None => {
+            // 64 sequences, fewer for very long ones: the default set stays at most
+            // DEFAULT_CALIBRATION_VALUES values (a 1M-step model calibrates on one sequence).
+            let per_sequence = (model.steps * model.input_features).max(1);
+            let count = (DEFAULT_CALIBRATION_VALUES / per_sequence).clamp(1, 64);
+            (
+                sequences::TestInputs::random(
+                    count,
+                    model.steps,
+                    model.input_features,
+                    0x5EED,
+                    1.0,
+                ),
+                DEFAULT_CALIBRATION.to_owned(),
+            )
+        }
     };
     quant::quantize(plan, &inputs, what).map_err(|e| {
         Diagnostic::new(

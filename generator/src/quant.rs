@@ -450,10 +450,18 @@ fn finish_stage(
         )));
     }
     let input_scale = input.scale;
-    let requant = Requant::from_real(weight_scale * input_scale / output_scale);
+    // A stage whose every product is 0 (all-zero weights or inputs) adds nothing: multiplier
+    // 0, whatever huge multiplier its scales imply (a left shift of 32 or more otherwise).
+    let requant = if bound == 0 {
+        Requant::from_real(0.0)
+    } else {
+        Requant::from_real(weight_scale * input_scale / output_scale)
+    };
     let left = requant.shift.max(0) as u32;
-    let fits_i32 = bound
-        .checked_mul(1i64 << left)
+    let fits_i32 = 1i64
+        .checked_shl(left)
+        .filter(|_| left < 63)
+        .and_then(|scale| bound.checked_mul(scale))
         .is_some_and(|v| v <= i32::MAX as i64);
     let wide = !fits_i32;
     // A temp at exactly 2^k accumulator quanta, whose rounding bias cannot overflow int32.
