@@ -30,7 +30,11 @@ fn main() {
             .collect::<String>()
             .parse()
             .unwrap_or(0);
-        (name[..name.len() - digits.len()].to_owned(), number, name.clone())
+        (
+            name[..name.len() - digits.len()].to_owned(),
+            number,
+            name.clone(),
+        )
     });
     let mut out = String::from("&[\n");
     for (name, path) in &entries {
