@@ -439,3 +439,23 @@ fn reads_and_inflation_are_bounded() {
     let e = tensor::load_with(&reader, "f32_c.npy", &dir()).unwrap_err();
     assert!(e.to_string().contains("read by one build"), "{e}");
 }
+
+/// The header peek the budget check uses gives the shape a full load gives, in every format.
+#[test]
+fn peeked_shapes_equal_loaded_ones() {
+    let reader = kpgen::input::Reader::disk();
+    for spec in [
+        "f32_c.npy",
+        "f64_fortran.npy",
+        "weights.npz:A_hh",
+        "weights_z.npz:A_ih",
+        "single.npz",
+        "model.safetensors:layer0.A",
+        "model.safetensors:scalar",
+    ] {
+        let peeked = tensor::peek_shape_with(&reader, spec, &dir()).expect(spec);
+        assert_eq!(peeked, load(spec).shape, "{spec}");
+    }
+    assert!(tensor::peek_shape_with(&reader, "model.safetensors", &dir()).is_err());
+    assert!(tensor::peek_shape_with(&reader, "weights.npz:nope", &dir()).is_err());
+}

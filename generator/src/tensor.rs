@@ -492,51 +492,25 @@ pub fn peek_shape_with(
         }
         Some(Format::Safetensors) => {
             let len = reader.prefix(&path, 8).map_err(|e| read_error(&path, e))?;
-            let n = <[u8; 8]>::try_from(len.as_slice()).map(u64::from_le_bytes);
-            let header_len = n.map_err(|_| TensorError::BadSafetensorsHeader {
-                origin: origin.clone(),
-                reason: "file too short for the header length".into(),
-            })?;
-            let all = reader
+            let header_len = <[u8; 8]>::try_from(len.as_slice())
+                .map(u64::from_le_bytes)
+                .unwrap_or(0);
+            let bytes = reader
                 .prefix(&path, 8u64.saturating_add(header_len))
                 .map_err(|e| read_error(&path, e))?;
-            // The full reader's messages are better; use it on the header-only bytes.
-            let header: serde_json::Map<String, serde_json::Value> =
-                serde_json::from_slice(all.get(8..).unwrap_or_default()).map_err(|e| {
-                    TensorError::BadSafetensorsHeader {
-                        origin: origin.clone(),
-                        reason: e.to_string(),
-                    }
-                })?;
-            let keys: Vec<&String> = header.keys().filter(|k| *k != "__metadata__").collect();
-            let name = match member {
-                Some(m) => m.to_owned(),
-                None if keys.len() == 1 => keys[0].clone(),
-                None => return Err(bad_archive("no single tensor".into())),
+            let (header, _) = safetensors_header(&bytes, &origin)?;
+            let name = safetensors_name(&header, &path, member)?;
+            let origin = Origin {
+                path: path.clone(),
+                member: Some(name.clone()),
             };
-            header
-                .get(&name)
-                .and_then(|e| e.get("shape"))
-                .and_then(|s| s.as_array())
-                .and_then(|a| {
-                    a.iter()
-                        .map(|v| v.as_u64().and_then(|u| usize::try_from(u).ok()))
-                        .collect::<Option<Vec<usize>>>()
-                })
-                .ok_or_else(|| bad_archive(format!("no shape for {name:?}")))
+            safetensors_shape(&header[&name], &origin)
         }
         Some(Format::Npz) => {
             let bytes = reader.tensor(&path).map_err(|e| read_error(&path, e))?;
             let mut zip = zip::ZipArchive::new(io::Cursor::new(bytes))
                 .map_err(|e| bad_archive(e.to_string()))?;
-            let index = match member {
-                Some(m) => zip
-                    .index_for_name(m)
-                    .or_else(|| zip.index_for_name(&format!("{m}.npy"))),
-                None if zip.len() == 1 => Some(0),
-                None => None,
-            }
-            .ok_or_else(|| bad_archive("member not found".into()))?;
+            let (index, _, _) = npz_member(&zip, &path, member)?;
             let entry = zip
                 .by_index(index)
                 .map_err(|e| bad_archive(e.to_string()))?;
@@ -885,23 +859,18 @@ impl PyParser<'_> {
 // ---------------------------------------------------------------------------
 // .npz
 
-fn load_npz(
-    reader: &Reader,
-    bytes: Vec<u8>,
+/// The archive member `member` names, as (index, file name, key): numpy stores key `k` as
+/// `k.npy`, so a member is matched by its file name or its key (the only one when `None`).
+fn npz_member(
+    zip: &zip::ZipArchive<io::Cursor<Vec<u8>>>,
     path: &Path,
     member: Option<&str>,
-) -> Result<Tensor, TensorError> {
-    let bad = |reason: String| TensorError::BadArchive {
-        path: path.to_path_buf(),
-        reason,
-    };
-    let mut zip = zip::ZipArchive::new(io::Cursor::new(bytes)).map_err(|e| bad(e.to_string()))?;
+) -> Result<(usize, String, String), TensorError> {
     // Raw names keep indices aligned with `by_index`; numpy writes ASCII keys anyway.
     let names: Vec<String> = zip
         .file_names_raw()
         .map(|n| String::from_utf8_lossy(n).into_owned())
         .collect();
-    // numpy stores key `k` as `k.npy`; list and match members by the key.
     let keys: Vec<String> = names
         .iter()
         .map(|n| n.strip_suffix(".npy").unwrap_or(n).to_string())
@@ -919,23 +888,38 @@ fn load_npz(
             })
         }
     };
-    let Some(index) = index else {
-        return Err(TensorError::MemberNotFound {
+    match index {
+        Some(i) => Ok((i, names[i].clone(), keys[i].clone())),
+        None => Err(TensorError::MemberNotFound {
             path: path.to_path_buf(),
             member: member.unwrap_or_default().to_string(),
             available: keys,
-        });
+        }),
+    }
+}
+
+fn load_npz(
+    reader: &Reader,
+    bytes: Vec<u8>,
+    path: &Path,
+    member: Option<&str>,
+) -> Result<Tensor, TensorError> {
+    let bad = |reason: String| TensorError::BadArchive {
+        path: path.to_path_buf(),
+        reason,
     };
+    let mut zip = zip::ZipArchive::new(io::Cursor::new(bytes)).map_err(|e| bad(e.to_string()))?;
+    let (index, name, key) = npz_member(&zip, path, member)?;
     let origin = Origin {
         path: path.to_path_buf(),
-        member: Some(keys[index].clone()),
+        member: Some(key),
     };
     let entry = zip.by_index(index).map_err(|e| bad(e.to_string()))?;
     // Checked against the declared size before inflating, and bounded while inflating.
     let declared = entry.size();
     let buf = reader.inflate(entry, declared).map_err(|e| match e {
-        ReadError::Io(e) => bad(format!("cannot extract {}: {e}", names[index])),
-        e => bad(format!("member {}: {e}", names[index])),
+        ReadError::Io(e) => bad(format!("cannot extract {name}: {e}")),
+        e => bad(format!("member {name}: {e}")),
     })?;
     parse_npy(&buf, &origin)
 }
@@ -943,27 +927,27 @@ fn load_npz(
 // ---------------------------------------------------------------------------
 // .safetensors
 
-fn load_safetensors(
-    bytes: &[u8],
-    path: &Path,
-    member: Option<&str>,
-) -> Result<Tensor, TensorError> {
-    let file_origin = Origin {
-        path: path.to_path_buf(),
-        member: None,
-    };
-    let bad = |origin: &Origin, reason: String| TensorError::BadSafetensorsHeader {
+type SafetensorsHeader = serde_json::Map<String, serde_json::Value>;
+
+fn bad_safetensors(origin: &Origin, reason: String) -> TensorError {
+    TensorError::BadSafetensorsHeader {
         origin: origin.clone(),
         reason,
-    };
+    }
+}
+
+/// A safetensors file's JSON header and the offset of its data. `bytes` may be only the
+/// first 8 + header-length bytes (a header peek): the data is not needed here.
+fn safetensors_header(
+    bytes: &[u8],
+    file_origin: &Origin,
+) -> Result<(SafetensorsHeader, usize), TensorError> {
+    let bad = |reason: String| bad_safetensors(file_origin, reason);
     let Some(len_bytes) = bytes.get(..8) else {
-        return Err(bad(
-            &file_origin,
-            format!(
-                "file is {} bytes, too short for the 8-byte header length",
-                bytes.len()
-            ),
-        ));
+        return Err(bad(format!(
+            "file is {} bytes, too short for the 8-byte header length",
+            bytes.len()
+        )));
     };
     let mut lb = [0u8; 8];
     lb.copy_from_slice(len_bytes);
@@ -974,40 +958,77 @@ fn load_safetensors(
         .filter(|&n| n <= available)
         .map(|n| n + 8)
         .ok_or_else(|| {
-            bad(
-                &file_origin,
-                format!(
-                    "header length field says {header_len} bytes, but the file holds only {available} after it"
-                ),
-            )
+            bad(format!(
+                "header length field says {header_len} bytes, but the file holds only {available} after it"
+            ))
         })?;
-    let header: serde_json::Map<String, serde_json::Value> =
-        serde_json::from_slice(&bytes[8..header_end])
-            .map_err(|e| bad(&file_origin, format!("header is not a JSON object: {e}")))?;
-    let data = &bytes[header_end..];
-    check_offsets(&header, data.len()).map_err(|r| bad(&file_origin, r))?;
+    let header: SafetensorsHeader = serde_json::from_slice(&bytes[8..header_end])
+        .map_err(|e| bad(format!("header is not a JSON object: {e}")))?;
+    Ok((header, header_end))
+}
+
+/// The entry `member` names (the only one when `None`).
+fn safetensors_name(
+    header: &SafetensorsHeader,
+    path: &Path,
+    member: Option<&str>,
+) -> Result<String, TensorError> {
     let keys: Vec<String> = header
         .keys()
         .filter(|k| *k != "__metadata__")
         .cloned()
         .collect();
-    let name = match member {
-        Some(m) if header.contains_key(m) && m != "__metadata__" => m.to_string(),
-        Some(m) => {
-            return Err(TensorError::MemberNotFound {
-                path: path.to_path_buf(),
-                member: m.to_string(),
-                available: keys,
-            })
-        }
-        None if keys.len() == 1 => keys[0].clone(),
-        None => {
-            return Err(TensorError::MemberRequired {
-                path: path.to_path_buf(),
-                available: keys,
-            })
-        }
+    match member {
+        Some(m) if header.contains_key(m) && m != "__metadata__" => Ok(m.to_string()),
+        Some(m) => Err(TensorError::MemberNotFound {
+            path: path.to_path_buf(),
+            member: m.to_string(),
+            available: keys,
+        }),
+        None if keys.len() == 1 => Ok(keys[0].clone()),
+        None => Err(TensorError::MemberRequired {
+            path: path.to_path_buf(),
+            available: keys,
+        }),
+    }
+}
+
+/// An entry's `"shape"`.
+fn safetensors_shape(
+    entry: &serde_json::Value,
+    origin: &Origin,
+) -> Result<Vec<usize>, TensorError> {
+    entry
+        .get("shape")
+        .ok_or_else(|| bad_safetensors(origin, "entry has no \"shape\"".into()))?
+        .as_array()
+        .and_then(|a| {
+            a.iter()
+                .map(|v| v.as_u64().and_then(|u| usize::try_from(u).ok()))
+                .collect::<Option<Vec<usize>>>()
+        })
+        .ok_or_else(|| {
+            bad_safetensors(
+                origin,
+                "\"shape\" is not a list of non-negative integers".into(),
+            )
+        })
+}
+
+fn load_safetensors(
+    bytes: &[u8],
+    path: &Path,
+    member: Option<&str>,
+) -> Result<Tensor, TensorError> {
+    let file_origin = Origin {
+        path: path.to_path_buf(),
+        member: None,
     };
+    let bad = bad_safetensors;
+    let (header, header_end) = safetensors_header(bytes, &file_origin)?;
+    let data = &bytes[header_end..];
+    check_offsets(&header, data.len()).map_err(|r| bad(&file_origin, r))?;
+    let name = safetensors_name(&header, path, member)?;
     let origin = Origin {
         path: path.to_path_buf(),
         member: Some(name.clone()),
@@ -1043,19 +1064,7 @@ fn load_safetensors(
             })
         }
     };
-    let shape = field("shape")?
-        .as_array()
-        .and_then(|a| {
-            a.iter()
-                .map(|v| v.as_u64().and_then(|u| usize::try_from(u).ok()))
-                .collect::<Option<Vec<usize>>>()
-        })
-        .ok_or_else(|| {
-            bad(
-                &origin,
-                "\"shape\" is not a list of non-negative integers".into(),
-            )
-        })?;
+    let shape = safetensors_shape(entry, &origin)?;
     let offsets = field("data_offsets")?
         .as_array()
         .filter(|a| a.len() == 2)
