@@ -19,21 +19,7 @@ fn generate(
     target: &kpgen::target::Target,
     precision: Precision,
 ) -> Result<(common::Fixture, kpgen::Generation), String> {
-    let fixture = case.model.write();
-    let mut model = kpgen::load(&fixture.spec_path).map_err(|d| d.render())?;
-    model.precision = precision;
-    if precision.is_fixed() {
-        // Calibration skewed to [-0.5, 2): int8 inputs get a large zero point (about -77),
-        // so every kernel reading the model input runs its zero-point offsets.
-        let steps = case.model.steps();
-        let calib = TestInputs::random(16, steps, case.model.features, case.model.seed, 1.25);
-        let data: Vec<f32> = calib.sequences.concat().iter().map(|v| v + 0.75).collect();
-        let path = fixture.dir.path().join("calib_skewed.npy");
-        kpgen::tensor::write_npy_f32(&path, &[16, steps, case.model.features], &data)
-            .map_err(|e| e.to_string())?;
-        model.calibration = Some(path);
-    }
-    let gen = kpgen::generate_model(&model, target).map_err(|d| d.render())?;
+    let (fixture, gen) = common::generate_in(case, target, precision)?;
     if gen.quant.is_some() != precision.is_fixed() {
         return Err(format!(
             "{precision:?}: quantization present: {}",

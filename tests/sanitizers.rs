@@ -18,32 +18,9 @@ use common::Case;
 use kpgen::harness::{self, firmware, Lang, Platform, RunOptions, TestInputs, Tolerance};
 use kpgen::spec::Precision;
 
-/// Generates a case in `precision`; fixed point calibrates on skewed data, as
-/// conformance_fixed does, so the zero-point paths run too.
-fn generate(
-    case: &Case,
-    precision: Precision,
-    target: &kpgen::target::Target,
-) -> Result<(common::Fixture, kpgen::Generation), String> {
-    let fixture = case.model.write();
-    let mut model = kpgen::load(&fixture.spec_path).map_err(|d| d.render())?;
-    model.precision = precision;
-    if precision.is_fixed() {
-        let steps = case.model.steps();
-        let calib = TestInputs::random(16, steps, case.model.features, case.model.seed, 1.25);
-        let data: Vec<f32> = calib.sequences.concat().iter().map(|v| v + 0.75).collect();
-        let path = fixture.dir.path().join("calib_skewed.npy");
-        kpgen::tensor::write_npy_f32(&path, &[16, steps, case.model.features], &data)
-            .map_err(|e| e.to_string())?;
-        model.calibration = Some(path);
-    }
-    let gen = kpgen::generate_model(&model, target).map_err(|d| d.render())?;
-    Ok((fixture, gen))
-}
-
 fn check(case: &Case, precision: Precision, cc: &Path) -> Result<(), String> {
     let target = common::target();
-    let (_fixture, gen) = generate(case, precision, &target)?;
+    let (_fixture, gen) = common::generate_in(case, &target, precision)?;
     let work = tempfile::Builder::new()
         .prefix(&format!("kpgen-sanitize-{}-", case.name()))
         .tempdir()

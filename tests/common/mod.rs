@@ -740,6 +740,36 @@ pub fn generate(
     Ok((fixture, gen))
 }
 
+/// Generates `case` in `precision`. Fixed point calibrates on data skewed to [-0.5, 2), so int8
+/// inputs get a large zero point (about -77) and every kernel reading the model input runs its
+/// zero-point offsets.
+pub fn generate_in(
+    case: &Case,
+    target: &kpgen::target::Target,
+    precision: kpgen::spec::Precision,
+) -> Result<(Fixture, kpgen::Generation), String> {
+    let fixture = case.model.write();
+    let mut model = kpgen::load(&fixture.spec_path).map_err(|d| d.render())?;
+    model.precision = precision;
+    if precision.is_fixed() {
+        let steps = case.model.steps();
+        let calib = kpgen::sequences::TestInputs::random(
+            16,
+            steps,
+            case.model.features,
+            case.model.seed,
+            1.25,
+        );
+        let data: Vec<f32> = calib.sequences.concat().iter().map(|v| v + 0.75).collect();
+        let path = fixture.dir.path().join("calib_skewed.npy");
+        write_npy_f32(&path, &[16, steps, case.model.features], &data)
+            .map_err(|e| e.to_string())?;
+        model.calibration = Some(path);
+    }
+    let gen = kpgen::generate_model(&model, target).map_err(|d| d.render())?;
+    Ok((fixture, gen))
+}
+
 /// Runs `f` for every case and panics at the end listing every failing case and its error.
 pub fn run_cases(cases: &[Case], mut f: impl FnMut(&Case) -> Result<(), String>) {
     let mut failures = Vec::new();
