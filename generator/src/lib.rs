@@ -83,14 +83,15 @@ pub fn load_with(reader: &input::Reader, spec_path: &Path) -> Result<Model, Diag
 /// checked as soon as the plan exists, before calibration or any code is generated.
 pub fn generate_model(model: &Model, target: &Target) -> Result<Generation, Diagnostics> {
     let plan = plan::plan_model(model, target);
-    report::check_budget(target, &report::build_report(model, &plan, None))?;
+    // The estimates come from the plan alone (quantization changes none of them).
+    let mut report = report::build_report(model, &plan, None);
+    report::check_budget(target, &report)?;
     let quant = if model.precision.is_fixed() {
         Some(quantize(model, &plan)?)
     } else {
         None
     };
-    let mut report = report::build_report(model, &plan, quant.as_ref());
-    report::check_budget(target, &report)?;
+    report.quantization = quant.clone();
     report.notes = target::build_notes(target, model.precision);
     let program = emit::lower(&plan, quant.as_ref());
     let mut files = emit::emit(&program).map_err(|e| {
