@@ -4,7 +4,7 @@
 
 use std::process::Command;
 
-#[path = "../templates/rust/cells.rs"]
+#[path = "../runtime/rust/cells.rs"]
 mod cells;
 
 /// Grid over [-20, 20] in steps of 1/512, plus the clamp region.
@@ -63,9 +63,9 @@ fn rust_activations_are_accurate() {
 fn c_activations_are_accurate_and_match_rust() {
     let dir = tempfile::tempdir().unwrap();
     let runtime = [
-        include_str!("../templates/c/runtime/expf.c"),
-        include_str!("../templates/c/runtime/sigmoidf.c"),
-        include_str!("../templates/c/runtime/tanhf.c"),
+        include_str!("../runtime/c/expf.c"),
+        include_str!("../runtime/c/sigmoidf.c"),
+        include_str!("../runtime/c/tanhf.c"),
     ]
     .join("\n");
     // The C program walks the same grid as `grid()` and prints each input with its results.

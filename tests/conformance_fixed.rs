@@ -9,8 +9,8 @@ mod common;
 use std::time::Duration;
 
 use common::Case;
-use kpgen::harness::{self, firmware, Lang, Platform, RunOptions, TestInputs, Tolerance};
 use kpgen::spec::Precision;
+use kpgen::verify::{self, firmware, Lang, Platform, RunOptions, TestInputs, Tolerance};
 
 const SEQUENCES: usize = 4;
 
@@ -69,7 +69,7 @@ fn run(
         dense_baseline: false,
         work_dir: work.path().join("run"),
     };
-    match harness::run_suite(platform, target, &gen, &inputs, &opts, &mut |_| {}) {
+    match verify::run_suite(platform, target, &gen, &inputs, &opts, &mut |_| {}) {
         Ok(suite) => {
             for r in &suite.results {
                 let exact =

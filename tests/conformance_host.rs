@@ -8,7 +8,7 @@ mod common;
 use std::time::Duration;
 
 use common::Case;
-use kpgen::harness::{self, firmware, Lang, Platform, RunOptions, TestInputs, Tolerance};
+use kpgen::verify::{self, firmware, Lang, Platform, RunOptions, TestInputs, Tolerance};
 
 const SEQUENCES: usize = 4;
 
@@ -69,7 +69,7 @@ fn run_with(
         work_dir: work.join(format!("run-{cc}")),
     };
     let platform = Platform::Host { cc: cc.to_owned() };
-    let suite = harness::run_suite(&platform, target, gen, inputs, &opts, &mut |_| {})
+    let suite = verify::run_suite(&platform, target, gen, inputs, &opts, &mut |_| {})
         .map_err(|e| format!("the host run with {cc} failed: {e}"))?;
     let expected = langs.len() * if case.dense_baseline { 2 } else { 1 };
     if suite.results.len() != expected {

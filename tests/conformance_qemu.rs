@@ -8,8 +8,8 @@ mod common;
 use std::time::Duration;
 
 use common::Case;
-use kpgen::harness::{self, Lang, LangResult, Platform, RunOptions, TestInputs, Tolerance};
-use kpgen::toolchain::Toolchain;
+use kpgen::qemu::Toolchain;
+use kpgen::verify::{self, Lang, LangResult, Platform, RunOptions, TestInputs, Tolerance};
 
 const SEQUENCES: usize = 3;
 
@@ -52,7 +52,7 @@ fn run_qemu(platform: &Platform, case: &Case) -> Result<(), String> {
         dense_baseline: case.dense_baseline,
         work_dir: work.path().to_path_buf(),
     };
-    let suite = harness::run_suite(platform, &target, &gen, &inputs, &opts, &mut |_| {})
+    let suite = verify::run_suite(platform, &target, &gen, &inputs, &opts, &mut |_| {})
         .map_err(|e| format!("the QEMU run failed: {e}"))?;
     let variants: &[&str] = if case.dense_baseline {
         &["model", "dense"]

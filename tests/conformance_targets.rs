@@ -13,9 +13,9 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use common::Case;
-use kpgen::harness::{self, Lang, Platform, RunOptions, TestInputs, Tolerance};
+use kpgen::qemu::Toolchain;
 use kpgen::target::{Fpu, Target};
-use kpgen::toolchain::Toolchain;
+use kpgen::verify::{self, Lang, Platform, RunOptions, TestInputs, Tolerance};
 
 const SEQUENCES: usize = 2;
 
@@ -83,7 +83,7 @@ fn run_case(platform: &Platform, target: &Target, case: &Case) -> Result<(), Str
         dense_baseline: case.dense_baseline,
         work_dir: work.path().to_path_buf(),
     };
-    let suite = harness::run_suite(platform, target, &gen, &inputs, &opts, &mut |_| {})
+    let suite = verify::run_suite(platform, target, &gen, &inputs, &opts, &mut |_| {})
         .map_err(|e| format!("the QEMU run failed: {e}"))?;
     let variants = if case.dense_baseline { 2 } else { 1 };
     if suite.results.len() != variants * langs.len() {
@@ -179,7 +179,7 @@ fn run_example(platform: &Platform, target: &Target) -> Result<(), String> {
         dense_baseline: false,
         work_dir: work.path().to_path_buf(),
     };
-    let suite = harness::run_suite(platform, target, &gen, &inputs, &opts, &mut |_| {})
+    let suite = verify::run_suite(platform, target, &gen, &inputs, &opts, &mut |_| {})
         .map_err(|e| format!("the QEMU run failed: {e}"))?;
     common::check_suite(&target.name, &suite)?;
     let cost = suite.results[0].cost.as_ref().ok_or("no cost measured")?;

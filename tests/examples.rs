@@ -9,10 +9,10 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use kpgen::harness::{self, Lang, Platform, RunOptions, TestInputs, Tolerance};
+use kpgen::base::tensor;
+use kpgen::qemu::Toolchain;
 use kpgen::spec::Precision;
-use kpgen::tensor;
-use kpgen::toolchain::Toolchain;
+use kpgen::verify::{self, Lang, Platform, RunOptions, TestInputs, Tolerance};
 
 fn examples() -> Vec<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
@@ -60,7 +60,7 @@ fn every_example_matches_its_trained_model_in_qemu() {
 
         // kpgen's reference against the trainer's logits.
         let logits = tensor::load_float("test_logits.npy", dir).unwrap();
-        let reference = harness::reference_outputs(model, &inputs);
+        let reference = verify::reference_outputs(model, &inputs);
         let classes = model.output_size();
         for (i, r) in reference.iter().enumerate() {
             let trained = &logits.data[i * classes..(i + 1) * classes];
@@ -87,7 +87,7 @@ fn every_example_matches_its_trained_model_in_qemu() {
             dense_baseline: false,
             work_dir: work.path().to_path_buf(),
         };
-        let suite = harness::run_suite(
+        let suite = verify::run_suite(
             &Platform::Qemu(toolchain.clone()),
             &target,
             &generation,
@@ -117,7 +117,7 @@ fn every_example_matches_its_trained_model_in_qemu() {
             );
             let gen = kpgen::generate_model(&fixed_model, &target)
                 .unwrap_or_else(|e| panic!("{}: {}", spec.display(), e.render()));
-            let suite = harness::run_suite(
+            let suite = verify::run_suite(
                 &Platform::Qemu(toolchain.clone()),
                 &target,
                 &gen,

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use kpgen::tensor::write_npy_f32;
+use kpgen::base::tensor::write_npy_f32;
 
 /// Deterministic values with a few exact zeros (which unrolled code drops).
 fn values(n: usize, salt: usize) -> Vec<f32> {

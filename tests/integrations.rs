@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use kpgen::harness::{reference_outputs, TestInputs};
+use kpgen::verify::{reference_outputs, TestInputs};
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")

@@ -12,9 +12,9 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use kpgen::harness::{self, Lang, Platform, RunOptions, TestInputs, Tolerance};
-use kpgen::tensor::write_npy_f32;
-use kpgen::toolchain::Toolchain;
+use kpgen::base::tensor::write_npy_f32;
+use kpgen::qemu::Toolchain;
+use kpgen::verify::{self, Lang, Platform, RunOptions, TestInputs, Tolerance};
 
 use common::SplitMix64;
 
@@ -101,7 +101,7 @@ fn lm650_doped_kp_fits_cortex_m7_and_matches_the_reference_in_qemu() {
         dense_baseline: false,
         work_dir: work.path().join("run"),
     };
-    let suite = harness::run_suite(
+    let suite = verify::run_suite(
         &Platform::Qemu(toolchain),
         &target,
         &generation,

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use kpgen::toolchain::{self, FirmwareBuild, FirmwareTarget, QemuRun, Toolchain, ToolchainError};
+use kpgen::qemu::{self, FirmwareBuild, FirmwareTarget, QemuRun, Toolchain, ToolchainError};
 
 const TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -53,12 +53,12 @@ fn build(
     extra_libs: &[PathBuf],
 ) -> Result<FirmwareBuild, ToolchainError> {
     let runtime = dir.join("runtime");
-    toolchain::write_runtime(&runtime).unwrap();
+    qemu::write_runtime(&runtime).unwrap();
     let main = dir.join("main.c");
     std::fs::write(&main, main_c).unwrap();
     tc.compile_firmware(
         &cortex_m4(),
-        &[runtime.join(toolchain::HARNESS_C), main],
+        &[runtime.join(qemu::HARNESS_C), main],
         &[runtime],
         extra_libs,
         &dir.join("obj"),
@@ -156,10 +156,10 @@ fn instruction_counts_stack_and_exit_code() {
     let overhead = v["overhead"];
     eprintln!(
         "empty region: {overhead} ticks = {} instructions",
-        toolchain::instructions(&target, overhead, 0)
+        qemu::instructions(&target, overhead, 0)
     );
     assert!(
-        toolchain::instructions(&target, overhead, 0) <= 8,
+        qemu::instructions(&target, overhead, 0) <= 8,
         "overhead {overhead}"
     );
     for (name, expected) in [
@@ -174,7 +174,7 @@ fn instruction_counts_stack_and_exit_code() {
         ("loop100001", 100_001),
     ] {
         assert_eq!(
-            toolchain::instructions(&target, v[name], overhead),
+            qemu::instructions(&target, v[name], overhead),
             expected,
             "{name}: {} ticks, overhead {overhead}\n{}",
             v[name],
@@ -186,17 +186,17 @@ fn instruction_counts_stack_and_exit_code() {
     let su: Vec<_> = fw
         .stack_usage
         .iter()
-        .flat_map(|p| toolchain::parse_stack_usage(&std::fs::read_to_string(p).unwrap()))
+        .flat_map(|p| qemu::parse_stack_usage(&std::fs::read_to_string(p).unwrap()))
         .collect();
     let static_usage = |f: &str| su.iter().find(|(n, _, _)| n == f).unwrap().1;
     assert_eq!(v["stack_no_stack"], static_usage("kp_test_no_stack"));
     assert_eq!(v["stack_big_frame"], static_usage("kp_test_big_frame"));
     assert!(v["stack_big_frame"] >= 256, "{}", run.output);
-    assert_eq!(u64::from(v["stack_size"]), toolchain::stack_size(&target));
+    assert_eq!(u64::from(v["stack_size"]), qemu::stack_size(&target));
 
     // Past 2^24 ticks the SysTick interrupt counts the wraps; each adds its handler's few
     // instructions to the count.
-    let long = toolchain::instructions(&target, v["loop20000001"], overhead);
+    let long = qemu::instructions(&target, v["loop20000001"], overhead);
     let wraps = (20_000_001 * 32 / 10) >> 24;
     assert!(wraps >= 3);
     assert!(
@@ -223,30 +223,30 @@ fn faults_exit_with_their_documented_codes() {
         // Undefined instruction: UsageFault (the harness enables configurable faults).
         (
             "__asm__ volatile(\"udf #0\");",
-            toolchain::EXIT_USAGE_FAULT,
+            qemu::EXIT_USAGE_FAULT,
             "usage fault",
         ),
         // With the configurable faults disabled, the same escalates to HardFault.
         (
             "*(volatile uint32_t *)(uintptr_t)0xE000ED24u = 0u; __asm__ volatile(\"udf #0\");",
-            toolchain::EXIT_HARD_FAULT,
+            qemu::EXIT_HARD_FAULT,
             "hard fault",
         ),
         // A load from unmapped memory.
         (
             "(void)*(volatile uint32_t *)(uintptr_t)0x70000000u;",
-            toolchain::EXIT_BUS_FAULT,
+            qemu::EXIT_BUS_FAULT,
             "bus fault",
         ),
         // Executing from the never-executable system region.
         (
             "((void (*)(void))(uintptr_t)0xE0100001u)();",
-            toolchain::EXIT_MEM_FAULT,
+            qemu::EXIT_MEM_FAULT,
             "memmanage fault",
         ),
         (
             "__asm__ volatile(\"svc #0\");",
-            toolchain::EXIT_OTHER_EXCEPTION,
+            qemu::EXIT_OTHER_EXCEPTION,
             "unexpected",
         ),
     ];
@@ -313,7 +313,7 @@ int main(void)
 
 fn rust_staticlib(tc: &Toolchain, dir: &Path, crate_name: &str, fixture_dir: &str) -> PathBuf {
     let shim = dir.join("shim");
-    toolchain::write_rust_shim(&shim, crate_name, &fixture(fixture_dir), false).unwrap();
+    qemu::write_rust_shim(&shim, crate_name, &fixture(fixture_dir), false).unwrap();
     tc.build_rust_staticlib(&cortex_m4(), &shim, &dir.join("target"))
         .unwrap_or_else(|e| panic!("{e}"))
 }
@@ -337,7 +337,7 @@ fn rust_shim_drives_a_panic_free_model() {
         .skip(1)
         .map(|t| t.parse().unwrap())
         .collect();
-    let n = toolchain::instructions(&cortex_m4(), ticks[0], ticks[1]);
+    let n = qemu::instructions(&cortex_m4(), ticks[0], ticks[1]);
     eprintln!("kp_rust_infer: {n} instructions");
     assert!(n > 10 && n < 500, "{n}");
 }
@@ -349,7 +349,7 @@ fn rust_shim_over_a_panicking_model_fails_to_link() {
     let lib = rust_staticlib(&tc, dir.path(), "kp_tiny_panics", "rust_tiny_panics");
     match build(&tc, &dir.path().join("fw"), RUST_MAIN, &[lib]) {
         Err(ToolchainError::PanicPathReachable { stderr, .. }) => {
-            assert!(stderr.contains(toolchain::PANIC_SENTINEL), "{stderr}");
+            assert!(stderr.contains(qemu::PANIC_SENTINEL), "{stderr}");
             eprintln!("expected link failure:\n{stderr}");
         }
         other => panic!("expected a panic-path link failure, got {other:?}"),

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use kpgen::harness::{self, firmware, Lang, Platform, RunOptions, TestInputs, Tolerance};
+use kpgen::verify::{self, firmware, Lang, Platform, RunOptions, TestInputs, Tolerance};
 use random::rust_batch::{self, Entry};
 use random::Written;
 
@@ -97,9 +97,9 @@ fn judge(
 ) -> Result<(), String> {
     let c = match (&g.gen.quant, &g.expected) {
         (Some(q), Some(expected)) => {
-            harness::compare_fixed(q, outputs, expected, &g.reference, None, streaming_matches)
+            verify::compare_fixed(q, outputs, expected, &g.reference, None, streaming_matches)
         }
-        _ => harness::compare(
+        _ => verify::compare(
             outputs,
             &g.reference,
             None,
@@ -130,7 +130,7 @@ fn judge(
 }
 
 /// The plain messages of diagnostics (the rendering wraps lines, so match on these).
-fn messages(d: &kpgen::diagnostic::Diagnostics) -> String {
+fn messages(d: &kpgen::base::diagnostic::Diagnostics) -> String {
     let all: Vec<&str> = d.0.iter().map(|e| e.message.as_str()).collect();
     all.join("; ")
 }
@@ -177,8 +177,8 @@ fn generate_and_run_c(
     case.written.tags.extend(tags);
     let w = &case.written;
     let g = Generated {
-        reference: harness::reference_outputs(&gen.model, &w.inputs),
-        expected: harness::integer_outputs(&gen, &w.inputs),
+        reference: verify::reference_outputs(&gen.model, &w.inputs),
+        expected: verify::integer_outputs(&gen, &w.inputs),
         inputs: w.inputs.clone(),
         gen,
     };
@@ -286,7 +286,7 @@ fn rust_entry(case: &Case) -> Option<Entry> {
             .sequences
             .iter()
             .map(|s| {
-                kpgen::intref::quantize_input(q, s)
+                kpgen::quant::intref::quantize_input(q, s)
                     .into_iter()
                     .map(|c| c as f32)
                     .collect()
@@ -567,7 +567,7 @@ fn the_judge_rejects_wrong_outputs() {
     for precision in ["f32", "int8"] {
         let dir = tempfile::tempdir().unwrap();
         let spec = dir.path().join("spec.yaml");
-        kpgen::tensor::write_npy_f32(&dir.path().join("w.npy"), &[2, 3], &[0.5; 6]).unwrap();
+        kpgen::base::tensor::write_npy_f32(&dir.path().join("w.npy"), &[2, 3], &[0.5; 6]).unwrap();
         std::fs::write(
             &spec,
             format!(
@@ -579,8 +579,8 @@ fn the_judge_rejects_wrong_outputs() {
         let gen = kpgen::generate(&spec, &target).unwrap_or_else(|d| panic!("{}", d.render()));
         let inputs = TestInputs::random(2, 1, 3, 7, 1.0);
         let g = Generated {
-            reference: harness::reference_outputs(&gen.model, &inputs),
-            expected: harness::integer_outputs(&gen, &inputs),
+            reference: verify::reference_outputs(&gen.model, &inputs),
+            expected: verify::integer_outputs(&gen, &inputs),
             inputs,
             gen,
         };
@@ -626,7 +626,7 @@ fn the_rust_batch_attributes_failures_to_their_model() {
     {
         let dir = work.path().join(format!("model{k}"));
         std::fs::create_dir_all(&dir).unwrap();
-        kpgen::tensor::write_npy_f32(&dir.join("w.npy"), &[2, 2], &[0.5, -0.25, 0.125, 1.0])
+        kpgen::base::tensor::write_npy_f32(&dir.join("w.npy"), &[2, 2], &[0.5, -0.25, 0.125, 1.0])
             .unwrap();
         let spec = dir.join("spec.yaml");
         std::fs::write(
@@ -695,7 +695,7 @@ fn the_rust_batch_attributes_failures_to_their_model() {
 fn host_check(spec: &str, tensors: &[(&str, &[usize], &[f32])]) {
     let dir = tempfile::tempdir().unwrap();
     for (file, shape, values) in tensors {
-        kpgen::tensor::write_npy_f32(&dir.path().join(file), shape, values).unwrap();
+        kpgen::base::tensor::write_npy_f32(&dir.path().join(file), shape, values).unwrap();
     }
     std::fs::write(dir.path().join("spec.yaml"), spec).unwrap();
     let target = kpgen::target::lookup("cortex-m4").unwrap_or_else(|d| panic!("{d:?}"));
@@ -712,7 +712,7 @@ fn host_check(spec: &str, tensors: &[(&str, &[usize], &[f32])]) {
     let platform = Platform::Host {
         cc: "gcc".to_owned(),
     };
-    let suite = harness::run_suite(&platform, &target, &gen, &inputs, &opts, &mut |_| {})
+    let suite = verify::run_suite(&platform, &target, &gen, &inputs, &opts, &mut |_| {})
         .unwrap_or_else(|e| panic!("spec:\n{spec}\n{e}"));
     assert_eq!(suite.results.len(), 2, "{:#?}", suite.results);
     for r in &suite.results {

@@ -15,8 +15,8 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use common::Case;
-use kpgen::harness::{self, firmware, Lang, Platform, RunOptions, TestInputs, Tolerance};
 use kpgen::spec::Precision;
+use kpgen::verify::{self, firmware, Lang, Platform, RunOptions, TestInputs, Tolerance};
 
 fn check(case: &Case, precision: Precision, cc: &Path) -> Result<(), String> {
     let target = common::target();
@@ -54,9 +54,9 @@ fn check(case: &Case, precision: Precision, cc: &Path) -> Result<(), String> {
             return Err(format!("{p}: the sanitized C failed: {e}\n{report}"));
         }
     };
-    let reference = harness::reference_outputs(&gen.model, &inputs);
-    let c = match (&gen.quant, harness::integer_outputs(&gen, &inputs)) {
-        (Some(q), Some(expected)) => harness::compare_fixed(
+    let reference = verify::reference_outputs(&gen.model, &inputs);
+    let c = match (&gen.quant, verify::integer_outputs(&gen, &inputs)) {
+        (Some(q), Some(expected)) => verify::compare_fixed(
             q,
             &run_out.outputs,
             &expected,
@@ -64,7 +64,7 @@ fn check(case: &Case, precision: Precision, cc: &Path) -> Result<(), String> {
             None,
             run_out.streaming_matches,
         ),
-        _ => harness::compare(
+        _ => verify::compare(
             &run_out.outputs,
             &reference,
             None,

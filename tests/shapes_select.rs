@@ -1,6 +1,6 @@
-//! `kpgen::shapes` against a plain brute force, plus the documented examples.
+//! `kpgen::plan::shapes` against a plain brute force, plus the documented examples.
 
-use kpgen::shapes::{
+use kpgen::plan::shapes::{
     self, best, cheaper_order, note, order_costs, ranked, render_json, render_text, KronOrder,
     KronShape, ShapesError,
 };

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use kpgen::tensor::{npy_f32_bytes, write_npy_f32};
+use kpgen::base::tensor::{npy_f32_bytes, write_npy_f32};
 
 /// A directory holding valid tensors for a small LSTM (6 features, 8 units) with a dense head.
 fn fixture() -> tempfile::TempDir {

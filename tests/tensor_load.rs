@@ -1,9 +1,9 @@
-//! Round-trips and error messages for `kpgen::tensor`. Fixtures come from
+//! Round-trips and error messages for `kpgen::base::tensor`. Fixtures come from
 //! tests/fixtures/tensors/make.py (numpy).
 
 use std::path::{Path, PathBuf};
 
-use kpgen::tensor::{self, DType, Tensor, TensorError};
+use kpgen::base::tensor::{self, DType, Tensor, TensorError};
 
 fn dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/tensors")
@@ -406,7 +406,7 @@ fn overlapping_safetensors_offsets_are_refused() {
 /// Limits bound what is read and what is inflated, before the bytes are read.
 #[test]
 fn reads_and_inflation_are_bounded() {
-    use kpgen::input::{Disk, Limits, Reader};
+    use kpgen::base::input::{Disk, Limits, Reader};
     let npz_size = std::fs::metadata(dir().join("weights_z.npz"))
         .unwrap()
         .len();
@@ -443,7 +443,7 @@ fn reads_and_inflation_are_bounded() {
 /// The header peek the budget check uses gives the shape a full load gives, in every format.
 #[test]
 fn peeked_shapes_equal_loaded_ones() {
-    let reader = kpgen::input::Reader::disk();
+    let reader = kpgen::base::input::Reader::disk();
     for spec in [
         "f32_c.npy",
         "f64_fortran.npy",

@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use kpgen::harness::{reference_outputs, TestInputs};
+use kpgen::verify::{reference_outputs, TestInputs};
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -58,7 +58,7 @@ fn reproduce(cell: &str) {
         .and_then(|i| i.with_lengths(&out.join("test_len.npy")))
         .unwrap_or_else(|e| panic!("{}", e.render()));
     let reference = reference_outputs(&model, &inputs);
-    let torch = kpgen::tensor::load("torch_logits.npy", &out).unwrap();
+    let torch = kpgen::base::tensor::load("torch_logits.npy", &out).unwrap();
     let classes = model.output_size();
     assert_eq!(torch.shape, [reference.len(), classes]);
     let argmax = |v: &[f64]| (0..v.len()).max_by(|&a, &b| v[a].total_cmp(&v[b])).unwrap();

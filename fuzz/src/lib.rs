@@ -14,11 +14,11 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use arbitrary::{Arbitrary, Unstructured};
-use kpgen::diagnostic::{Diagnostic, Diagnostics, Place};
-use kpgen::input::{Limits, Memory, Reader};
+use kpgen::base::diagnostic::{Diagnostic, Diagnostics, Place};
+use kpgen::base::input::{Limits, Memory, Reader};
+use kpgen::base::tensor::{self, Tensor, TensorError};
 use kpgen::model::Model;
 use kpgen::spec::SpecDocument;
-use kpgen::tensor::{self, Tensor, TensorError};
 
 /// A target's body: one input in, a panic on a bug.
 pub type Body = fn(&[u8]);
@@ -320,13 +320,13 @@ fn generate(model: &Model, target: &kpgen::target::Target) -> bool {
         return true; // Too long to run through the references at every execution.
     }
     let x: Vec<f32> = (0..values).map(|i| ((i % 7) as f32 - 3.0) / 3.0).collect();
-    let mut reference = kpgen::reference::Reference::new(&g.model);
+    let mut reference = kpgen::verify::reference::Reference::new(&g.model);
     let y = reference.infer(&x.iter().map(|&v| f64::from(v)).collect::<Vec<_>>());
     assert_eq!(y.len(), model.output_size(), "reference output");
     if let Some(quant) = &g.quant {
-        let mut int = kpgen::intref::IntReference::new(&g.plan, quant);
-        let q = int.infer(&kpgen::intref::quantize_input(quant, &x));
-        let y = kpgen::intref::dequantize_output(quant, &q);
+        let mut int = kpgen::quant::intref::IntReference::new(&g.plan, quant);
+        let q = int.infer(&kpgen::quant::intref::quantize_input(quant, &x));
+        let y = kpgen::quant::intref::dequantize_output(quant, &q);
         assert_eq!(y.len(), model.output_size(), "integer reference output");
     }
     true

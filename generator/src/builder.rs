@@ -14,8 +14,8 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::diagnostic::{Diagnostic, Diagnostics, Place};
-use crate::input::Reader;
+use crate::base::diagnostic::{Diagnostic, Diagnostics, Place};
+use crate::base::input::Reader;
 use crate::output::{self, OutputError};
 use crate::spec::Precision;
 use crate::target::{self, Target};

@@ -8,34 +8,25 @@
 //! memory; only the CLI writes to disk. [`reference`] is the independent float model every
 //! generated output is checked against; [`harness`] runs that check under QEMU.
 
+pub mod base;
 pub mod bench;
 pub mod builder;
-pub mod diagnostic;
 pub mod emit;
-pub mod fixed;
-pub mod harness;
-pub mod input;
-pub mod intref;
-pub mod kernel;
+pub mod lower;
 pub mod model;
 pub mod output;
 pub mod plan;
-pub mod progress;
+pub mod qemu;
 pub mod quant;
-pub mod reference;
 pub mod report;
-pub mod report_html;
-pub mod sequences;
-pub mod shapes;
 pub mod spec;
 pub mod target;
-pub mod tensor;
-pub mod toolchain;
+pub mod verify;
 
 use std::path::Path;
 
+use base::diagnostic::{Diagnostic, Diagnostics, Place};
 pub use builder::Builder;
-use diagnostic::{Diagnostic, Diagnostics, Place};
 use emit::GeneratedFile;
 use model::Model;
 use plan::Plan;
@@ -57,14 +48,14 @@ pub struct Generation {
 /// Reads and validates a spec and the tensors it names, from the file system within the
 /// default [`input::Limits`].
 pub fn load(spec_path: &Path) -> Result<Model, Diagnostics> {
-    load_with(&input::Reader::disk(), spec_path)
+    load_with(&base::input::Reader::disk(), spec_path)
 }
 
 /// [`load_with`] for a build on `target`: the spec's densely stored tensors are first checked
 /// against the target's flash budget from their headers, so an over-budget model is refused
 /// before any tensor body is read.
 pub fn load_for_target(
-    reader: &input::Reader,
+    reader: &base::input::Reader,
     spec_path: &Path,
     target: &Target,
 ) -> Result<Model, Diagnostics> {
@@ -74,7 +65,7 @@ pub fn load_for_target(
 }
 
 /// [`load`] through `reader`: other limits, or files held in memory ([`input::Memory`]).
-pub fn load_with(reader: &input::Reader, spec_path: &Path) -> Result<Model, Diagnostics> {
+pub fn load_with(reader: &base::input::Reader, spec_path: &Path) -> Result<Model, Diagnostics> {
     let doc = spec::read_spec_with(reader, spec_path)?;
     model::load_model_with(reader, &doc)
 }
@@ -107,7 +98,7 @@ pub fn generate_model(model: &Model, target: &Target) -> Result<Generation, Diag
     });
     files.push(GeneratedFile {
         path: "report.html".to_owned(),
-        contents: report_html::render(&report, &plan, None),
+        contents: report::html::render(&report, &plan, None),
     });
     Ok(Generation {
         model: model.clone(),
@@ -131,7 +122,7 @@ const DEFAULT_CALIBRATION_VALUES: usize = 64 * 16384;
 fn quantize(model: &Model, plan: &Plan) -> Result<QuantPlan, Diagnostics> {
     let (inputs, what) = match &model.calibration {
         Some(path) => (
-            sequences::TestInputs::from_file(path, model.steps, model.input_features)?,
+            base::sequences::TestInputs::from_file(path, model.steps, model.input_features)?,
             path.display().to_string(),
         ),
         None => {
@@ -140,7 +131,7 @@ fn quantize(model: &Model, plan: &Plan) -> Result<QuantPlan, Diagnostics> {
             let per_sequence = (model.steps * model.input_features).max(1);
             let count = (DEFAULT_CALIBRATION_VALUES / per_sequence).clamp(1, 64);
             (
-                sequences::TestInputs::random(
+                base::sequences::TestInputs::random(
                     count,
                     model.steps,
                     model.input_features,

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::diagnostic::{Diagnostic, Diagnostics, Place};
+use crate::base::diagnostic::{Diagnostic, Diagnostics, Place};
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -104,7 +104,7 @@ pub struct PlanRules {
 }
 
 /// Cycles per executed instruction class, from the core's published instruction timings:
-/// the data of the cycle estimate of [`crate::harness::insn_mix`]. An instruction of a class
+/// the data of the cycle estimate of [`crate::qemu::insn_mix`]. An instruction of a class
 /// costs the class's figure; the multi-register classes cost `class + class_per_reg x
 /// registers`; each taken branch adds `taken_branch`. The class names are those of the
 /// `insn_mix` plugin. Figures are fractional where a core moves two registers per cycle.
@@ -186,7 +186,7 @@ pub fn lookup(name: &str) -> Result<Target, Diagnostics> {
 fn read_target_file(name: &str) -> Result<String, Diagnostics> {
     let fail =
         |msg: String| -> Diagnostics { Diagnostic::new(Place::file(name.as_ref()), msg).into() };
-    let bytes = crate::input::Reader::disk()
+    let bytes = crate::base::input::Reader::disk()
         .spec(name.as_ref())
         .map_err(|e| fail(format!("cannot read target file: {e}")))?;
     String::from_utf8(bytes).map_err(|_| fail("invalid target file: not UTF-8 text".to_owned()))

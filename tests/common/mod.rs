@@ -9,9 +9,9 @@ use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
+use kpgen::base::tensor::write_npy_f32;
+use kpgen::plan::shapes::{self, KronShape};
 use kpgen::plan::{OverlayEncoding, Plan, Product};
-use kpgen::shapes::{self, KronShape};
-use kpgen::tensor::write_npy_f32;
 
 /// Largest overlay the cortex-m4 planner emits as straight-line code (targets/cortex-m4.toml).
 pub const STRAIGHT_LINE_MAX_NNZ: usize = 128;
@@ -66,7 +66,7 @@ impl Kind {
 pub enum WeightKind {
     /// A plain dense matrix.
     Dense,
-    /// `kron(A, B)` with the shapes of [`kpgen::shapes::best`].
+    /// `kron(A, B)` with the shapes of [`kpgen::plan::shapes::best`].
     Kp,
     /// `kron(A, B) + S` with about 5% non-zeros in S, at most 128 (straight-line overlay).
     Dkp,
@@ -236,7 +236,7 @@ pub struct Fixture {
 }
 
 /// SplitMix64, so fixtures are identical on every machine: kpgen's own.
-pub use kpgen::sequences::SplitMix64;
+pub use kpgen::base::sequences::SplitMix64;
 
 /// Value ranges: moderate, so no activation saturates.
 const FACTOR_SCALE: f32 = 0.5;
@@ -753,7 +753,7 @@ pub fn generate_in(
     model.precision = precision;
     if precision.is_fixed() {
         let steps = case.model.steps();
-        let calib = kpgen::sequences::TestInputs::random(
+        let calib = kpgen::base::sequences::TestInputs::random(
             16,
             steps,
             case.model.features,
@@ -796,7 +796,7 @@ pub fn run_cases(cases: &[Case], mut f: impl FnMut(&Case) -> Result<(), String>)
 }
 
 /// Checks every result of a suite passed; the error shows each failing comparison.
-pub fn check_suite(what: &str, suite: &kpgen::harness::Suite) -> Result<(), String> {
+pub fn check_suite(what: &str, suite: &kpgen::verify::Suite) -> Result<(), String> {
     let bad: Vec<String> = suite
         .results
         .iter()

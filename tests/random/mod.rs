@@ -13,9 +13,9 @@ use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use kpgen::sequences::{SplitMix64, TestInputs};
+use kpgen::base::sequences::{SplitMix64, TestInputs};
+use kpgen::base::tensor::write_npy_f32;
 use kpgen::spec::Precision;
-use kpgen::tensor::write_npy_f32;
 
 /// Largest overlay the cortex-m4 planner emits as straight-line code (targets/cortex-m4.toml).
 pub const STRAIGHT_LINE_MAX_NNZ: usize = 128;
@@ -161,7 +161,7 @@ impl Writer<'_> {
     /// Any factorization (m1 x n1) ⊗ (m2 x n2) of rows x cols; sometimes kpgen's best one.
     fn kron_shape(&mut self, rows: usize, cols: usize) -> (usize, usize, usize, usize) {
         if self.rng.chance(0.25) {
-            if let Some(s) = kpgen::shapes::best(rows, cols) {
+            if let Some(s) = kpgen::plan::shapes::best(rows, cols) {
                 return (s.m1, s.n1, s.m2, s.n2);
             }
         }

@@ -6,8 +6,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::qemu::{run_checked, FirmwareTarget};
 use crate::spec::Precision;
-use crate::toolchain::{run_checked, FirmwareTarget};
 
 pub const VERSION: &str = "1.10.3";
 const URL: &str = "https://files.pythonhosted.org/packages/2c/ec/\

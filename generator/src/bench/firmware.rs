@@ -13,11 +13,11 @@ use super::cmsis::{self, CmsisDsp};
 use super::layer::{self, BenchLayer, BuiltLayer, Expected, Inputs};
 use super::{Measurement, CMSIS, KPGEN};
 use crate::emit::syntax::float_lit;
-use crate::harness::insn_mix::{self, InsnMix};
+use crate::qemu::insn_mix::{self, InsnMix};
+use crate::qemu::{self, FirmwareTarget, Toolchain, ToolchainError};
 use crate::spec::Lang;
 use crate::spec::Precision;
 use crate::target::Target;
-use crate::toolchain::{self, FirmwareTarget, Toolchain, ToolchainError};
 
 /// What every benchmark shares.
 pub struct Env<'a> {
@@ -73,7 +73,7 @@ fn dir_name(text: &str) -> String {
 }
 
 fn write(path: &Path, text: &str) -> Result<(), String> {
-    toolchain::write_file(path, text).map_err(|e| e.to_string())
+    qemu::write_file(path, text).map_err(|e| e.to_string())
 }
 
 fn elem_bytes(p: Precision) -> u64 {
@@ -285,9 +285,9 @@ pub fn measure(
         .join(dir_name(&layer.name))
         .join(&target.name)
         .join(precision.as_str());
-    let fwt = crate::harness::firmware_target(target);
+    let fwt = FirmwareTarget::of(target);
     let runtime = dir.join("runtime");
-    toolchain::write_runtime(&runtime).map_err(|e| e.to_string())?;
+    qemu::write_runtime(&runtime).map_err(|e| e.to_string())?;
     let model_dir = dir.join("model");
     for f in &built.generation.files {
         if let Some(name) = f.path.strip_prefix("c/") {
@@ -496,7 +496,7 @@ fn measure_cmsis(
     // else into .bss if RAM (less the stack and some slack) holds it.
     let ram_room = fwt
         .ram_size
-        .saturating_sub(toolchain::stack_size(fwt) + 16 * 1024);
+        .saturating_sub(qemu::stack_size(fwt) + 16 * 1024);
     let (placement, bulk_attr) = match fwt.bulk {
         Some((origin, size)) if bytes <= size => (
             format!("in board RAM at {origin:#010x} (.kp_bulk)"),

@@ -6,10 +6,10 @@ use std::path::{Path, PathBuf};
 
 use nalgebra::DMatrix;
 
-use crate::diagnostic::{Diagnostic, Diagnostics, Place};
+use crate::base::diagnostic::{Diagnostic, Diagnostics, Place};
+use crate::base::sequences::SplitMix64;
 use crate::model::{Cell, DenseLayer, Layer, Model, SparseMatrix, Weight, WeightForm};
 use crate::plan::MatrixPlan;
-use crate::sequences::SplitMix64;
 use crate::spec::{Activation, Precision};
 use crate::target::Target;
 use crate::Generation;

@@ -127,12 +127,12 @@ fn jobs_of(o: &BenchOptions) -> Vec<Job> {
 /// measurement (a job measures kpgen and, once per shape, the dense baseline).
 pub fn run(
     o: &BenchOptions,
-    progress: &(dyn Fn(crate::progress::Progress) + Sync),
+    progress: &(dyn Fn(crate::base::progress::Progress) + Sync),
 ) -> Result<BenchRun, String> {
-    let toolchain = crate::harness::firmware::locate_toolchain().map_err(|e| e.to_string())?;
+    let toolchain = crate::qemu::Toolchain::locate().map_err(|e| e.to_string())?;
     std::fs::create_dir_all(&o.work_dir)
         .map_err(|e| format!("create {}: {e}", o.work_dir.display()))?;
-    let plugin = crate::harness::insn_mix::build_plugin(&o.work_dir).map_err(|e| e.to_string())?;
+    let plugin = crate::qemu::insn_mix::build_plugin(&o.work_dir).map_err(|e| e.to_string())?;
     let cmsis = match &o.cmsis {
         CmsisSource::Fetch => Some(cmsis::CmsisDsp::fetch(&o.work_dir.join("cache"))?),
         CmsisSource::Dir(d) => Some(cmsis::CmsisDsp::at(d, &o.work_dir.join("cache"))?),
@@ -146,7 +146,7 @@ pub fn run(
     };
     let jobs = jobs_of(o);
     let total = jobs.len();
-    progress(crate::progress::Progress::Total(total));
+    progress(crate::base::progress::Progress::Total(total));
     let queue = Mutex::new(jobs.into_iter().enumerate().collect::<Vec<_>>());
     let results: Mutex<Vec<(usize, Vec<Measurement>)>> = Mutex::new(Vec::new());
     // The dense baseline depends only on (rows, cols, core, precision): run it once.
@@ -169,9 +169,9 @@ pub fn run(
                             let line = report::progress_line(m, total);
                             // The job's last measurement completes it.
                             progress(if i + 1 == ms.len() {
-                                crate::progress::Progress::Done(&line)
+                                crate::base::progress::Progress::Done(&line)
                             } else {
-                                crate::progress::Progress::Note(&line)
+                                crate::base::progress::Progress::Note(&line)
                             });
                         }
                         if let Ok(mut r) = results.lock() {

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use kpgen::harness::Lang;
+use kpgen::verify::Lang;
 
 #[derive(Parser)]
 #[command(

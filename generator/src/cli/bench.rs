@@ -105,7 +105,8 @@ pub fn bench(args: &BenchArgs) -> ExitCode {
         started.elapsed().as_secs_f64()
     );
     let write = |path: &Path, text: &str| {
-        kpgen::output::write_file(path, text).map_err(|e| kpgen::diagnostic::shown(&e.to_string()))
+        kpgen::output::write_file(path, text)
+            .map_err(|e| kpgen::base::diagnostic::shown(&e.to_string()))
     };
     if let Some(p) = &args.json {
         let json = serde_json::to_string_pretty(&run).unwrap_or_default() + "\n";

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
-use kpgen::diagnostic::{Diagnostic, Diagnostics, Place};
+use kpgen::base::diagnostic::{Diagnostic, Diagnostics, Place};
 use kpgen::target;
 
 use super::args::{BuildArgs, BuildOptions};

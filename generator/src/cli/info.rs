@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use kpgen::{shapes, target};
+use kpgen::{plan::shapes, target};
 
 use super::args::ShapesArgs;
 use super::EXIT_BAD_INPUT;

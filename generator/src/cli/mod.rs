@@ -6,7 +6,7 @@
 macro_rules! say {
     ($($arg:tt)*) => {{
         use std::io::Write as _;
-        let text = kpgen::diagnostic::shown_lines(&format!($($arg)*));
+        let text = kpgen::base::diagnostic::shown_lines(&format!($($arg)*));
         let _ = writeln!(std::io::stderr(), "{text}");
     }};
 }
@@ -37,7 +37,7 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use kpgen::diagnostic::Diagnostics;
+use kpgen::base::diagnostic::Diagnostics;
 
 /// Progress on stderr: one line per event, and on a terminal, once the run has taken two
 /// seconds, a bar below them (steps done of all, elapsed, estimate).
@@ -66,8 +66,8 @@ impl ProgressView {
         }
     }
 
-    pub fn show(&self, event: kpgen::progress::Progress) {
-        use kpgen::progress::Progress;
+    pub fn show(&self, event: kpgen::base::progress::Progress) {
+        use kpgen::base::progress::Progress;
         use std::sync::atomic::Ordering;
         let line = match event {
             Progress::Total(n) => {
@@ -89,7 +89,7 @@ impl ProgressView {
             self.bar.enable_steady_tick(Duration::from_millis(250));
         }
         if let Some(line) = line {
-            let line = kpgen::diagnostic::shown_lines(line);
+            let line = kpgen::base::diagnostic::shown_lines(line);
             if self.shown.load(Ordering::SeqCst) {
                 self.bar.println(line);
             } else {
@@ -105,7 +105,7 @@ impl ProgressView {
 
 /// A path as printed: a newline or escape sequence in it cannot fake a line of kpgen's.
 pub fn shown_path(p: &Path) -> String {
-    kpgen::diagnostic::shown(&p.display().to_string())
+    kpgen::base::diagnostic::shown(&p.display().to_string())
 }
 
 /// Exit codes, documented in README.md.

@@ -3,23 +3,23 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use kpgen::diagnostic::{Diagnostic, Place};
-use kpgen::harness::{self, Lang, LangResult, Platform, RunOptions, TestInputs, Tolerance};
+use kpgen::base::diagnostic::{Diagnostic, Place};
+use kpgen::verify::{self, Lang, LangResult, Platform, RunOptions, TestInputs, Tolerance};
 
 use super::args::TestArgs;
 use super::build::{generate, output_error, read_paths, write_output};
 use super::{report_errors, shown_path, ProgressView, EXIT_BAD_INPUT, EXIT_TEST_FAILED};
 
 /// What `kpgen test` measured, as the HTML report shows it.
-pub fn measured_of(suite: &harness::Suite) -> kpgen::report_html::Measured {
-    kpgen::report_html::Measured {
+pub fn measured_of(suite: &verify::Suite) -> kpgen::report::html::Measured {
+    kpgen::report::html::Measured {
         platform: suite.platform.clone(),
         sequences: suite.sequences,
         reference_accuracy: suite.reference_accuracy,
         rows: suite
             .results
             .iter()
-            .map(|r| kpgen::report_html::MeasuredRow {
+            .map(|r| kpgen::report::html::MeasuredRow {
                 variant: r.variant.to_owned(),
                 lang: r.lang.as_str().to_owned(),
                 pass: r.comparison.pass,
@@ -170,7 +170,7 @@ pub fn test(args: &TestArgs) -> ExitCode {
     }
     let platform = match &args.host {
         Some(cc) => Platform::Host { cc: cc.clone() },
-        None => match harness::firmware::locate_toolchain() {
+        None => match verify::firmware::locate_toolchain() {
             Ok(tc) => Platform::Qemu(tc),
             Err(e) => {
                 say!("kpgen test: {e}");
@@ -234,7 +234,7 @@ pub fn test(args: &TestArgs) -> ExitCode {
         inputs.steps
     );
     let view = ProgressView::new("kpgen test");
-    let outcome = harness::run_suite(
+    let outcome = verify::run_suite(
         &platform,
         &target,
         &generation,
@@ -277,7 +277,7 @@ pub fn test(args: &TestArgs) -> ExitCode {
                 }
                 "report.html" => {
                     f.contents =
-                        kpgen::report_html::render(&report, &generation.plan, Some(&measured));
+                        kpgen::report::html::render(&report, &generation.plan, Some(&measured));
                 }
                 _ => {}
             }

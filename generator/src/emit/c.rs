@@ -4,62 +4,54 @@ use askama::Template;
 
 use super::syntax::{float_lit, kernel_body, table_definition};
 use super::{FixedApi, GeneratedFile, Op, Program, Vector};
-use crate::fixed;
-use crate::kernel::{Elem, Table};
+use crate::lower::kernel::{Elem, Table};
+use crate::quant::fixed;
 use crate::spec::Activation;
 use crate::spec::Lang;
 
 /// The hand-written runtime, one piece per helper with the pieces it calls. Only the helpers a
 /// model uses are emitted: an unused `static` function is a warning under clang's -Wall.
 const RUNTIME: &[(&str, &str, &[&str])] = &[
-    (
-        "expf",
-        include_str!("../../../templates/c/runtime/expf.c"),
-        &[],
-    ),
+    ("expf", include_str!("../../../runtime/c/expf.c"), &[]),
     (
         "sigmoidf",
-        include_str!("../../../templates/c/runtime/sigmoidf.c"),
+        include_str!("../../../runtime/c/sigmoidf.c"),
         &["expf"],
     ),
     (
         "tanhf",
-        include_str!("../../../templates/c/runtime/tanhf.c"),
+        include_str!("../../../runtime/c/tanhf.c"),
         &["expf"],
     ),
     (
         "lstm",
-        include_str!("../../../templates/c/runtime/lstm.c"),
+        include_str!("../../../runtime/c/lstm.c"),
         &["sigmoidf", "tanhf"],
     ),
     (
         "gru",
-        include_str!("../../../templates/c/runtime/gru.c"),
+        include_str!("../../../runtime/c/gru.c"),
         &["sigmoidf", "tanhf"],
     ),
     (
         "fastgrnn",
-        include_str!("../../../templates/c/runtime/fastgrnn.c"),
+        include_str!("../../../runtime/c/fastgrnn.c"),
         &["sigmoidf", "tanhf"],
     ),
-    (
-        "relu",
-        include_str!("../../../templates/c/runtime/relu.c"),
-        &[],
-    ),
+    ("relu", include_str!("../../../runtime/c/relu.c"), &[]),
     (
         "sigmoid",
-        include_str!("../../../templates/c/runtime/sigmoid.c"),
+        include_str!("../../../runtime/c/sigmoid.c"),
         &["sigmoidf"],
     ),
     (
         "tanh",
-        include_str!("../../../templates/c/runtime/tanh.c"),
+        include_str!("../../../runtime/c/tanh.c"),
         &["tanhf"],
     ),
     (
         "softmax",
-        include_str!("../../../templates/c/runtime/softmax.c"),
+        include_str!("../../../runtime/c/softmax.c"),
         &["expf"],
     ),
 ];
@@ -69,102 +61,66 @@ const RUNTIME: &[(&str, &str, &[&str])] = &[
 const FIXED_RUNTIME: &[(&str, &str)] = &[
     (
         "kp_shift_sat16",
-        include_str!("../../../templates/c/runtime/q_shift_sat16.c"),
+        include_str!("../../../runtime/c/q_shift_sat16.c"),
     ),
     (
         "kp_shift_sat16_s64",
-        include_str!("../../../templates/c/runtime/q_shift_sat16_s64.c"),
+        include_str!("../../../runtime/c/q_shift_sat16_s64.c"),
     ),
-    (
-        "kp_read32",
-        include_str!("../../../templates/c/runtime/q_read32.c"),
-    ),
-    (
-        "kp_ror8",
-        include_str!("../../../templates/c/runtime/q_ror8.c"),
-    ),
-    (
-        "kp_sxtb16",
-        include_str!("../../../templates/c/runtime/q_sxtb16.c"),
-    ),
-    (
-        "kp_smlad",
-        include_str!("../../../templates/c/runtime/q_smlad.c"),
-    ),
-    (
-        "kp_smlald",
-        include_str!("../../../templates/c/runtime/q_smlald.c"),
-    ),
+    ("kp_read32", include_str!("../../../runtime/c/q_read32.c")),
+    ("kp_ror8", include_str!("../../../runtime/c/q_ror8.c")),
+    ("kp_sxtb16", include_str!("../../../runtime/c/q_sxtb16.c")),
+    ("kp_smlad", include_str!("../../../runtime/c/q_smlad.c")),
+    ("kp_smlald", include_str!("../../../runtime/c/q_smlald.c")),
     (
         "kp_div_pow2",
-        include_str!("../../../templates/c/runtime/q_div_pow2.c"),
+        include_str!("../../../runtime/c/q_div_pow2.c"),
     ),
-    (
-        "kp_requant",
-        include_str!("../../../templates/c/runtime/q_requant.c"),
-    ),
+    ("kp_requant", include_str!("../../../runtime/c/q_requant.c")),
     (
         "kp_requant_s64",
-        include_str!("../../../templates/c/runtime/q_requant_s64.c"),
+        include_str!("../../../runtime/c/q_requant_s64.c"),
     ),
-    (
-        "kp_sat",
-        include_str!("../../../templates/c/runtime/q_sat.c"),
-    ),
-    (
-        "kp_sat16",
-        include_str!("../../../templates/c/runtime/q_sat16.c"),
-    ),
+    ("kp_sat", include_str!("../../../runtime/c/q_sat.c")),
+    ("kp_sat16", include_str!("../../../runtime/c/q_sat16.c")),
     (
         "kp_rshift_round",
-        include_str!("../../../templates/c/runtime/q_rshift_round.c"),
+        include_str!("../../../runtime/c/q_rshift_round.c"),
     ),
-    (
-        "kp_lut",
-        include_str!("../../../templates/c/runtime/q_lut.c"),
-    ),
+    ("kp_lut", include_str!("../../../runtime/c/q_lut.c")),
     ("KP_SIGMOID_Q15", ""),
     ("KP_TANH_Q15", ""),
     ("KP_EXP_Q15", ""),
-    (
-        "kp_unit_code",
-        include_str!("../../../templates/c/runtime/q_unit.c"),
-    ),
-    (
-        "kp_lstm_q",
-        include_str!("../../../templates/c/runtime/q_lstm.c"),
-    ),
-    (
-        "kp_gru_q",
-        include_str!("../../../templates/c/runtime/q_gru.c"),
-    ),
+    ("kp_unit_code", include_str!("../../../runtime/c/q_unit.c")),
+    ("kp_lstm_q", include_str!("../../../runtime/c/q_lstm.c")),
+    ("kp_gru_q", include_str!("../../../runtime/c/q_gru.c")),
     (
         "kp_fastgrnn_q",
-        include_str!("../../../templates/c/runtime/q_fastgrnn.c"),
+        include_str!("../../../runtime/c/q_fastgrnn.c"),
     ),
     (
         "kp_narrow_linear",
-        include_str!("../../../templates/c/runtime/q_narrow.c"),
+        include_str!("../../../runtime/c/q_narrow.c"),
     ),
     (
         "kp_narrow_sigmoid",
-        include_str!("../../../templates/c/runtime/q_narrow_sigmoid.c"),
+        include_str!("../../../runtime/c/q_narrow_sigmoid.c"),
     ),
     (
         "kp_narrow_tanh",
-        include_str!("../../../templates/c/runtime/q_narrow_tanh.c"),
+        include_str!("../../../runtime/c/q_narrow_tanh.c"),
     ),
     (
         "kp_narrow_softmax",
-        include_str!("../../../templates/c/runtime/q_narrow_softmax.c"),
+        include_str!("../../../runtime/c/q_narrow_softmax.c"),
     ),
     (
         "kp_quantize",
-        include_str!("../../../templates/c/runtime/q_quantize.c"),
+        include_str!("../../../runtime/c/q_quantize.c"),
     ),
 ];
 
-const FMAF: &str = include_str!("../../../templates/c/runtime/fmaf.c");
+const FMAF: &str = include_str!("../../../runtime/c/fmaf.c");
 
 /// The fixed-point runtime a program uses: every piece whose name the kernels, the operations
 /// or another used piece mention (clang warns about unused static functions, so nothing else

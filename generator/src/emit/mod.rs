@@ -5,7 +5,7 @@ pub mod c;
 pub mod rust;
 pub mod syntax;
 
-use crate::kernel::{lower_matrix, Elem, Kernel, Table};
+use crate::lower::kernel::{lower_matrix, Elem, Kernel, Table};
 use crate::plan::{
     BufferRole, LayerConstants, LayerPlan, MatrixPlan, Plan, Product, Source, TEMP_BUFFER,
 };

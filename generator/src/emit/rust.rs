@@ -4,13 +4,13 @@ use askama::Template;
 
 use super::syntax::{float_lit, kernel_body, table_definition};
 use super::{FixedApi, GeneratedFile, Op, Program, Vector};
-use crate::fixed;
-use crate::kernel::{Elem, Table};
+use crate::lower::kernel::{Elem, Table};
+use crate::quant::fixed;
 use crate::spec::Activation;
 use crate::spec::Lang;
 
-const CELLS: &str = include_str!("../../../templates/rust/cells.rs");
-const CELLS_Q: &str = include_str!("../../../templates/rust/cells_q.rs");
+const CELLS: &str = include_str!("../../../runtime/rust/cells.rs");
+const CELLS_Q: &str = include_str!("../../../runtime/rust/cells_q.rs");
 
 /// The fixed-point runtime with its code type and activation tables.
 fn cells_q(f: &FixedApi) -> String {

@@ -1,7 +1,7 @@
 //! Printing lowered kernels as C or Rust. The two languages differ only in spelling here:
 //! every loop, index and literal is printed from the same statement tree in the same order.
 
-use crate::kernel::{
+use crate::lower::kernel::{
     blocks, Access, Affine, Array, Coef, Elem, Fixed, Index, Kernel, Num, Simd, Stmt, Table, Tile,
     Values,
 };

@@ -8,11 +8,11 @@ use std::path::{Path, PathBuf};
 use nalgebra::DMatrix;
 use serde_saphyr::Spanned;
 
-use crate::diagnostic::{Diagnostic, Diagnostics};
+use crate::base::diagnostic::{Diagnostic, Diagnostics};
+use crate::base::tensor::{self, Tensor};
 use crate::spec::{
     Activation, LayerKind, LayerSpec, Precision, ScalarSpec, SpecDocument, WeightMap, WeightSpec,
 };
-use crate::tensor::{self, Tensor};
 
 #[derive(Debug, Clone)]
 pub struct Model {
@@ -420,7 +420,7 @@ pub fn check_identifier(name: &str) -> Result<(), String> {
 }
 
 struct Loader<'a> {
-    reader: &'a crate::input::Reader<'a>,
+    reader: &'a crate::base::input::Reader<'a>,
     doc: &'a SpecDocument,
     errors: Diagnostics,
     sources: Vec<PathBuf>,
@@ -751,12 +751,12 @@ fn positive(loader: &mut Loader, value: &Spanned<i64>, field: &str, what: &str) 
 
 /// Validates a parsed spec and loads every tensor it names. Reports all problems found.
 pub fn load_model(doc: &SpecDocument) -> Result<Model, Diagnostics> {
-    load_model_with(&crate::input::Reader::disk(), doc)
+    load_model_with(&crate::base::input::Reader::disk(), doc)
 }
 
 /// [`load_model`], reading tensors through `reader`.
 pub fn load_model_with(
-    reader: &crate::input::Reader,
+    reader: &crate::base::input::Reader,
     doc: &SpecDocument,
 ) -> Result<Model, Diagnostics> {
     let mut l = Loader {
@@ -827,7 +827,7 @@ pub fn load_model_with(
     // bad one is reported at its line in the spec.
     if let (Some(c), Some(f), Some(st)) = (&spec.calibration, features, steps) {
         let path = doc.base_dir().join(&c.value);
-        if let Err(d) = crate::sequences::TestInputs::from_file(&path, st, f) {
+        if let Err(d) = crate::base::sequences::TestInputs::from_file(&path, st, f) {
             let why: Vec<String> = d.0.iter().map(|e| e.message.clone()).collect();
             l.fail(
                 c,
@@ -1054,7 +1054,7 @@ fn load_layer_with_units(
 /// and doping matrices are not counted (their stored size is their non-zeros, known only once
 /// read).
 pub fn check_flash_from_headers(
-    reader: &crate::input::Reader,
+    reader: &crate::base::input::Reader,
     doc: &SpecDocument,
     flash_budget: u64,
     target_name: &str,
@@ -1095,7 +1095,7 @@ pub fn check_flash_from_headers(
         return Ok(());
     }
     Err(Diagnostic::new(
-        crate::diagnostic::Place::file(&doc.path),
+        crate::base::diagnostic::Place::file(&doc.path),
         format!(
             "model `{}` stores at least {values} values densely (by its tensor headers), \
              {bytes} bytes of flash at float32: over the {flash_budget}-byte flash budget of \

@@ -1,7 +1,7 @@
 //! Host side of firmware verification: locating the cross tools, building bare-metal test
 //! firmware (C, or C driving a Rust staticlib), running it under QEMU and reading its costs.
 //!
-//! The hand-written runtime in `generator/runtime/` ships inside the kpgen binary
+//! The hand-written runtime in `runtime/harness/` ships inside the kpgen binary
 //! ([`runtime_files`]) and is written out next to generated code with [`write_runtime`].
 //!
 //! # Instruction counting
@@ -15,6 +15,8 @@
 //! region (`kp_timer_start(); kp_timer_ticks();`) was measured on mps2-an386 (25 MHz,
 //! shift 6, GCC 12 -O2): **5 ticks = 3 instructions**. Measure it in every firmware rather
 //! than hard-coding it, and pass it as `overhead_ticks`.
+
+pub mod insn_mix;
 
 use std::ffi::{OsStr, OsString};
 use std::fmt::Write as _;
@@ -70,14 +72,23 @@ pub const HARNESS_C: &str = "kp_harness.c";
 /// Directory of the Rust shim template among [`runtime_files`].
 pub const RUST_SHIM_DIR: &str = "rust_shim";
 
-const LINK_TEMPLATE: &str = include_str!("../runtime/link.ld.in");
-const SHIM_CARGO_TEMPLATE: &str = include_str!("../runtime/rust_shim/Cargo.toml.in");
-const SHIM_LIB_RS: &str = include_str!("../runtime/rust_shim/src/lib.rs");
+const LINK_TEMPLATE: &str = include_str!("../../../runtime/harness/link.ld.in");
+const SHIM_CARGO_TEMPLATE: &str = include_str!("../../../runtime/harness/rust_shim/Cargo.toml.in");
+const SHIM_LIB_RS: &str = include_str!("../../../runtime/harness/rust_shim/src/lib.rs");
 
 static RUNTIME_FILES: &[(&str, &str)] = &[
-    ("kp_harness.h", include_str!("../runtime/kp_harness.h")),
-    ("kp_harness.c", include_str!("../runtime/kp_harness.c")),
-    ("kp_rust_shim.h", include_str!("../runtime/kp_rust_shim.h")),
+    (
+        "kp_harness.h",
+        include_str!("../../../runtime/harness/kp_harness.h"),
+    ),
+    (
+        "kp_harness.c",
+        include_str!("../../../runtime/harness/kp_harness.c"),
+    ),
+    (
+        "kp_rust_shim.h",
+        include_str!("../../../runtime/harness/kp_rust_shim.h"),
+    ),
     ("link.ld.in", LINK_TEMPLATE),
     ("rust_shim/Cargo.toml.in", SHIM_CARGO_TEMPLATE),
     ("rust_shim/src/lib.rs", SHIM_LIB_RS),
@@ -107,6 +118,26 @@ pub struct FirmwareTarget {
     pub rust_triple: Option<String>,
     /// RUSTFLAGS for the Rust staticlib, e.g. `["-C", "target-cpu=cortex-m4"]`.
     pub rustflags: Vec<String>,
+}
+
+impl FirmwareTarget {
+    /// The firmware-relevant part of a target file.
+    pub fn of(t: &crate::target::Target) -> FirmwareTarget {
+        FirmwareTarget {
+            cflags: t.c.cflags.clone(),
+            qemu_machine: t.qemu.machine.clone(),
+            qemu_cpu: t.qemu.cpu.clone(),
+            systick_hz: t.qemu.systick_hz,
+            icount_shift: t.qemu.icount_shift,
+            flash_origin: t.memory.flash_origin,
+            flash_size: t.memory.flash_size,
+            ram_origin: t.memory.ram_origin,
+            ram_size: t.memory.ram_size,
+            bulk: t.memory.bulk.map(|[origin, size]| (origin, size)),
+            rust_triple: t.rust.triple.clone(),
+            rustflags: t.rust.rustflags.clone(),
+        }
+    }
 }
 
 /// Errors from building or running firmware.

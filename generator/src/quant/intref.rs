@@ -1,12 +1,12 @@
 //! The integer reference: the quantized model executed on the host with exactly the integer
-//! operations of the generated code ([`crate::fixed`]). Generated C and Rust must reproduce its
+//! operations of the generated code ([`crate::quant::fixed`]). Generated C and Rust must reproduce its
 //! outputs bit for bit; its dequantized outputs against the float reference are the
 //! quantization error.
 
 use std::collections::HashMap;
 
-use crate::fixed::{self, divide_by_power_of_two, lut_eval, rshift_round, saturate};
 use crate::plan::{LayerConstants, Plan, Source};
+use crate::quant::fixed::{self, divide_by_power_of_two, lut_eval, rshift_round, saturate};
 use crate::quant::{matvec_int, LayerQuant, QuantPlan};
 use crate::spec::Activation;
 

@@ -3,8 +3,8 @@
 
 use std::path::Path;
 
-use crate::diagnostic::{Diagnostic, Diagnostics, Place};
-use crate::tensor;
+use crate::base::diagnostic::{Diagnostic, Diagnostics, Place};
+use crate::base::tensor;
 
 /// Input sequences, each `steps * features` floats, row-major (zero-padded past its length).
 #[derive(Debug, Clone, PartialEq)]

@@ -1,12 +1,14 @@
 //! `report.json`: what was built, per layer and in total, plus measured costs after `kpgen test`.
 
+pub mod html;
+
 use serde::Serialize;
 
-use crate::diagnostic::{Diagnostic, Diagnostics, Place};
+use crate::base::diagnostic::{Diagnostic, Diagnostics, Place};
 use crate::model::Model;
+use crate::plan::shapes::{KronOrder, KronShape};
 use crate::plan::{MatrixPlan, OverlayEncoding, Plan, Product};
 use crate::quant::QuantPlan;
-use crate::shapes::{KronOrder, KronShape};
 use crate::spec::{LayerKind, Precision};
 use crate::target::Target;
 

@@ -2,8 +2,8 @@
 //! statement form — loops with constant bounds, affine indices, literal or stored weights — that
 //! the C and Rust printers turn into text. One lowering, two syntaxes, the same arithmetic order.
 
-use crate::fixed::Requant;
 use crate::plan::{MatrixPlan, Operand, OverlayEncoding, Stage};
+use crate::quant::fixed::Requant;
 use crate::quant::{MatrixQuant, StageQuant};
 
 /// Element type of an array or accumulator.

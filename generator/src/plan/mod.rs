@@ -2,13 +2,15 @@
 //! unrolled, how the doping overlay is encoded; for the model: the buffers of the state struct and
 //! the constants each layer needs. The plan is language-neutral; both emitters lower it.
 
+pub mod shapes;
+
 use serde::Serialize;
 
 use crate::model::cells::sigmoid;
 use crate::model::{Cell, Layer, Model, SparseMatrix, Weight, WeightForm};
-use crate::shapes::{self, KronOrder, KronShape};
 use crate::spec::{Activation, LayerKind, Precision};
 use crate::target::Target;
+use shapes::{KronOrder, KronShape};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Plan {

@@ -3,7 +3,7 @@
 //! float reference and measures the cost (guest instructions, flash, RAM, stack).
 
 pub mod firmware;
-pub mod insn_mix;
+pub mod reference;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -11,13 +11,13 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::model::Model;
-use crate::reference::Reference;
+use crate::qemu::{Toolchain, ToolchainError};
 use crate::target::Target;
-use crate::toolchain::{FirmwareTarget, Toolchain, ToolchainError};
+use crate::verify::reference::Reference;
 use crate::Generation;
 
-// Where the test suites have always found it; its home is `crate::sequences`.
-pub use crate::sequences::TestInputs;
+// Where the test suites have always found it; its home is `crate::base::sequences`.
+pub use crate::base::sequences::TestInputs;
 
 // Where the test suites have always found it; its home is the shared vocabulary in `spec`.
 pub use crate::spec::Lang;
@@ -137,23 +137,6 @@ impl HarnessError {
     }
 }
 
-pub fn firmware_target(t: &Target) -> FirmwareTarget {
-    FirmwareTarget {
-        cflags: t.c.cflags.clone(),
-        qemu_machine: t.qemu.machine.clone(),
-        qemu_cpu: t.qemu.cpu.clone(),
-        systick_hz: t.qemu.systick_hz,
-        icount_shift: t.qemu.icount_shift,
-        flash_origin: t.memory.flash_origin,
-        flash_size: t.memory.flash_size,
-        ram_origin: t.memory.ram_origin,
-        ram_size: t.memory.ram_size,
-        bulk: t.memory.bulk.map(|[origin, size]| (origin, size)),
-        rust_triple: t.rust.triple.clone(),
-        rustflags: t.rust.rustflags.clone(),
-    }
-}
-
 /// The reference outputs for every input sequence.
 pub fn reference_outputs(model: &Model, inputs: &TestInputs) -> Vec<Vec<f64>> {
     let mut r = Reference::new(model);
@@ -235,14 +218,15 @@ pub fn compare(
 /// The integer reference's output codes for every input sequence.
 pub fn integer_outputs(gen: &Generation, inputs: &TestInputs) -> Option<Vec<Vec<i32>>> {
     let quant = gen.quant.as_ref()?;
-    let mut r = crate::intref::IntReference::new(&gen.plan, quant);
+    let mut r = crate::quant::intref::IntReference::new(&gen.plan, quant);
     Some(
         inputs
             .sequences
             .iter()
             .zip(&inputs.lengths)
             .map(|(s, &len)| {
-                let codes = crate::intref::quantize_input(quant, &s[..len * inputs.features]);
+                let codes =
+                    crate::quant::intref::quantize_input(quant, &s[..len * inputs.features]);
                 r.infer(&codes)
             })
             .collect(),
@@ -274,7 +258,7 @@ pub fn compare_fixed(
         .iter()
         .map(|y| {
             let codes: Vec<i32> = y.iter().map(|&v| v as i32).collect();
-            crate::intref::dequantize_output(quant, &codes)
+            crate::quant::intref::dequantize_output(quant, &codes)
                 .into_iter()
                 .map(|v| v as f32)
                 .collect()
@@ -328,7 +312,7 @@ pub fn run_suite(
     generation: &Generation,
     inputs: &TestInputs,
     opts: &RunOptions,
-    log: &mut dyn FnMut(crate::progress::Progress),
+    log: &mut dyn FnMut(crate::base::progress::Progress),
 ) -> Result<Suite, HarnessError> {
     let reference = reference_outputs(&generation.model, inputs);
     let mut variants = vec![("model", generation.clone())];
@@ -352,7 +336,7 @@ pub fn run_suite(
                  RAM; the emulated {} maps {} B and {} B",
                 target.qemu.machine, target.memory.flash_size, target.memory.ram_size
             );
-            log(crate::progress::Progress::Note(&format!("  {note}")));
+            log(crate::base::progress::Progress::Note(&format!("  {note}")));
             notes.push(note);
         } else {
             let dense = crate::generate_model(&dense_model, &target.unbudgeted())
@@ -360,7 +344,7 @@ pub fn run_suite(
             variants.push(("dense", dense));
         }
     }
-    log(crate::progress::Progress::Total(
+    log(crate::base::progress::Progress::Total(
         variants.len() * opts.langs.len(),
     ));
     let mut results = Vec::new();
@@ -386,7 +370,7 @@ pub fn run_suite(
                     opts.tolerance,
                 ),
             };
-            log(crate::progress::Progress::Done(&format!(
+            log(crate::base::progress::Progress::Done(&format!(
                 "  {variant} {:<4}: built and ran in {:.1} s, {}",
                 lang.as_str(),
                 started.elapsed().as_secs_f64(),

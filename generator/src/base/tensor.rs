@@ -14,7 +14,7 @@ use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::input::{ReadError, Reader};
+use crate::base::input::{ReadError, Reader};
 
 /// Element type of a tensor as stored in the file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -134,7 +134,7 @@ pub enum TensorError {
     #[error("{path}: {source}", path = .path.display())]
     Read {
         path: PathBuf,
-        source: crate::input::ReadError,
+        source: crate::base::input::ReadError,
     },
 
     #[error("{path}: unknown tensor file type {ext}: expected {SUPPORTED_EXTS}", path = .path.display(), ext = ext_label(.ext))]

@@ -7,8 +7,8 @@ use askama::Template;
 
 use super::{Cost, HarnessError, Lang, Platform, RunOptions, TestInputs};
 use crate::emit::syntax::float_lit;
+use crate::qemu::{self, Sizes, Toolchain};
 use crate::target::Target;
-use crate::toolchain::{self, Sizes, Toolchain};
 use crate::Generation;
 
 const HOST_HARNESS: &str = include_str!("../../../templates/harness/host_harness.c");
@@ -77,7 +77,7 @@ fn render_main(
     };
     let literals = |s: &[f32]| -> Vec<String> {
         match &gen.quant {
-            Some(qp) => crate::intref::quantize_input(qp, s)
+            Some(qp) => crate::quant::intref::quantize_input(qp, s)
                 .iter()
                 .map(i32::to_string)
                 .collect(),
@@ -238,7 +238,7 @@ fn write(path: &Path, text: &str) -> Result<(), HarnessError> {
 /// Upper bound on the stack of `NAME_infer` from -fstack-usage: the frames of the public
 /// chain (infer → step → advance / head) plus the largest frame of any other model function.
 fn stack_usage_bound(su_text: &str, name: &str) -> u64 {
-    let frames = toolchain::parse_stack_usage(su_text);
+    let frames = qemu::parse_stack_usage(su_text);
     let chain = [
         format!("{name}_infer"),
         format!("{name}_step"),
@@ -281,7 +281,7 @@ pub fn build_and_run(
     crate::output::claim_work_dir(dir)?;
     crate::output::write_tree(&dir.join("gen"), &gen.files)?;
     let runtime = dir.join("runtime");
-    toolchain::write_runtime(&runtime)?;
+    qemu::write_runtime(&runtime)?;
     let driver = match lang {
         Lang::C => Driver::C,
         Lang::Rust => Driver::Rust,
@@ -295,10 +295,10 @@ pub fn build_and_run(
         Lang::C => sources.push(c_sources(dir, gen)),
         Lang::Rust => {
             let shim = dir.join("shim");
-            toolchain::write_rust_shim(&shim, name, &dir.join("gen/rust"), gen.quant.is_some())?;
+            qemu::write_rust_shim(&shim, name, &dir.join("gen/rust"), gen.quant.is_some())?;
             libs.push(match platform {
                 Platform::Qemu(tc) => tc.build_rust_staticlib(
-                    &super::firmware_target(target),
+                    &qemu::FirmwareTarget::of(target),
                     &shim,
                     &dir.join("target"),
                 )?,
@@ -345,8 +345,8 @@ pub fn build_and_run(
             })
         }
         Platform::Qemu(tc) => {
-            let ft = super::firmware_target(target);
-            let mut all = vec![runtime.join(toolchain::HARNESS_C)];
+            let ft = qemu::FirmwareTarget::of(target);
+            let mut all = vec![runtime.join(qemu::HARNESS_C)];
             all.extend(sources);
             let fw = tc.compile_firmware(
                 &ft,
@@ -361,7 +361,7 @@ pub fn build_and_run(
             write(&null_main, &render_main(gen, Driver::Null, inputs)?)?;
             let null = tc.compile_firmware(
                 &ft,
-                &[runtime.join(toolchain::HARNESS_C), null_main],
+                &[runtime.join(qemu::HARNESS_C), null_main],
                 &includes,
                 &[],
                 &dir.join("null/build"),
@@ -399,16 +399,13 @@ pub fn build_and_run(
                 outputs,
                 streaming_matches,
                 cost: Some(Cost {
-                    instructions_per_inference: toolchain::instructions(
+                    instructions_per_inference: qemu::instructions(
                         &ft,
                         ticks.infer,
                         ticks.overhead,
                     ),
-                    instructions_per_step: toolchain::instructions(
-                        &ft,
-                        ticks.stream,
-                        ticks.overhead,
-                    ) / steps,
+                    instructions_per_step: qemu::instructions(&ft, ticks.stream, ticks.overhead)
+                        / steps,
                     flash_bytes: flash,
                     ram_bytes: ram,
                     stack_bytes: u64::from(ticks.stack),
@@ -425,7 +422,7 @@ fn bits_equal(a: &[f32], b: &[f32]) -> bool {
 
 fn check_exit(
     lang: &'static str,
-    run: &toolchain::QemuRun,
+    run: &qemu::QemuRun,
     opts: &RunOptions,
 ) -> Result<(), HarnessError> {
     let output = format!("{}{}", run.output, run.stderr);
@@ -438,12 +435,12 @@ fn check_exit(
     }
     let kind = match run.exit_code {
         0 => return Ok(()),
-        toolchain::EXIT_HARD_FAULT => "hard fault",
-        toolchain::EXIT_MEM_FAULT => "memory management fault",
-        toolchain::EXIT_BUS_FAULT => "bus fault",
-        toolchain::EXIT_USAGE_FAULT => "usage fault",
-        toolchain::EXIT_OTHER_EXCEPTION => "unexpected exception",
-        toolchain::EXIT_STACK_OVERFLOW => "stack overflow",
+        qemu::EXIT_HARD_FAULT => "hard fault",
+        qemu::EXIT_MEM_FAULT => "memory management fault",
+        qemu::EXIT_BUS_FAULT => "bus fault",
+        qemu::EXIT_USAGE_FAULT => "usage fault",
+        qemu::EXIT_OTHER_EXCEPTION => "unexpected exception",
+        qemu::EXIT_STACK_OVERFLOW => "stack overflow",
         _ => {
             return Err(HarnessError::Protocol {
                 lang,
@@ -460,7 +457,7 @@ fn check_exit(
     })
 }
 
-use crate::toolchain::STRICT_C_FLAGS;
+use crate::qemu::STRICT_C_FLAGS;
 
 fn host_compile(
     cc: &str,
@@ -489,7 +486,7 @@ fn run_command(cmd: &mut Command, step: &str) -> Result<(), HarnessError> {
         return Ok(());
     }
     Err(HarnessError::Toolchain(
-        toolchain::ToolchainError::CommandFailed {
+        qemu::ToolchainError::CommandFailed {
             step: step.to_owned(),
             command: format!("{cmd:?}"),
             status: out.status.to_string(),

@@ -17,15 +17,18 @@
 //! - dense outputs: an int32 accumulator at 1/256 of the output quantum, narrowed to the output
 //!   format (int8 asymmetric for the model output, symmetric otherwise).
 
+pub mod fixed;
+pub mod intref;
+
 use std::collections::HashMap;
 
 use serde::Serialize;
 
-use crate::fixed::{self, Requant, GATE_FRAC};
+use crate::base::sequences::TestInputs;
 use crate::model::cells;
 use crate::plan::{LayerConstants, MatrixPlan, Operand, Plan, Product, Source, Stage};
-use crate::sequences::TestInputs;
 use crate::spec::{Activation, Precision};
+use fixed::{Requant, GATE_FRAC};
 
 /// A quantized vector format: real = (q − zero_point) · scale.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]

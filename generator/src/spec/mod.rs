@@ -7,7 +7,7 @@ use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
-use crate::diagnostic::{Diagnostic, Diagnostics, Place};
+use crate::base::diagnostic::{Diagnostic, Diagnostics, Place};
 
 /// A parsed spec file together with its text (kept for error snippets) and location.
 #[derive(Debug)]
@@ -465,12 +465,12 @@ const SPEC_HELP: &str = "a spec has `name`, `input: {features, steps}` and `laye
 
 /// Reads and parses a spec file from the file system (default limits).
 pub fn read_spec(path: &Path) -> Result<SpecDocument, Diagnostics> {
-    read_spec_with(&crate::input::Reader::disk(), path)
+    read_spec_with(&crate::base::input::Reader::disk(), path)
 }
 
 /// Reads (through `reader`, so within its limits) and parses a spec file.
 pub fn read_spec_with(
-    reader: &crate::input::Reader,
+    reader: &crate::base::input::Reader,
     path: &Path,
 ) -> Result<SpecDocument, Diagnostics> {
     let bytes = reader

@@ -1,6 +1,6 @@
 //! The integer arithmetic of fixed-point builds, defined once on the host. The integer
-//! reference ([`crate::intref`]) calls these functions; the C runtime (templates/c/runtime/q_*.c)
-//! and the Rust runtime (templates/rust/cells_q.rs) implement the same operations line for line,
+//! reference ([`crate::quant::intref`]) calls these functions; the C runtime (runtime/c/q_*.c)
+//! and the Rust runtime (runtime/rust/cells_q.rs) implement the same operations line for line,
 //! and the conformance tests hold all three to identical bits.
 //!
 //! Conventions (CMSIS-NN's):

@@ -37,7 +37,7 @@ use std::process::{Command, Stdio};
 use crate::target::Timing;
 
 /// The plugin's C source.
-pub const PLUGIN_SOURCE: &str = include_str!("insn_mix.c");
+pub const PLUGIN_SOURCE: &str = include_str!("../../../runtime/harness/insn_mix.c");
 
 /// Classes the plugin reports, in its order.
 pub const CLASSES: &[&str] = &[
@@ -524,7 +524,7 @@ mod tests {
 
     // ---- under QEMU ----
 
-    use crate::toolchain::{self, FirmwareTarget, Toolchain};
+    use crate::qemu::{self, FirmwareTarget, Toolchain};
 
     /// The tools, or `None` (with a message) when the cross compiler or QEMU is missing.
     fn tools() -> Option<Toolchain> {
@@ -575,16 +575,15 @@ int main(void)
         dir: &Path,
         src: &str,
     ) -> (InsnMix, u64) {
-        let ft: FirmwareTarget =
-            crate::harness::firmware_target(&crate::target::lookup(target).unwrap());
+        let ft: FirmwareTarget = FirmwareTarget::of(&crate::target::lookup(target).unwrap());
         let runtime = dir.join("runtime");
-        toolchain::write_runtime(&runtime).unwrap();
+        qemu::write_runtime(&runtime).unwrap();
         let main = dir.join("main.c");
         std::fs::write(&main, src).unwrap();
         let elf = dir.join("fw.elf");
         tc.compile_firmware(
             &ft,
-            &[runtime.join(toolchain::HARNESS_C), main],
+            &[runtime.join(qemu::HARNESS_C), main],
             std::slice::from_ref(&runtime),
             &[],
             &dir.join("obj"),
@@ -595,7 +594,7 @@ int main(void)
         let end = tc.symbol_address(&elf, "kp_mark_end").unwrap();
         let out = dir.join("mix.txt");
         let run = Command::new(&tc.qemu)
-            .args(toolchain::qemu_args(&ft, &elf))
+            .args(qemu::qemu_args(&ft, &elf))
             .args(plugin_args(plugin, begin, end, &out))
             .stdin(Stdio::null())
             .output()
@@ -608,7 +607,7 @@ int main(void)
         );
         let f: Vec<&str> = stdout.split_whitespace().collect();
         assert_eq!((f[0], f[2]), ("ticks", "overhead"), "{stdout}");
-        let systick = toolchain::instructions(&ft, f[1].parse().unwrap(), f[3].parse().unwrap());
+        let systick = qemu::instructions(&ft, f[1].parse().unwrap(), f[3].parse().unwrap());
         (InsnMix::read(&out).unwrap(), systick)
     }
 

@@ -1,0 +1,9 @@
+//! The ground floor: what every stage may use and that knows nothing of models. Diagnostics
+//! with source places, bounded input reading, the tensor file readers (npy, npz, safetensors),
+//! input sequences with the seeded generator, and progress events.
+
+pub mod diagnostic;
+pub mod input;
+pub mod progress;
+pub mod sequences;
+pub mod tensor;
