@@ -84,7 +84,7 @@ pub fn generate_model(model: &Model, target: &Target) -> Result<Generation, Diag
     };
     report.quantization = quant.clone();
     report.notes = target::build_notes(target, model.precision);
-    let program = emit::lower(&plan, quant.as_ref());
+    let program = lower::program(&plan, quant.as_ref());
     let mut files = emit::emit(&program).map_err(|e| {
         Diagnostic::new(
             Place::file(Path::new("templates")),

@@ -3,8 +3,9 @@
 use askama::Template;
 
 use super::syntax::{float_lit, kernel_body, table_definition};
-use super::{FixedApi, GeneratedFile, Op, Program, Vector};
+use super::GeneratedFile;
 use crate::lower::kernel::{Elem, Table};
+use crate::lower::{FixedApi, Op, Program, Vector};
 use crate::quant::fixed;
 use crate::spec::Activation;
 use crate::spec::Lang;
