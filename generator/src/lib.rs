@@ -1,12 +1,14 @@
 //! kpgen: generates verified, allocation-free C99 and no_std Rust for recurrent networks whose
 //! weight matrices are Kronecker products (W = A ⊗ B) or doped Kronecker products (A ⊗ B + S).
 //!
-//! The pipeline is a chain of typed stages, each a module:
-//! [`spec`] (YAML as written) → [`model`] (validated, tensors loaded) → [`plan`] (multiplication
-//! order, unrolling, overlay encoding, buffers) → [`kernel`] + [`emit`] (target lowering and
-//! printing through askama templates) → files. [`generate`] runs them all and returns the files in
-//! memory; only the CLI writes to disk. [`reference`] is the independent float model every
-//! generated output is checked against; [`harness`] runs that check under QEMU.
+//! The pipeline is a chain of typed stages, each a folder that imports only the stages below it
+//! (see ARCHITECTURE.md): [`base`] → [`spec`] (YAML as written) and [`target`] → [`model`]
+//! (validated, tensors loaded) → [`plan`] (factor shapes, stages, multiplication order,
+//! unrolling, overlay encoding, buffers) → [`quant`] (fixed point) → [`lower`] (the
+//! language-neutral program) → [`emit`] (C and Rust text through askama templates) →
+//! [`report`]. [`generate`] runs them all and returns the files in memory; [`output`] writes
+//! them. [`verify`] holds the independent float reference and runs the check under QEMU
+//! ([`qemu`]); [`bench`] measures the kernels.
 
 pub mod base;
 pub mod bench;
