@@ -8,7 +8,7 @@
 //! language-neutral program) → [`emit`] (C and Rust text through askama templates) →
 //! [`report`]. [`generate`] runs them all and returns the files in memory; [`output`] writes
 //! them. [`verify`] holds the independent float reference and runs the check under QEMU
-//! ([`qemu`]); [`bench`] measures the kernels.
+//! ([`qemu`]); [`bench`](mod@bench) measures the kernels.
 
 pub mod base;
 pub mod bench;
@@ -48,7 +48,7 @@ pub struct Generation {
 }
 
 /// Reads and validates a spec and the tensors it names, from the file system within the
-/// default [`input::Limits`].
+/// default [`base::input::Limits`].
 pub fn load(spec_path: &Path) -> Result<Model, Diagnostics> {
     load_with(&base::input::Reader::disk(), spec_path)
 }
@@ -66,7 +66,7 @@ pub fn load_for_target(
     model::load_model_with(reader, &doc)
 }
 
-/// [`load`] through `reader`: other limits, or files held in memory ([`input::Memory`]).
+/// [`load`] through `reader`: other limits, or files held in memory ([`base::input::Memory`]).
 pub fn load_with(reader: &base::input::Reader, spec_path: &Path) -> Result<Model, Diagnostics> {
     let doc = spec::read_spec_with(reader, spec_path)?;
     model::load_model_with(reader, &doc)
