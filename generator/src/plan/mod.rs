@@ -142,12 +142,13 @@ pub enum Product {
         temp_len: usize,
         /// The alternative order's MACs, for the report.
         other_order_macs: usize,
-        stages: [Stage; 2],
+        /// One stage per factor, in execution order.
+        stages: Vec<Stage>,
     },
     /// T = V x (r values), then y += U T.
     LowRank {
         rank: usize,
-        stages: [Stage; 2],
+        stages: Vec<Stage>,
     },
     /// Only the overlay: a pruned weight stored as its non-zeros.
     Sparse,
@@ -450,7 +451,7 @@ fn plan_matrix(
                 // T[i2][j1] = Σ_j2 X[j1][j2] B[i2][j2];  Y[i1][i2] += Σ_j1 A[i1][j1] T[i2][j1]
                 // (T stored transposed so both stages read their input contiguously along
                 // the reduction, as dual-MAC instructions need).
-                KronOrder::RightFirst => [
+                KronOrder::RightFirst => vec![
                     factor_stage(
                         "b",
                         Operand::Input,
@@ -461,7 +462,7 @@ fn plan_matrix(
                     factor_stage("a", Operand::Temp, Operand::Dest, true, [m2, 1, n1, m2, 1]),
                 ],
                 // T[i1][j2] = Σ_j1 A[i1][j1] X[j1][j2];  Y[i1][i2] += Σ_j2 T[i1][j2] B[i2][j2]
-                KronOrder::LeftFirst => [
+                KronOrder::LeftFirst => vec![
                     factor_stage(
                         "a",
                         Operand::Input,
@@ -496,7 +497,7 @@ fn plan_matrix(
                     accumulate,
                 )
             };
-            let stages = [
+            let stages = vec![
                 stage("v", v, Operand::Input, Operand::Temp, false),
                 stage("u", u, Operand::Temp, Operand::Dest, true),
             ];
