@@ -1,4 +1,4 @@
-//! Stage 4 (target lowering): each planned matrix becomes a small kernel in a language-neutral
+//! Matrix lowering: each planned matrix becomes a small kernel in a language-neutral
 //! statement form — loops with constant bounds, affine indices, literal or stored weights — that
 //! the C and Rust printers turn into text. One lowering, two syntaxes, the same arithmetic order.
 

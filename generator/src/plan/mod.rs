@@ -1,6 +1,7 @@
 //! Stage 3: the plan. For every weight matrix: the multiplication order, which factors are
 //! unrolled, how the doping overlay is encoded; for the model: the buffers of the state struct and
-//! the constants each layer needs. The plan is language-neutral; both emitters lower it.
+//! the constants each layer needs. The plan is language-neutral; `lower` turns it into the
+//! program both emitters print.
 
 pub mod shapes;
 
