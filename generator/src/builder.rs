@@ -16,6 +16,8 @@ use std::path::{Path, PathBuf};
 
 use crate::base::diagnostic::{Diagnostic, Diagnostics, Place};
 use crate::base::input::Reader;
+use crate::explain::{self, Explanation};
+use crate::model::Model;
 use crate::output::{self, OutputError};
 use crate::spec::Precision;
 use crate::target::{self, Target};
@@ -133,18 +135,62 @@ impl Builder {
     /// Loads, checks and generates in memory; writes nothing. Budgets are checked from the
     /// tensor headers before any tensor is read, and again from the plan.
     pub fn generate(&self) -> Result<(Target, Generation), Diagnostics> {
+        let target = self.configured_target()?;
+        let model = self.configured_model(&target)?;
+        let generation = crate::generate_model(&model, &target)?;
+        Ok((target, generation))
+    }
+
+    /// The target with this build's budget overrides.
+    fn configured_target(&self) -> Result<Target, Diagnostics> {
         let mut target = target::lookup(&self.target)?;
         target.budget.flash = self.flash_budget.unwrap_or(target.budget.flash);
         target.budget.ram = self.ram_budget.unwrap_or(target.budget.ram);
-        let mut model = crate::load_for_target(&Reader::disk(), &self.spec, &target)?;
+        Ok(target)
+    }
+
+    /// The loaded model with this build's precision and calibration overrides.
+    fn configured_model(&self, target: &Target) -> Result<Model, Diagnostics> {
+        let mut model = crate::load_for_target(&Reader::disk(), &self.spec, target)?;
         if let Some(p) = self.precision {
             model.precision = p;
         }
         if let Some(c) = &self.calibrate {
             model.calibration = Some(c.clone());
         }
-        let generation = crate::generate_model(&model, &target)?;
-        Ok((target, generation))
+        Ok(model)
+    }
+
+    /// Runs the pipeline up to `stage` and shows its result (`kpgen explain`). The spec stage
+    /// needs only a parsable spec; later stages need what `generate` needs, except that the
+    /// plan's flash and RAM estimates are not held to the budget, so an over-budget plan can
+    /// be inspected.
+    pub fn explain(&self, stage: explain::Stage) -> Result<Explanation, Diagnostics> {
+        if stage == explain::Stage::Spec {
+            let doc = crate::spec::read_spec_with(&Reader::disk(), &self.spec)?;
+            return Ok(explain::spec(&doc));
+        }
+        let target = self.configured_target()?;
+        let model = self.configured_model(&target)?;
+        if stage == explain::Stage::Model {
+            return Ok(explain::model(&model));
+        }
+        let plan = crate::plan::plan_model(&model, &target);
+        if stage == explain::Stage::Plan {
+            return Ok(explain::plan(&plan));
+        }
+        let quant = if model.precision.is_fixed() {
+            Some(crate::quantize(&model, &plan)?)
+        } else {
+            None
+        };
+        if stage == explain::Stage::Quant {
+            return Ok(explain::quant(&plan, quant.as_ref()));
+        }
+        Ok(explain::lower(&crate::lower::program(
+            &plan,
+            quant.as_ref(),
+        )))
     }
 
     /// Every file a generation read: its output may not replace their folders, and a build

@@ -7,13 +7,14 @@
 //! unrolling, overlay encoding, buffers) → [`quant`] (fixed point) → [`lower`] (the
 //! language-neutral program) → [`emit`] (C and Rust text through askama templates) →
 //! [`report`]. [`generate`] runs them all and returns the files in memory; [`output`] writes
-//! them. [`verify`] holds the independent float reference and runs the check under QEMU
+//! them; [`explain`] shows any stage's result (`kpgen explain`). [`verify`] holds the independent float reference and runs the check under QEMU
 //! ([`qemu`]); [`bench`](mod@bench) measures the kernels.
 
 pub mod base;
 pub mod bench;
 pub mod builder;
 pub mod emit;
+pub mod explain;
 pub mod lower;
 pub mod model;
 pub mod output;
@@ -121,7 +122,7 @@ pub const DEFAULT_CALIBRATION: &str =
 const DEFAULT_CALIBRATION_VALUES: usize = 64 * 16384;
 
 /// Calibrates (on the model's calibration file, or the documented default) and quantizes.
-fn quantize(model: &Model, plan: &Plan) -> Result<QuantPlan, Diagnostics> {
+pub(crate) fn quantize(model: &Model, plan: &Plan) -> Result<QuantPlan, Diagnostics> {
     let (inputs, what) = match &model.calibration {
         Some(path) => (
             base::sequences::TestInputs::from_file(path, model.steps, model.input_features)?,

@@ -22,6 +22,7 @@ fn main() -> ExitCode {
         Command::Test(args) => cli::test::test(&args),
         Command::Shapes(args) => cli::info::shapes_cmd(&args),
         Command::Bench(args) => cli::bench::bench(&args),
+        Command::Explain(args) => cli::info::explain(&args),
         Command::Targets => cli::info::targets(),
     }
 }

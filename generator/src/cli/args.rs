@@ -27,6 +27,8 @@ pub enum Command {
     Shapes(ShapesArgs),
     /// Benchmark kpgen's kernels against CMSIS-DSP's dense kernels under QEMU.
     Bench(BenchArgs),
+    /// Print the intermediate form after one stage (spec, model, plan, quant, lower).
+    Explain(ExplainArgs),
     /// List the built-in targets.
     Targets,
 }
@@ -64,6 +66,18 @@ pub struct BuildArgs {
     /// and every file it reads (for CMake's DEPFILE, Make and Ninja).
     #[arg(long, value_name = "FILE.d")]
     pub depfile: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct ExplainArgs {
+    #[command(flatten)]
+    pub build: BuildOptions,
+    /// The stage whose result is shown.
+    #[arg(long, value_enum, default_value = "plan")]
+    pub stage: kpgen::explain::Stage,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args)]

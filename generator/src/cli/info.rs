@@ -1,11 +1,11 @@
-//! `kpgen shapes` and `kpgen targets`: answers that need no model.
+//! `kpgen shapes`, `kpgen explain` and `kpgen targets`: answers that write no files.
 
 use std::process::ExitCode;
 
 use kpgen::{plan::shapes, target};
 
-use super::args::ShapesArgs;
-use super::EXIT_BAD_INPUT;
+use super::args::{ExplainArgs, ShapesArgs};
+use super::{report_errors, EXIT_BAD_INPUT};
 
 pub fn shapes_cmd(args: &ShapesArgs) -> ExitCode {
     let out = if args.json {
@@ -61,4 +61,21 @@ pub fn targets() -> ExitCode {
         );
     }
     ExitCode::SUCCESS
+}
+
+pub fn explain(args: &ExplainArgs) -> ExitCode {
+    match args.build.builder().explain(args.stage) {
+        Ok(e) if args.json => {
+            out!(
+                "{}",
+                serde_json::to_string_pretty(&e.json).unwrap_or_default()
+            );
+            ExitCode::SUCCESS
+        }
+        Ok(e) => {
+            out_raw!("{}", e.text);
+            ExitCode::SUCCESS
+        }
+        Err(e) => report_errors(&e),
+    }
 }
