@@ -2,6 +2,7 @@
 //! templates; [`syntax`] prints kernels and tables in either language.
 
 pub mod c;
+pub mod ops;
 pub mod rust;
 pub mod syntax;
 

@@ -2,12 +2,12 @@
 
 use askama::Template;
 
+use super::ops::{ops_lines, Arg, Calls, Syntax};
 use super::syntax::{float_lit, kernel_body, table_definition};
 use super::GeneratedFile;
 use crate::lower::kernel::{Elem, Table};
 use crate::lower::{FixedApi, Op, Program, Vector};
 use crate::quant::fixed;
-use crate::spec::Activation;
 use crate::spec::Lang;
 
 const CELLS: &str = include_str!("../../../runtime/rust/cells.rs");
@@ -118,105 +118,50 @@ fn zero(elem: Elem) -> &'static str {
     }
 }
 
-fn op_lines(op: &Op) -> Vec<String> {
-    match op {
-        Op::Comment(c) => vec![format!("// {c}")],
-        Op::Load { dst, table, .. } => vec![format!("{} = {};", place(dst), table.to_uppercase())],
-        Op::Zero { dst, len, elem } => vec![format!("{} = [{}; {len}];", place(dst), zero(*elem))],
-        Op::MatVec {
-            kernel,
-            src,
-            dst,
-            uses_temp,
-        } => {
-            let temp = if *uses_temp { ", &mut self.kp_tmp" } else { "" };
-            vec![format!("{kernel}({}, {}{temp});", read(src), write(dst))]
-        }
-        Op::Lstm {
-            gates,
-            cell,
-            hidden,
-            fracs: Some((cf, hf)),
-            ..
-        } => vec![format!(
-            "cells::lstm_q(&self.{gates}, &mut self.{cell}, &mut self.{hidden}, {cf}, {hf});"
-        )],
-        Op::Gru {
-            gates,
-            hidden,
-            hidden_frac: Some(hf),
-            ..
-        } => vec![format!(
-            "cells::gru_q(&self.{gates}, &mut self.{hidden}, {hf});"
-        )],
-        Op::FastGrnn {
-            pre,
-            b_z,
-            b_h,
-            hidden,
-            fixed: Some((zeta, nu, hf)),
-            ..
-        } => vec![format!(
-            "cells::fastgrnn_q(&self.{pre}, &{}, &{}, {zeta}, {nu}, &mut self.{hidden}, {hf});",
-            b_z.to_uppercase(),
-            b_h.to_uppercase(),
-        )],
-        Op::Narrow {
-            acc,
-            dst,
-            act,
-            acc_shift,
-            zero_point,
-            ..
-        } => vec![match act {
-            Activation::None | Activation::Relu => format!(
-                "cells::narrow_linear(&self.{acc}, {}, {acc_shift}, {zero_point}, {});",
-                write(dst),
-                *act == Activation::Relu
-            ),
-            Activation::Sigmoid => format!("cells::narrow_sigmoid(&self.{acc}, {});", write(dst)),
-            Activation::Tanh => format!("cells::narrow_tanh(&self.{acc}, {});", write(dst)),
-            Activation::Softmax => format!("cells::narrow_softmax(&self.{acc}, {});", write(dst)),
-        }],
-        Op::Lstm {
-            gates,
-            cell,
-            hidden,
-            ..
-        } => vec![format!(
-            "cells::lstm_update(&self.{gates}, &mut self.{cell}, &mut self.{hidden});"
-        )],
-        Op::Gru { gates, hidden, .. } => {
-            vec![format!(
-                "cells::gru_update(&self.{gates}, &mut self.{hidden});"
-            )]
-        }
-        Op::FastGrnn {
-            pre,
-            b_z,
-            b_h,
-            zeta,
-            nu,
-            hidden,
-            ..
-        } => vec![format!(
-            "cells::fastgrnn_update(&self.{pre}, &{}, &{}, {}, {}, &mut self.{hidden});",
-            b_z.to_uppercase(),
-            b_h.to_uppercase(),
-            float_lit(Lang::Rust, *zeta),
-            float_lit(Lang::Rust, *nu)
-        )],
-        Op::Activate { act, dst, .. } => {
-            let f = match act {
-                Activation::None => return Vec::new(),
-                Activation::Relu => "relu",
-                Activation::Sigmoid => "sigmoid",
-                Activation::Tanh => "tanh",
-                Activation::Softmax => "softmax",
-            };
-            vec![format!("cells::{f}({});", write(dst))]
-        }
-        Op::Copy { dst, src, .. } => vec![format!("{} = {};", place(dst), place(src))],
+/// Rust's spelling of the step's operations (see [`super::ops`]).
+struct Rust;
+
+impl Rust {
+    fn args(args: &[Arg]) -> String {
+        args.iter()
+            .filter_map(|a| match a {
+                Arg::Read(v) => Some(read(v)),
+                Arg::Write(v) => Some(write(v)),
+                Arg::Table(t) => Some(format!("&{}", t.to_uppercase())),
+                // Slices carry their length.
+                Arg::Len(_) => None,
+                Arg::Int(n) => Some(n.to_string()),
+                Arg::Float(v) => Some(float_lit(Lang::Rust, *v)),
+                Arg::Flag(b) => Some(b.to_string()),
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+impl Syntax for Rust {
+    fn comment(&self, text: &str) -> String {
+        format!("// {text}")
+    }
+
+    fn runtime_call(&self, name: &str, args: &[Arg]) -> String {
+        format!("cells::{name}({});", Rust::args(args))
+    }
+
+    fn kernel_call(&self, kernel: &str, args: &[Arg]) -> String {
+        format!("{kernel}({});", Rust::args(args))
+    }
+
+    fn load(&self, dst: &Vector, table: &str, _len: usize) -> String {
+        format!("{} = {};", place(dst), table.to_uppercase())
+    }
+
+    fn zero(&self, dst: &Vector, len: usize, elem: Elem) -> String {
+        format!("{} = [{}; {len}];", place(dst), zero(elem))
+    }
+
+    fn copy(&self, dst: &Vector, src: &Vector, _len: usize) -> String {
+        format!("{} = {};", place(dst), place(src))
     }
 }
 
@@ -247,7 +192,7 @@ pub fn emit(p: &Program) -> Result<Vec<GeneratedFile>, askama::Error> {
                     o.y.rust_name(),
                     k.dest_len
                 ),
-                body: kernel_body(Lang::Rust, &k.kernel),
+                body: kernel_body(Lang::Rust, &k.kernel).body,
             }
         })
         .collect();
@@ -275,9 +220,11 @@ pub fn emit(p: &Program) -> Result<Vec<GeneratedFile>, askama::Error> {
             .map(|(n, l, e)| format!("{n}: [{}; {l}],", zero(*e)))
             .collect(),
         advance_x: if Op::any_input(&p.advance) { "x" } else { "_x" },
-        advance: p.advance.iter().flat_map(op_lines).collect(),
+        // The whole Rust runtime is one module (unused functions are no warning there), so
+        // the calls need not be collected.
+        advance: ops_lines(&Rust, &p.advance, &mut Calls::new()),
         head_x: if Op::any_input(&p.head) { "x" } else { "_x" },
-        head: p.head.iter().flat_map(op_lines).collect(),
+        head: ops_lines(&Rust, &p.head, &mut Calls::new()),
         fixed: p.fixed.as_ref().map(|f| FixedText {
             code: f.code.rust_name(),
             input_scale: float_lit(Lang::Rust, f.input.scale as f32),

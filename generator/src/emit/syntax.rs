@@ -6,6 +6,7 @@ use crate::lower::kernel::{
     Values,
 };
 
+use super::ops::Calls;
 use crate::spec::Lang;
 
 /// An f32 literal that round-trips exactly (shortest representation).
@@ -71,8 +72,9 @@ fn product(lang: Lang, acc: Elem, a: &str, b: &str) -> String {
     }
 }
 
-fn sum(lang: Lang, terms: &[(Coef, Access)], acc: Elem) -> String {
+fn sum(lang: Lang, terms: &[(Coef, Access)], acc: Elem, calls: &mut Calls) -> String {
     if lang == Lang::C && acc == Elem::F32 && terms.len() > 1 {
+        calls.insert("fmaf");
         return fused_sum(terms);
     }
     if terms.is_empty() {
@@ -124,15 +126,21 @@ fn fused_sum(terms: &[(Coef, Access)]) -> String {
 }
 
 /// The requantized value of an integer accumulator expression.
-fn requantized(lang: Lang, f: Fixed, expr: &str) -> String {
+fn requantized(lang: Lang, f: Fixed, expr: &str, calls: &mut Calls) -> String {
     let prefix = match lang {
         Lang::C => "kp_",
         Lang::Rust => "cells::",
     };
     if let (true, Some(k)) = (f.narrow, f.shift_only) {
-        let s64 = if f.wide { "_s64" } else { "" };
-        return format!("{prefix}shift_sat16{s64}({expr}, {k})");
+        let name = if f.wide {
+            "shift_sat16_s64"
+        } else {
+            "shift_sat16"
+        };
+        calls.insert(name);
+        return format!("{prefix}{name}({expr}, {k})");
     }
+    calls.insert(if f.wide { "requant_s64" } else { "requant" });
     let r = if f.wide {
         format!(
             "{prefix}requant_s64({expr}, {}, {})",
@@ -146,6 +154,7 @@ fn requantized(lang: Lang, f: Fixed, expr: &str) -> String {
         )
     };
     if f.narrow {
+        calls.insert("sat16");
         format!("{prefix}sat16({r})")
     } else {
         r
@@ -153,7 +162,14 @@ fn requantized(lang: Lang, f: Fixed, expr: &str) -> String {
 }
 
 /// `dst (=|+=) value` for a float sum or a requantized integer one.
-fn store(lang: Lang, dst: &str, accumulate: bool, fixed: Option<Fixed>, value: &str) -> String {
+fn store(
+    lang: Lang,
+    dst: &str,
+    accumulate: bool,
+    fixed: Option<Fixed>,
+    value: &str,
+    calls: &mut Calls,
+) -> String {
     match fixed {
         None => {
             let op = if accumulate { "+=" } else { "=" };
@@ -161,7 +177,7 @@ fn store(lang: Lang, dst: &str, accumulate: bool, fixed: Option<Fixed>, value: &
         }
         Some(f) => {
             let op = if f.narrow { "=" } else { "+=" };
-            format!("{dst} {op} {};", requantized(lang, f, value))
+            format!("{dst} {op} {};", requantized(lang, f, value, calls))
         }
     }
 }
@@ -198,6 +214,8 @@ fn terms(list: &[Option<(&'static str, usize)>]) -> Vec<(&'static str, usize)> {
 struct Printer {
     lang: Lang,
     out: String,
+    /// The runtime functions the printed code calls.
+    calls: Calls,
 }
 
 impl Printer {
@@ -329,6 +347,7 @@ impl Printer {
                     t.accumulate,
                     t.fixed,
                     &format!("acc{a}_{b}"),
+                    &mut self.calls,
                 );
                 self.line(d, &text);
             }
@@ -398,6 +417,7 @@ impl Printer {
                     let mac = match (self.lang, acc) {
                         // C99 does not contract a*b+c by itself: fuse explicitly (one VFMA).
                         (Lang::C, Elem::F32) => {
+                            self.calls.insert("fmaf");
                             format!("acc{a}_{b} = kp_fmaf(w{a}, x{b}, acc{a}_{b});")
                         }
                         _ => format!("acc{a}_{b} += w{a} * x{b};"),
@@ -447,11 +467,12 @@ impl Printer {
         self.loop_open(d, "jg", t.q / g);
         match self.lang {
             Lang::C => {
-                let mac = if acc == Elem::I64 {
-                    "kp_smlald"
-                } else {
-                    "kp_smlad"
-                };
+                let mac = if acc == Elem::I64 { "smlald" } else { "smlad" };
+                self.calls.extend(["read32", mac]);
+                if g == 4 {
+                    self.calls.extend(["sxtb16", "ror8"]);
+                }
+                let mac = format!("kp_{mac}");
                 for a in 0..rows {
                     self.line(
                         d + 1,
@@ -572,7 +593,7 @@ impl Printer {
                 fixed,
                 offset,
             } => {
-                let mut value = sum(self.lang, terms, acc_elem(*fixed));
+                let mut value = sum(self.lang, terms, acc_elem(*fixed), &mut self.calls);
                 if *offset != 0 {
                     value = match (terms.is_empty(), self.lang, acc_elem(*fixed)) {
                         (true, Lang::C, Elem::I64) => format!("(int64_t){offset}"),
@@ -586,7 +607,14 @@ impl Printer {
                     Some(f) if terms.is_empty() && *offset == 0 && f.narrow => {
                         format!("{} = 0;", access(dst))
                     }
-                    _ => store(self.lang, &access(dst), *accumulate, *fixed, &value),
+                    _ => store(
+                        self.lang,
+                        &access(dst),
+                        *accumulate,
+                        *fixed,
+                        &value,
+                        &mut self.calls,
+                    ),
                 };
                 self.line(depth, &text);
             }
@@ -616,6 +644,7 @@ impl Printer {
                             "for (uint32_t k = (uint32_t){row}[r]; k < (uint32_t){row}[r + 1]; ++k) {{"
                         ));
                         let mac = if acc == Elem::F32 {
+                            self.calls.insert("fmaf");
                             format!("acc = kp_fmaf({val}[k], x[{col}[k]], acc);")
                         } else {
                             format!(
@@ -656,7 +685,14 @@ impl Printer {
                         self.line(depth + 1, "}");
                     }
                 }
-                let text = store(self.lang, &format!("y[{dst}]"), true, *fixed, "acc");
+                let text = store(
+                    self.lang,
+                    &format!("y[{dst}]"),
+                    true,
+                    *fixed,
+                    "acc",
+                    &mut self.calls,
+                );
                 self.line(depth + 1, &text);
                 self.line(depth, "}");
             }
@@ -664,11 +700,18 @@ impl Printer {
     }
 }
 
+/// A kernel's printed body and the runtime functions it calls.
+pub struct PrintedKernel {
+    pub body: String,
+    pub calls: Calls,
+}
+
 /// The body of a kernel, indented one level.
-pub fn kernel_body(lang: Lang, k: &Kernel) -> String {
+pub fn kernel_body(lang: Lang, k: &Kernel) -> PrintedKernel {
     let mut p = Printer {
         lang,
         out: String::new(),
+        calls: Calls::new(),
     };
     p.stmts(1, &k.body);
     // A kernel whose weights are all zero reads nothing: say so rather than trip unused warnings.
@@ -685,7 +728,10 @@ pub fn kernel_body(lang: Lang, k: &Kernel) -> String {
             });
         }
     }
-    unused + &p.out
+    PrintedKernel {
+        body: unused + &p.out,
+        calls: p.calls,
+    }
 }
 
 fn join_wrapped(items: &[String], indent: &str) -> String {

@@ -37,12 +37,13 @@ pub enum Op {
         len: usize,
         elem: Elem,
     },
-    /// dst += W src through a generated kernel.
+    /// dst += W src through a generated kernel; `temp` is the shared KP / low-rank
+    /// intermediate it works in, if it needs one.
     MatVec {
         kernel: String,
         src: Vector,
         dst: Vector,
-        uses_temp: bool,
+        temp: Option<Vector>,
     },
     Lstm {
         gates: String,
@@ -106,12 +107,7 @@ impl Op {
                 dst.is_state()
             }
             Op::Narrow { .. } => true,
-            Op::MatVec {
-                src,
-                dst,
-                uses_temp,
-                ..
-            } => *uses_temp || src.is_state() || dst.is_state(),
+            Op::MatVec { src, dst, temp, .. } => temp.is_some() || src.is_state() || dst.is_state(),
             Op::Lstm { .. } | Op::Gru { .. } | Op::FastGrnn { .. } => true,
             Op::Copy { dst, src, .. } => dst.is_state() || src.is_state(),
         }
@@ -299,7 +295,10 @@ fn layer_ops(
         kernel: format!("{}_mv", m.id),
         src,
         dst: dest_vector(&m.dest),
-        uses_temp: m.product.temp_len().is_some(),
+        temp: m
+            .product
+            .temp_len()
+            .map(|_| Vector::State(TEMP_BUFFER.to_owned())),
     };
     let hidden = l.output.clone().unwrap_or_default();
     match &l.constants {
