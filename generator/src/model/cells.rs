@@ -1,7 +1,80 @@
 //! The f64 cell equations, in one place: the float reference runs them on the expanded
-//! matrices and calibration on the planned products, so both mean the same cell.
+//! matrices ([`Cell::step`]) and calibration on the planned products, so both mean the same
+//! cell.
 
+use super::Cell;
 use crate::spec::Activation;
+
+/// A layer's state carried from one step to the next.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CellState {
+    Lstm { h: Vec<f64>, c: Vec<f64> },
+    Hidden { h: Vec<f64> },
+    Stateless,
+}
+
+impl Cell {
+    /// The state after a reset: all zeros.
+    pub fn zero_state(&self, units: usize) -> CellState {
+        let z = vec![0.0; units];
+        match self {
+            Cell::Lstm(_) => CellState::Lstm { h: z.clone(), c: z },
+            Cell::Gru(_) | Cell::FastGrnn(_) => CellState::Hidden { h: z },
+            Cell::Dense(_) => CellState::Stateless,
+        }
+    }
+
+    /// One step of the layer given its matrix products: `wx` is the first weight
+    /// ([`Cell::weights`]) times the step's input, `recurrent(h)` the second times the hidden
+    /// state. Adds the biases as the cell defines them, updates `state`, returns the output.
+    pub fn step(
+        &self,
+        wx: &[f64],
+        recurrent: impl Fn(&[f64]) -> Vec<f64>,
+        state: &mut CellState,
+    ) -> Vec<f64> {
+        let add =
+            |a: &[f64], b: &[f64]| -> Vec<f64> { a.iter().zip(b).map(|(x, y)| x + y).collect() };
+        match (self, state) {
+            (Cell::Lstm(g), CellState::Lstm { h, c }) => {
+                let z = add(&add(&add(wx, &recurrent(h)), &g.b_ih), &g.b_hh);
+                lstm_cell(&z, c, h);
+                h.clone()
+            }
+            (Cell::Gru(g), CellState::Hidden { h }) => {
+                let zi = add(wx, &g.b_ih);
+                let zh = add(&recurrent(h), &g.b_hh);
+                gru_cell(&zi, &zh, h);
+                h.clone()
+            }
+            (Cell::FastGrnn(f), CellState::Hidden { h }) => {
+                let pre = add(wx, &recurrent(h));
+                let (zeta, nu) = (sigmoid(f.zeta), sigmoid(f.nu));
+                fastgrnn_cell(&pre, &f.b_z, &f.b_h, zeta, nu, h);
+                h.clone()
+            }
+            (Cell::Dense(d), _) => {
+                let mut y = add(wx, &d.b);
+                activate(d.activation, &mut y);
+                y
+            }
+            (_, state) => {
+                // A state of another cell kind: start this one from zeros.
+                *state = self.zero_state(wx.len() / self.gates().max(1));
+                self.step(wx, recurrent, state)
+            }
+        }
+    }
+
+    /// Rows of the input product per unit (LSTM 4, GRU 3, FastGRNN and dense 1).
+    fn gates(&self) -> usize {
+        match self {
+            Cell::Lstm(_) => 4,
+            Cell::Gru(_) => 3,
+            Cell::FastGrnn(_) | Cell::Dense(_) => 1,
+        }
+    }
+}
 
 pub fn sigmoid(x: f64) -> f64 {
     1.0 / (1.0 + (-x).exp())
