@@ -1,8 +1,8 @@
 //! `kpgen::plan::shapes` against a plain brute force, plus the documented examples.
 
 use kpgen::plan::shapes::{
-    self, best, cheaper_order, note, order_costs, ranked, render_json, render_text, KronOrder,
-    KronShape, ShapesError,
+    self, best, cheaper_order, note, order_costs, ranked, ranked_factors, render_json, render_text,
+    KronOrder, KronShape, ShapesError,
 };
 
 // ---- independent reference, written as plainly as possible ----
@@ -155,21 +155,21 @@ fn degenerate_sizes() {
         Err(ShapesError::Zero { m: 0, n: 3 })
     );
     assert_eq!(
-        render_text(0, 3, 1).unwrap_err().to_string(),
+        render_text(0, 3, 1, 2).unwrap_err().to_string(),
         "matrix size 0 x 3 has a zero dimension: M and N must be at least 1"
     );
     assert_eq!(
-        render_json(4, 4, 0).unwrap_err().to_string(),
+        render_json(4, 4, 0, 2).unwrap_err().to_string(),
         "--top must be at least 1"
     );
     let huge = shapes::MAX_DIM + 1;
     assert!(ranked(huge, 4).is_empty());
     assert!(matches!(
-        render_text(huge, 4, 1),
+        render_text(huge, 4, 1, 2),
         Err(ShapesError::TooLarge { .. })
     ));
     assert_eq!(
-        render_text(1, 7, 1).unwrap_err().to_string(),
+        render_text(1, 7, 1, 2).unwrap_err().to_string(),
         "1 x 7 has no non-trivial Kronecker factorization: M = 1: W is a single row; a KP of it is \
          the Kronecker product of two vectors, which forces its reshaping to rank 1; keeping it \
          dense is usually better\n7 is prime: only trivial factorizations exist (rank bound 1); \
@@ -214,7 +214,7 @@ fn notes() {
 
 #[test]
 fn text_table() {
-    let text = render_text(256, 256, 3).unwrap();
+    let text = render_text(256, 256, 3, 2).unwrap();
     assert_eq!(
         text,
         "256 x 256: dense 65536 params, 65536 MACs
@@ -224,7 +224,7 @@ fn text_table() {
 3  32x32  8x8      1088        60.2x     256/256  10240  right_first
 "
     );
-    let text = render_text(127, 127, 5).unwrap();
+    let text = render_text(127, 127, 5, 2).unwrap();
     assert_eq!(text.lines().count(), 2 + 2 + 1, "{text}");
     assert!(text.ends_with(
         "note: 127 is prime: only trivial factorizations exist (rank bound 1); pad to 128 = 2^7 for a useful KP\n"
@@ -234,13 +234,14 @@ fn text_table() {
 #[test]
 fn json() {
     let one: serde_json::Value =
-        serde_json::from_str(&render_json(2600, 1300, 1).unwrap()).unwrap();
+        serde_json::from_str(&render_json(2600, 1300, 1, 2).unwrap()).unwrap();
     assert_eq!(
         one,
         serde_json::json!({"m1": 50, "n1": 50, "m2": 52, "n2": 26,
                            "params": 3852, "rank_bound": 1300, "macs": 132600})
     );
-    let many: serde_json::Value = serde_json::from_str(&render_json(128, 6, 3).unwrap()).unwrap();
+    let many: serde_json::Value =
+        serde_json::from_str(&render_json(128, 6, 3, 2).unwrap()).unwrap();
     let arr = many.as_array().unwrap();
     assert_eq!(arr.len(), 3);
     assert_eq!(
@@ -249,7 +250,7 @@ fn json() {
                            "params": 56, "rank_bound": 6, "macs": 304})
     );
     // --top larger than the candidate count lists them all.
-    let all: serde_json::Value = serde_json::from_str(&render_json(4, 4, 100).unwrap()).unwrap();
+    let all: serde_json::Value = serde_json::from_str(&render_json(4, 4, 100, 2).unwrap()).unwrap();
     assert_eq!(all.as_array().unwrap().len(), ranked(4, 4).len());
     assert_eq!(
         serde_json::to_value(KronOrder::RightFirst).unwrap(),
@@ -354,4 +355,177 @@ fn order_costs_match_real_evaluation() {
             assert_eq!((order, cost), (expect.0, expect.1), "{s:?}");
         }
     }
+}
+
+// ---- K factors -------------------------------------------------------------------------------
+
+/// Every K-tuple of (rows, cols) factor shapes of m x n, by brute force over all tuples.
+fn all_k(m: usize, n: usize, k: usize) -> Vec<Vec<(usize, usize)>> {
+    let mut out = vec![Vec::new()];
+    for _ in 0..k {
+        let mut next = Vec::new();
+        for prefix in &out {
+            for r in 1..=m {
+                for c in 1..=n {
+                    let mut t: Vec<(usize, usize)> = prefix.clone();
+                    t.push((r, c));
+                    let (pr, pc) = t.iter().fold((1, 1), |(a, b), &(r, c)| (a * r, b * c));
+                    if m % pr == 0 && n % pc == 0 {
+                        next.push(t);
+                    }
+                }
+            }
+        }
+        out = next;
+    }
+    out.retain(|t| {
+        t.iter().map(|d| d.0).product::<usize>() == m
+            && t.iter().map(|d| d.1).product::<usize>() == n
+            && !t.contains(&(1, 1))
+    });
+    out
+}
+
+/// MACs of evaluating the K mode products in every order, by explicit counting.
+fn brute_macs(dims: &[(usize, usize)]) -> usize {
+    fn perms(k: usize) -> Vec<Vec<usize>> {
+        if k == 0 {
+            return vec![Vec::new()];
+        }
+        let mut out = Vec::new();
+        for p in perms(k - 1) {
+            for at in 0..=p.len() {
+                let mut q = p.clone();
+                q.insert(at, k - 1);
+                out.push(q);
+            }
+        }
+        out
+    }
+    perms(dims.len())
+        .iter()
+        .map(|order| {
+            // The tensor's current mode sizes; a mode product replaces one.
+            let mut size: Vec<usize> = dims.iter().map(|d| d.1).collect();
+            let mut macs = 0;
+            for &k in order {
+                let rest: usize = size
+                    .iter()
+                    .enumerate()
+                    .filter(|&(l, _)| l != k)
+                    .map(|(_, s)| s)
+                    .product();
+                macs += dims[k].0 * dims[k].1 * rest;
+                size[k] = dims[k].0;
+            }
+            macs
+        })
+        .min()
+        .unwrap()
+}
+
+/// The best K-factor shape by the documented rule, found by brute force.
+fn brute_best_k(m: usize, n: usize, k: usize) -> Option<Vec<(usize, usize)>> {
+    let full = m.min(n);
+    all_k(m, n, k).into_iter().min_by_key(|t| {
+        let rank: usize = t.iter().map(|d| d.0.min(d.1)).product();
+        let params: usize = t.iter().map(|d| d.0 * d.1).sum();
+        let reach = rank >= full;
+        (
+            !reach,
+            std::cmp::Reverse(if reach { 0 } else { rank }),
+            params,
+            brute_macs(t),
+            t.clone(),
+        )
+    })
+}
+
+#[test]
+fn k_factors_match_brute_force() {
+    for (k, limit) in [(2, 24), (3, 16), (4, 8)] {
+        for m in 1..=limit {
+            for n in 1..=limit {
+                let got = ranked_factors(m, n, k).unwrap();
+                assert_eq!(
+                    got.len(),
+                    all_k(m, n, k).len(),
+                    "{m} x {n}, {k} factors: count"
+                );
+                let want = brute_best_k(m, n, k);
+                assert_eq!(
+                    got.first().map(|f| f.dims.clone()),
+                    want,
+                    "{m} x {n}, {k} factors"
+                );
+                for f in got.iter().take(5) {
+                    assert_eq!(f.macs(), brute_macs(&f.dims), "{m} x {n}: {:?}", f.dims);
+                    assert_eq!(f.order_macs(&f.best_order().0), f.macs());
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn two_factors_are_the_two_factor_ranking() {
+    for m in 1..=40 {
+        for n in 1..=40 {
+            let k2: Vec<KronShape> = ranked_factors(m, n, 2)
+                .unwrap()
+                .iter()
+                .map(|f| shape(f.dims[0].0, f.dims[0].1, f.dims[1].0, f.dims[1].1))
+                .collect();
+            assert_eq!(k2, ranked(m, n), "{m} x {n}");
+            for (f, s) in ranked_factors(m, n, 2).unwrap().iter().zip(ranked(m, n)) {
+                assert_eq!(f.macs(), cheaper_order(&s).1, "{m} x {n}");
+            }
+        }
+    }
+}
+
+#[test]
+fn k_factor_text_and_json() {
+    let text = render_text(64, 64, 2, 3).unwrap();
+    assert_eq!(
+        text,
+        "64 x 64: dense 4096 params, 4096 MACs
+#  factors          params  compression  rank bound  MACs  order
+1  4x4 ⊗ 4x4 ⊗ 4x4      48        85.3x       64/64   768  3 2 1
+2  2x2 ⊗ 4x4 ⊗ 8x8      84        48.8x       64/64   896  3 2 1
+"
+    );
+    let one: serde_json::Value = serde_json::from_str(&render_json(64, 64, 1, 3).unwrap()).unwrap();
+    assert_eq!(
+        one,
+        serde_json::json!({"factors": [[4, 4], [4, 4], [4, 4]], "params": 48,
+                           "rank_bound": 64, "macs": 768, "order": [3, 2, 1]})
+    );
+    // A prime dimension: the note speaks of the K-factor rank bound.
+    let text = render_text(127, 64, 1, 3).unwrap();
+    assert!(
+        text.contains("so the best rank bound is 16 of 64"),
+        "{text}"
+    );
+}
+
+#[test]
+fn k_factor_refusals() {
+    assert_eq!(
+        render_text(64, 64, 1, 1).unwrap_err().to_string(),
+        "--factors 1: expected 2 to 6 factors"
+    );
+    assert_eq!(
+        render_text(64, 64, 1, 7).unwrap_err().to_string(),
+        "--factors 7: expected 2 to 6 factors"
+    );
+    // Too many candidates is refused at once, not ranked for minutes.
+    let started = std::time::Instant::now();
+    let e = render_text(720720, 720720, 1, 4).unwrap_err().to_string();
+    assert!(e.contains("use fewer factors"), "{e}");
+    assert!(started.elapsed().as_secs() < 5);
+    // Every 3-factor split of 2 x 2 has a 1 x 1 factor.
+    assert!(render_text(2, 2, 1, 3).is_err());
+    // Two factors never hit the limit, even at the largest size.
+    assert!(ranked_factors(shapes::MAX_DIM, shapes::MAX_DIM, 2).is_ok());
 }

@@ -169,9 +169,12 @@ pub struct ShapesArgs {
     pub m: usize,
     /// Columns of the matrix.
     pub n: usize,
-    /// List the K best factorizations.
-    #[arg(long, default_value_t = 1)]
+    /// List the T best factorizations.
+    #[arg(long, default_value_t = 1, value_name = "T")]
     pub top: usize,
+    /// Number of Kronecker factors, 2 to 6 (W = F1 ⊗ F2 ⊗ … ⊗ FK).
+    #[arg(long, default_value_t = 2, value_name = "K")]
+    pub factors: usize,
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,

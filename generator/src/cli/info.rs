@@ -9,9 +9,9 @@ use super::{report_errors, EXIT_BAD_INPUT};
 
 pub fn shapes_cmd(args: &ShapesArgs) -> ExitCode {
     let out = if args.json {
-        shapes::render_json(args.m, args.n, args.top)
+        shapes::render_json(args.m, args.n, args.top, args.factors)
     } else {
-        shapes::render_text(args.m, args.n, args.top)
+        shapes::render_text(args.m, args.n, args.top, args.factors)
     };
     match out {
         Ok(text) => {

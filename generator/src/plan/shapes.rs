@@ -2,19 +2,20 @@
 //!
 //! Convention: `A` is `m1 x n1`, `B` is `m2 x n2` and `W = kron(A, B)` is
 //! `(m1 m2) x (n1 n2)`. With `x` viewed as `X[n1][n2]` and `y` as `Y[m1][m2]`
-//! (both row-major), `y = W x` is `Y = A · X · Bᵀ`.
+//! (both row-major), `y = W x` is `Y = A · X · Bᵀ`. With K factors
+//! (`W = F1 ⊗ … ⊗ FK`, [`Factors`]) x is an `n1 x … x nK` tensor and `y = W x` is one
+//! mode product per factor, in any order.
 //!
-//! Selection rule (used by both [`best`] and [`ranked`]):
-//! 1. Only non-trivial splits: `m1 m2 = M`, `n1 n2 = N`, and neither factor is the
-//!    whole matrix, i.e. `(m1, n1) != (1, 1)` and `(m2, n2) != (1, 1)`.
-//! 2. Shapes whose rank bound `min(m1,n1) · min(m2,n2)` reaches `min(M, N)` come
-//!    first, fewest parameters first.
+//! Selection rule (used by [`best`], [`ranked`] and, for K factors, [`ranked_factors`]):
+//! 1. Only non-trivial splits: `Π m_k = M`, `Π n_k = N`, and no factor is `1 x 1` (for two
+//!    factors: neither is the whole matrix).
+//! 2. Shapes whose rank bound `Π min(m_k, n_k)` reaches `min(M, N)` come first, fewest
+//!    parameters (`Σ m_k n_k`) first.
 //! 3. The rest follow by rank bound (highest first), then fewest parameters.
-//! 4. Ties: fewest MACs (cheaper evaluation order), then smaller `m1`, then
-//!    smaller `n1`. Swapping A and B never changes params, rank bound or MACs, so
-//!    the last two keys only decide which factor is written first.
+//! 4. Ties: fewest MACs (cheapest evaluation order), then the factor shapes in order
+//!    (smaller `m1`, then `n1`, then `m2`, ...). Permuting the factors never changes
+//!    params, rank bound or MACs, so the last keys only decide which factor is written first.
 
-use std::cmp::Ordering;
 use std::fmt::Write as _;
 
 use serde::Serialize;
@@ -127,6 +128,15 @@ pub enum ShapesError {
     ZeroTop,
     #[error("{m} x {n} has no non-trivial Kronecker factorization: {reason}")]
     NoFactorization { m: usize, n: usize, reason: String },
+    #[error("--factors {k}: expected 2 to {MAX_FACTORS} factors")]
+    FactorCount { k: usize },
+    #[error("{m} x {n} has {count} shapes with {k} factors, more than the {MAX_CANDIDATES} kpgen ranks: use fewer factors")]
+    TooMany {
+        m: usize,
+        n: usize,
+        k: usize,
+        count: usize,
+    },
 }
 
 /// Checks that `m x n` is a size [`ranked`] can work on.
@@ -157,49 +167,180 @@ fn divisors(n: usize) -> Vec<usize> {
     small
 }
 
-/// Compares two candidates for the same `min(M, N)`; `Less` means `a` is better.
-fn compare(a: &KronShape, b: &KronShape, full_rank: usize) -> Ordering {
-    let reach_a = a.rank_bound() >= full_rank;
-    let reach_b = b.rank_bound() >= full_rank;
-    reach_b
-        .cmp(&reach_a)
-        .then_with(|| {
-            if reach_a {
-                Ordering::Equal
-            } else {
-                b.rank_bound().cmp(&a.rank_bound())
-            }
-        })
-        .then_with(|| a.params().cmp(&b.params()))
-        .then_with(|| a.macs().cmp(&b.macs()))
-        .then_with(|| a.m1.cmp(&b.m1))
-        .then_with(|| a.n1.cmp(&b.n1))
+/// The ranking key of a candidate (see the module docs): smaller is better.
+fn rank_key(f: &Factors, full_rank: usize) -> (bool, std::cmp::Reverse<usize>, usize, usize) {
+    let reach = f.rank_bound() >= full_rank;
+    // Among shapes that reach full rank the rank bound does not matter.
+    let rank = if reach { 0 } else { f.rank_bound() };
+    (!reach, std::cmp::Reverse(rank), f.params(), f.macs())
 }
 
 /// All non-trivial factor shapes of an `m x n` matrix, best first (see the module
 /// docs). Empty when there are none or the size fails [`validate`].
 pub fn ranked(m: usize, n: usize) -> Vec<KronShape> {
-    if validate(m, n).is_err() {
-        return Vec::new();
+    ranked_factors(m, n, 2)
+        .unwrap_or_default()
+        .iter()
+        .map(|f| KronShape {
+            m1: f.dims[0].0,
+            n1: f.dims[0].1,
+            m2: f.dims[1].0,
+            n2: f.dims[1].1,
+        })
+        .collect()
+}
+
+/// Most factors `kpgen shapes --factors` ranks.
+pub const MAX_FACTORS: usize = 6;
+
+/// Most candidates one ranking enumerates, so no size makes it slow.
+pub const MAX_CANDIDATES: usize = 2_000_000;
+
+/// Factor shapes of `W = F1 ⊗ F2 ⊗ … ⊗ FK` (np.kron applied left to right): factor k is
+/// `dims[k] = (rows, cols)`. With x viewed as a row-major `n1 x … x nK` tensor, `y = W x`
+/// is K mode products, one per factor, in any order.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct Factors {
+    pub dims: Vec<(usize, usize)>,
+}
+
+impl Factors {
+    pub fn rows(&self) -> usize {
+        self.dims.iter().fold(1, |p, d| p.saturating_mul(d.0))
     }
-    let full_rank = m.min(n);
-    let ns = divisors(n);
-    let mut out = Vec::new();
-    for m1 in divisors(m) {
-        for &n1 in &ns {
-            let s = KronShape {
-                m1,
-                n1,
-                m2: m / m1,
-                n2: n / n1,
-            };
-            if (s.m1, s.n1) != (1, 1) && (s.m2, s.n2) != (1, 1) {
-                out.push(s);
+
+    pub fn cols(&self) -> usize {
+        self.dims.iter().fold(1, |p, d| p.saturating_mul(d.1))
+    }
+
+    /// Stored values: the sum of the factors' sizes.
+    pub fn params(&self) -> usize {
+        self.dims
+            .iter()
+            .fold(0, |s, d| s.saturating_add(d.0.saturating_mul(d.1)))
+    }
+
+    /// Upper bound on rank(W): the product of the factors' ranks.
+    pub fn rank_bound(&self) -> usize {
+        self.dims
+            .iter()
+            .fold(1, |p, d| p.saturating_mul(d.0.min(d.1)))
+    }
+
+    /// Multiply-accumulates of `y = W x` applying the factors in `order` (factor indices):
+    /// the mode product of factor k costs `rows_k cols_k` times the sizes of the other modes,
+    /// transformed (rows) or not yet (cols).
+    pub fn order_macs(&self, order: &[usize]) -> usize {
+        let mut done = vec![false; self.dims.len()];
+        let mut total = 0usize;
+        for &k in order {
+            let others = self
+                .dims
+                .iter()
+                .enumerate()
+                .filter(|&(l, _)| l != k)
+                .fold(1usize, |p, (l, d)| {
+                    p.saturating_mul(if done[l] { d.0 } else { d.1 })
+                });
+            let (r, c) = self.dims[k];
+            total = total.saturating_add(r.saturating_mul(c).saturating_mul(others));
+            done[k] = true;
+        }
+        total
+    }
+
+    /// The order with the fewest MACs and its MACs; ties go to the order whose first
+    /// differing factor is the later one (for two factors: B first, as [`cheaper_order`]).
+    pub fn best_order(&self) -> (Vec<usize>, usize) {
+        let mut order: Vec<usize> = (0..self.dims.len()).rev().collect();
+        let mut best = (order.clone(), self.order_macs(&order));
+        // Permutations in decreasing lexicographic order (at most MAX_FACTORS! of them).
+        while prev_permutation(&mut order) {
+            let macs = self.order_macs(&order);
+            if macs < best.1 {
+                best = (order.clone(), macs);
             }
         }
+        best
     }
-    out.sort_by(|a, b| compare(a, b, full_rank));
+
+    pub fn macs(&self) -> usize {
+        self.best_order().1
+    }
+
+    /// `A ⊗ B ⊗ C` written as `2x2 ⊗ 4x4 ⊗ 2x2`.
+    pub fn text(&self) -> String {
+        self.dims
+            .iter()
+            .map(|(r, c)| format!("{r}x{c}"))
+            .collect::<Vec<_>>()
+            .join(" ⊗ ")
+    }
+}
+
+/// Steps `v` to the previous permutation in lexicographic order; false at the first one.
+fn prev_permutation(v: &mut [usize]) -> bool {
+    let Some(i) = (1..v.len()).rev().find(|&i| v[i - 1] > v[i]) else {
+        return false;
+    };
+    let j = (i..v.len()).rev().find(|&j| v[j] < v[i - 1]).unwrap_or(i);
+    v.swap(i - 1, j);
+    v[i..].reverse();
+    true
+}
+
+/// Ordered factorizations of `n` into `k` factors (each ≥ 1).
+fn ordered_factorizations(n: usize, k: usize) -> Vec<Vec<usize>> {
+    if k == 1 {
+        return vec![vec![n]];
+    }
+    let mut out = Vec::new();
+    for d in divisors(n) {
+        for mut rest in ordered_factorizations(n / d, k - 1) {
+            rest.insert(0, d);
+            out.push(rest);
+        }
+    }
     out
+}
+
+/// How many ordered factorizations of `n` into `k` factors there are, without listing them.
+fn count_factorizations(n: usize, k: usize) -> usize {
+    if k == 1 {
+        return 1;
+    }
+    divisors(n).iter().fold(0usize, |s, &d| {
+        s.saturating_add(count_factorizations(n / d, k - 1))
+    })
+}
+
+/// All non-trivial `k`-factor shapes of an `m x n` matrix, best first (see the module docs;
+/// non-trivial: no factor is 1 x 1). Empty when there are none.
+pub fn ranked_factors(m: usize, n: usize, k: usize) -> Result<Vec<Factors>, ShapesError> {
+    validate(m, n)?;
+    if !(2..=MAX_FACTORS).contains(&k) {
+        return Err(ShapesError::FactorCount { k });
+    }
+    let count = count_factorizations(m, k).saturating_mul(count_factorizations(n, k));
+    if count > MAX_CANDIDATES {
+        return Err(ShapesError::TooMany { m, n, k, count });
+    }
+    let full_rank = m.min(n);
+    let cols = ordered_factorizations(n, k);
+    let mut out: Vec<(_, Factors)> = Vec::new();
+    for rows in ordered_factorizations(m, k) {
+        for c in &cols {
+            let dims: Vec<(usize, usize)> = rows.iter().copied().zip(c.iter().copied()).collect();
+            if dims.contains(&(1, 1)) {
+                continue;
+            }
+            let f = Factors { dims };
+            out.push((rank_key(&f, full_rank), f));
+        }
+    }
+    // Last key: the factor shapes themselves, first factor first (smaller m1, then n1, ...).
+    out.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.dims.cmp(&b.1.dims)));
+    Ok(out.into_iter().map(|(_, f)| f).collect())
 }
 
 /// The best factor shape of an `m x n` matrix, if any.
@@ -266,12 +407,16 @@ pub fn note(m: usize, n: usize) -> Option<String> {
     if validate(m, n).is_err() {
         return None;
     }
+    note_for(m, n, best(m, n).map(|s| s.rank_bound()))
+}
+
+/// [`note`] for the best rank bound of some number of factors (None: no factorization).
+fn note_for(m: usize, n: usize, best_rank: Option<usize>) -> Option<String> {
     if m == 1 && n == 1 {
         return Some("a 1 x 1 matrix has nothing to factor".into());
     }
-    let best = best(m, n);
     let full = m.min(n);
-    let rank = best.map_or(0, |s| s.rank_bound());
+    let rank = best_rank.unwrap_or(0);
     let mut lines = Vec::new();
     for (name, d) in [("M", m), ("N", n)] {
         if d == 1 {
@@ -300,7 +445,7 @@ pub fn note(m: usize, n: usize) -> Option<String> {
                 prime_factors(t)
             ));
         }
-        if lines.is_empty() && best.is_some() {
+        if lines.is_empty() && best_rank.is_some() {
             lines.push(format!(
                 "no factorization reaches full rank {full}; the best rank bound is {rank}"
             ));
@@ -309,80 +454,112 @@ pub fn note(m: usize, n: usize) -> Option<String> {
     (!lines.is_empty()).then(|| lines.join("\n"))
 }
 
-fn candidates(m: usize, n: usize, top: usize) -> Result<Vec<KronShape>, ShapesError> {
+fn candidates(m: usize, n: usize, top: usize, k: usize) -> Result<Vec<Factors>, ShapesError> {
     validate(m, n)?;
     if top == 0 {
         return Err(ShapesError::ZeroTop);
     }
-    let mut all = ranked(m, n);
+    let mut all = ranked_factors(m, n, k)?;
     if all.is_empty() {
-        let reason = note(m, n).unwrap_or_else(|| "only trivial factorizations exist".into());
+        let reason =
+            note_for(m, n, None).unwrap_or_else(|| "only trivial factorizations exist".into());
         return Err(ShapesError::NoFactorization { m, n, reason });
     }
     all.truncate(top);
     Ok(all)
 }
 
-/// Text for `kpgen shapes M N [--top K]`: an aligned table of the best `top`
-/// candidates, followed by the [`note`] if any.
-pub fn render_text(m: usize, n: usize, top: usize) -> Result<String, ShapesError> {
-    let shapes = candidates(m, n, top)?;
+fn kron_shape(f: &Factors) -> KronShape {
+    KronShape {
+        m1: f.dims[0].0,
+        n1: f.dims[0].1,
+        m2: f.dims[1].0,
+        n2: f.dims[1].1,
+    }
+}
+
+/// An order as 1-based factor numbers, `3 2 1` for C first.
+fn order_text(order: &[usize]) -> String {
+    order
+        .iter()
+        .map(|k| (k + 1).to_string())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Text for `kpgen shapes M N [--top T] [--factors K]`: an aligned table of the best `top`
+/// candidates, followed by the [`note`] if any. Two factors are shown as A and B with the
+/// order named; more as one `factors` column with the order as factor numbers.
+pub fn render_text(m: usize, n: usize, top: usize, k: usize) -> Result<String, ShapesError> {
+    let shapes = candidates(m, n, top, k)?;
     let dense = m.saturating_mul(n);
     let full = m.min(n);
-    let header = [
-        "#",
-        "A",
-        "B",
-        "params",
-        "compression",
-        "rank bound",
-        "MACs",
-        "order",
-    ];
-    let mut rows: Vec<[String; 8]> = Vec::new();
-    for (i, s) in shapes.iter().enumerate() {
-        let (order, macs) = cheaper_order(s);
-        rows.push([
-            (i + 1).to_string(),
-            format!("{}x{}", s.m1, s.n1),
-            format!("{}x{}", s.m2, s.n2),
-            s.params().to_string(),
-            format!("{:.1}x", dense as f64 / s.params() as f64),
-            format!("{}/{}", s.rank_bound(), full),
-            macs.to_string(),
-            order.as_str().to_string(),
-        ]);
+    let mut header: Vec<&str> = vec!["#"];
+    let mut left = vec![false];
+    if k == 2 {
+        header.extend(["A", "B"]);
+        left.extend([true, true]);
+    } else {
+        header.push("factors");
+        left.push(true);
     }
-    let mut width = header.map(str::len);
+    header.extend(["params", "compression", "rank bound", "MACs", "order"]);
+    // Text columns (factors, order) align left; numbers align right.
+    left.extend([false, false, false, false, true]);
+    let mut rows: Vec<Vec<String>> = Vec::new();
+    for (i, f) in shapes.iter().enumerate() {
+        let mut row = vec![(i + 1).to_string()];
+        let (order, macs) = if k == 2 {
+            let s = kron_shape(f);
+            row.extend([format!("{}x{}", s.m1, s.n1), format!("{}x{}", s.m2, s.n2)]);
+            let (order, macs) = cheaper_order(&s);
+            (order.as_str().to_string(), macs)
+        } else {
+            row.push(f.text());
+            let (order, macs) = f.best_order();
+            (order_text(&order), macs)
+        };
+        row.extend([
+            f.params().to_string(),
+            format!("{:.1}x", dense as f64 / f.params() as f64),
+            format!("{}/{}", f.rank_bound(), full),
+            macs.to_string(),
+            order,
+        ]);
+        rows.push(row);
+    }
+    let mut width: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for r in &rows {
         for (w, c) in width.iter_mut().zip(r) {
-            *w = (*w).max(c.len());
+            *w = (*w).max(c.chars().count());
         }
     }
-    // Text columns (A, B, order) align left; numbers align right.
-    let left = [false, true, true, false, false, false, false, true];
     let line = |cells: &[String]| {
         let mut s = String::new();
         for (k, c) in cells.iter().enumerate() {
             if k > 0 {
                 s.push_str("  ");
             }
+            // Padded by characters: `⊗` is one column but three bytes.
+            let pad = " ".repeat(width[k].saturating_sub(c.chars().count()));
             if left[k] {
-                let _ = write!(s, "{c:<w$}", w = width[k]);
+                let _ = write!(s, "{c}{pad}");
             } else {
-                let _ = write!(s, "{c:>w$}", w = width[k]);
+                let _ = write!(s, "{pad}{c}");
             }
         }
         s.trim_end().to_string()
     };
     let mut out = format!("{m} x {n}: dense {dense} params, {dense} MACs\n");
-    out.push_str(&line(&header.map(str::to_string)));
+    out.push_str(&line(
+        &header.iter().map(|h| h.to_string()).collect::<Vec<_>>(),
+    ));
     out.push('\n');
     for r in &rows {
         out.push_str(&line(r));
         out.push('\n');
     }
-    if let Some(note) = note(m, n) {
+    if let Some(note) = note_for(m, n, shapes.first().map(Factors::rank_bound)) {
         for l in note.lines() {
             let _ = writeln!(out, "note: {l}");
         }
@@ -415,11 +592,41 @@ impl From<&KronShape> for JsonShape {
     }
 }
 
-/// JSON for `kpgen shapes M N [--top K] --json`: one object when `top == 1`,
-/// otherwise an array of up to `top` objects, best first.
-pub fn render_json(m: usize, n: usize, top: usize) -> Result<String, ShapesError> {
-    let shapes = candidates(m, n, top)?;
-    let items: Vec<JsonShape> = shapes.iter().map(JsonShape::from).collect();
+/// A candidate with more than two factors, for JSON.
+#[derive(Serialize)]
+struct JsonFactors {
+    /// `[rows, cols]` of each factor, in np.kron order.
+    factors: Vec<[usize; 2]>,
+    params: usize,
+    rank_bound: usize,
+    macs: usize,
+    /// The cheapest order, as 1-based factor numbers applied first to last.
+    order: Vec<usize>,
+}
+
+/// JSON for `kpgen shapes M N [--top T] [--factors K] --json`: one object when `top == 1`,
+/// otherwise an array of up to `top` objects, best first. Two factors keep their
+/// `m1, n1, m2, n2` fields; more are `factors: [[rows, cols], ...]` with their order.
+pub fn render_json(m: usize, n: usize, top: usize, k: usize) -> Result<String, ShapesError> {
+    let shapes = candidates(m, n, top, k)?;
+    let items: Vec<serde_json::Value> = shapes
+        .iter()
+        .map(|f| {
+            if k == 2 {
+                serde_json::to_value(JsonShape::from(&kron_shape(f)))
+            } else {
+                let (order, macs) = f.best_order();
+                serde_json::to_value(JsonFactors {
+                    factors: f.dims.iter().map(|&(r, c)| [r, c]).collect(),
+                    params: f.params(),
+                    rank_bound: f.rank_bound(),
+                    macs,
+                    order: order.iter().map(|k| k + 1).collect(),
+                })
+            }
+            .unwrap_or_default()
+        })
+        .collect();
     // Serializing plain structs of integers cannot fail.
     let text = if top == 1 {
         serde_json::to_string_pretty(&items[0])
