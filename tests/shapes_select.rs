@@ -370,7 +370,7 @@ fn all_k(m: usize, n: usize, k: usize) -> Vec<Vec<(usize, usize)>> {
                     let mut t: Vec<(usize, usize)> = prefix.clone();
                     t.push((r, c));
                     let (pr, pc) = t.iter().fold((1, 1), |(a, b), &(r, c)| (a * r, b * c));
-                    if m % pr == 0 && n % pc == 0 {
+                    if m.is_multiple_of(pr) && n.is_multiple_of(pc) {
                         next.push(t);
                     }
                 }
