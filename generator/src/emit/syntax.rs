@@ -401,7 +401,7 @@ impl Printer {
                 Access::flat(
                     t.input.clone(),
                     Affine::new(
-                        (col0 + b) * t.in_r + step * t.in_j,
+                        t.in_base + (col0 + b) * t.in_r + step * t.in_j,
                         &terms(&[Some((jvar, unroll * t.in_j)), blk.rb(cols * t.in_r)]),
                     ),
                 )
@@ -457,7 +457,7 @@ impl Printer {
             access(&Access::flat(
                 t.input.clone(),
                 Affine::new(
-                    (col0 + b) * t.in_r + k * t.in_j,
+                    t.in_base + (col0 + b) * t.in_r + k * t.in_j,
                     &terms(&[Some(("jg", g * t.in_j)), blk.rb(cols * t.in_r)]),
                 ),
             ))
@@ -566,7 +566,7 @@ impl Printer {
                     let x = access(&Access::flat(
                         t.input.clone(),
                         Affine::new(
-                            (col0 + b) * t.in_r + j * t.in_j,
+                            t.in_base + (col0 + b) * t.in_r + j * t.in_j,
                             &terms(&[blk.rb(cols * t.in_r)]),
                         ),
                     ));

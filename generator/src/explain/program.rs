@@ -131,7 +131,7 @@ fn stmts(out: &mut String, body: &[Stmt], depth: usize) {
             Stmt::Tile(t) => {
                 line!(
                     out,
-                    "{pad}tiles {}x{} of {} ({}x{}, outer {}): {}[{} + i*{} + r*{}] {} Σ_j {}[i][j]·{}[j*{} + r*{}]{}{}{}",
+                    "{pad}tiles {}x{} of {} ({}x{}, outer {}): {}[{} + i*{} + r*{}] {} Σ_j {}[i][j]·{}[{} + j*{} + r*{}]{}{}{}",
                     t.ti,
                     t.tr,
                     t.weights,
@@ -145,6 +145,7 @@ fn stmts(out: &mut String, body: &[Stmt], depth: usize) {
                     if t.accumulate { "+=" } else { "=" },
                     t.weights,
                     array(&t.input),
+                    t.in_base,
                     t.in_j,
                     t.in_r,
                     t.simd.map_or(String::new(), |s| format!(

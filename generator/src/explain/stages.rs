@@ -346,6 +346,15 @@ fn operand(op: crate::plan::Operand) -> &'static str {
     }
 }
 
+/// `12 + ` before an index, nothing for 0.
+fn offset(o: usize) -> String {
+    if o == 0 {
+        String::new()
+    } else {
+        format!("{o} + ")
+    }
+}
+
 fn stage_line(k: usize, s: &Stage) -> String {
     let how = if s.unrolled {
         "unrolled (weights as literals, zeros dropped)".to_owned()
@@ -358,16 +367,18 @@ fn stage_line(k: usize, s: &Stage) -> String {
         )
     };
     format!(
-        "stage {k}: {} {}x{}, outer {}: {}[i*{} + r*{}] {} Σ_j F[i][j]·{}[j*{} + r*{}]; {}; {} MACs",
+        "stage {k}: {} {}x{}, outer {}: {}[{}i*{} + r*{}] {} Σ_j F[i][j]·{}[{}j*{} + r*{}]; {}; {} MACs",
         s.factor,
         s.p,
         s.q,
         s.outer,
         operand(s.output),
+        offset(s.out_offset),
         s.out_i,
         s.out_r,
         if s.accumulate { "+=" } else { "=" },
         operand(s.input),
+        offset(s.in_offset),
         s.in_j,
         s.in_r,
         how,

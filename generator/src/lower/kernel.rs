@@ -211,6 +211,8 @@ pub struct Tile {
     pub ti: usize,
     pub tr: usize,
     pub input: Array,
+    /// Offset of element (j, r) = (0, 0) in the input (a region of the temp).
+    pub in_base: usize,
     pub in_j: usize,
     pub in_r: usize,
     pub output: Array,
@@ -474,11 +476,12 @@ fn lower_stage(
     dest_offset: usize,
     tables: &mut Vec<Table>,
 ) -> Vec<Stmt> {
-    let out_base = if stage.output == Operand::Dest {
-        dest_offset
-    } else {
-        0
-    };
+    let out_base = stage.out_offset
+        + if stage.output == Operand::Dest {
+            dest_offset
+        } else {
+            0
+        };
     let input = array_of(stage.input);
     let output = array_of(stage.output);
     let fixed = quant.map(Fixed::of);
@@ -538,6 +541,7 @@ fn lower_stage(
             ti: tile[0],
             tr: tile[1],
             input,
+            in_base: stage.in_offset,
             in_j: stage.in_j,
             in_r: stage.in_r,
             output,
@@ -560,7 +564,7 @@ fn lower_stage(
                         let w = values.get(i * stage.q + j);
                         (!w.is_zero()).then(|| {
                             let idx = Affine::new(
-                                j * stage.in_j,
+                                stage.in_offset + j * stage.in_j,
                                 &r_terms(stage.in_r).into_iter().collect::<Vec<_>>(),
                             );
                             (Coef::Literal(w), Access::flat(input.clone(), idx))

@@ -196,8 +196,11 @@ pub enum Operand {
 }
 
 /// Applying one stored matrix F (p x q) along one mode:
-/// for r < outer, i < p: out[i*out_i + r*out_r] (=|+=) Σ_j F[i][j] · in[j*in_j + r*in_r].
-/// A dense mat-vec is one stage with outer = 1; a KP product is two.
+/// for r < outer, i < p:
+///   out[out_offset + i*out_i + r*out_r] (=|+=) Σ_j F[i][j] · in[in_offset + j*in_j + r*in_r].
+/// A dense mat-vec is one stage with outer = 1; a KP product is one stage per factor. The
+/// offsets place a stage inside its operand: a region of the shared temp (so a product of more
+/// than two stages can keep two intermediates apart), or rows past the matrix's `dest_offset`.
 #[derive(Debug, Clone, Serialize)]
 pub struct Stage {
     /// Name of the stored matrix (its array when not unrolled).
@@ -210,9 +213,13 @@ pub struct Stage {
     pub unrolled: bool,
     pub outer: usize,
     pub input: Operand,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub in_offset: usize,
     pub in_j: usize,
     pub in_r: usize,
     pub output: Operand,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub out_offset: usize,
     pub out_i: usize,
     pub out_r: usize,
     pub accumulate: bool,
@@ -227,6 +234,30 @@ impl Stage {
     pub fn macs(&self) -> usize {
         self.outer * self.p * self.q
     }
+
+    /// Elements of its output operand the stage spans from `out_offset` (one past the last
+    /// written).
+    pub fn output_span(&self) -> usize {
+        if self.p == 0 || self.outer == 0 {
+            return 0;
+        }
+        (self.p - 1) * self.out_i + (self.outer - 1) * self.out_r + 1
+    }
+
+    /// Where output element (i, r) goes in the output operand, `base` being the matrix's
+    /// `dest_offset` for the destination and 0 for the temp.
+    pub fn out_index(&self, base: usize, i: usize, r: usize) -> usize {
+        base + self.out_offset + i * self.out_i + r * self.out_r
+    }
+
+    /// Where input element (j, r) is in the input operand.
+    pub fn in_index(&self, j: usize, r: usize) -> usize {
+        self.in_offset + j * self.in_j + r * self.in_r
+    }
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -373,9 +404,11 @@ fn stored_stage(
         unrolled,
         outer: 1,
         input,
+        in_offset: 0,
         in_j: 1,
         in_r: 0,
         output,
+        out_offset: 0,
         out_i: 1,
         out_r: 0,
         accumulate,

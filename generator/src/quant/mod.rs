@@ -136,6 +136,7 @@ pub struct MatrixQuant {
     pub id: String,
     pub stages: Vec<StageQuant>,
     pub overlay: Option<StageQuant>,
+    /// The first intermediate's scale (every stage's `output_scale` holds its own).
     pub temp_scale: Option<f64>,
 }
 
@@ -225,7 +226,18 @@ impl Range {
     }
 }
 
-/// Ranges of every vector, by name: buffers, `input`, `output`, and `MATRIXID:t`.
+/// The range name of the intermediate stage `k` of matrix `id` writes: `ID:t` for the first
+/// stage (the only intermediate of a two-stage product), `ID:tK` after it.
+fn temp_range_name(id: &str, k: usize) -> String {
+    if k == 0 {
+        format!("{id}:t")
+    } else {
+        format!("{id}:t{k}")
+    }
+}
+
+/// Ranges of every vector, by name: buffers, `input`, `output`, and each matrix's
+/// intermediates ([`temp_range_name`]).
 #[derive(Debug, Default)]
 struct Ranges(HashMap<String, Range>);
 
@@ -242,15 +254,15 @@ impl Ranges {
     }
 }
 
-/// out[base + i·out_i + r·out_r] (=|+=) Σ_j F[i][j] · in[j·in_j + r·in_r], in f64.
+/// One stage in f64 (see [`Stage`]); `base` is the output operand's start.
 fn run_stage_f64(s: &Stage, input: &[f64], out: &mut [f64], base: usize) {
     for r in 0..s.outer {
         for i in 0..s.p {
             let mut acc = 0.0;
             for j in 0..s.q {
-                acc += s.values[i * s.q + j] as f64 * input[j * s.in_j + r * s.in_r];
+                acc += s.values[i * s.q + j] as f64 * input[s.in_index(j, r)];
             }
-            let o = base + i * s.out_i + r * s.out_r;
+            let o = s.out_index(base, i, r);
             if s.accumulate {
                 out[o] += acc;
             } else {
@@ -263,16 +275,19 @@ fn run_stage_f64(s: &Stage, input: &[f64], out: &mut [f64], base: usize) {
 /// dest[offset ..] += W x through the plan's stages, recording the intermediate's range.
 fn matvec_f64(m: &MatrixPlan, x: &[f64], dest: &mut [f64], ranges: &mut Ranges) {
     let mut temp = vec![0.0; m.product.temp_len().unwrap_or(0)];
-    for s in m.product.stages() {
-        match (s.input, s.output) {
-            (Operand::Input, Operand::Temp) => run_stage_f64(s, x, &mut temp, 0),
-            (Operand::Temp, Operand::Dest) => run_stage_f64(s, &temp, dest, m.dest_offset),
-            (Operand::Input, Operand::Dest) => run_stage_f64(s, x, dest, m.dest_offset),
-            _ => unreachable!("stages read the input or the temp"),
+    for (k, s) in m.product.stages().iter().enumerate() {
+        let input = match s.input {
+            Operand::Temp => temp.clone(),
+            _ => x.to_vec(),
+        };
+        match s.output {
+            Operand::Temp => {
+                run_stage_f64(s, &input, &mut temp, 0);
+                let region = &temp[s.out_offset..s.out_offset + s.output_span()];
+                ranges.add_all(&temp_range_name(&m.id, k), region);
+            }
+            _ => run_stage_f64(s, &input, dest, m.dest_offset),
         }
-    }
-    if !temp.is_empty() {
-        ranges.add_all(&format!("{}:t", m.id), &temp);
     }
     if let Some(ov) = &m.overlay {
         for &(r, c, v) in &ov.entries {
@@ -533,10 +548,10 @@ fn quantize_stage(
 pub fn matvec_int(m: &MatrixPlan, q: &MatrixQuant, x: &[i32], dest: &mut [i32]) {
     let mut temp = vec![0i32; m.product.temp_len().unwrap_or(0)];
     for (s, sq) in m.product.stages().iter().zip(&q.stages) {
-        let input: Vec<i32> = if s.input == Operand::Input {
-            x.to_vec()
-        } else {
+        let input: Vec<i32> = if s.input == Operand::Temp {
             temp.clone()
+        } else {
+            x.to_vec()
         };
         let out_base = if s.output == Operand::Dest {
             m.dest_offset
@@ -547,10 +562,10 @@ pub fn matvec_int(m: &MatrixPlan, q: &MatrixQuant, x: &[i32], dest: &mut [i32]) 
             for i in 0..s.p {
                 let mut acc: i64 = sq.row_offsets.get(i).copied().unwrap_or(0);
                 for j in 0..s.q {
-                    acc += sq.values[i * s.q + j] as i64 * input[j * s.in_j + r * s.in_r] as i64;
+                    acc += sq.values[i * s.q + j] as i64 * input[s.in_index(j, r)] as i64;
                 }
                 let v = requant_acc(acc, sq);
-                let o = out_base + i * s.out_i + r * s.out_r;
+                let o = s.out_index(out_base, i, r);
                 if sq.narrow {
                     temp[o] = fixed::saturate(v as i64, 16);
                 } else {
@@ -594,6 +609,20 @@ pub fn requant_acc(acc: i64, sq: &StageQuant) -> i32 {
     }
 }
 
+/// An int16 intermediate's quantum: the accumulator quantum `base` of the stage writing it
+/// times the smallest power of two that fits the calibrated range `max_abs` into int16. Never
+/// finer than the accumulator, at most one bit coarser than the range needs, and requantized
+/// by a shift alone.
+fn temp_scale_for(max_abs: f64, base: f64) -> f64 {
+    let ratio = (max_abs / qmax(16) as f64) / base;
+    let k = if ratio.is_finite() && ratio > 1.0 {
+        (ratio.log2().ceil() as u32).min(30)
+    } else {
+        0
+    };
+    base * f64::from(k).exp2()
+}
+
 fn quantize_matrix(
     m: &MatrixPlan,
     weight_bits: u32,
@@ -614,29 +643,26 @@ fn quantize_matrix(
             )?);
         }
         Product::Kron { stages: st, .. } | Product::LowRank { stages: st, .. } => {
-            let (first, w1_scale) = (&st[0], weight_scale(&st[0].values, weight_bits));
-            // The temp's quantum is the first product's accumulator quantum times the smallest
-            // power of two that fits the calibrated range into int16: never finer than the
-            // accumulator, at most one bit coarser than the range needs, and requantized by a
-            // shift alone.
-            let t_range = ranges.get(&format!("{}:t", m.id)).max_abs();
-            let base = w1_scale * input.scale;
-            let ratio = (t_range / qmax(16) as f64) / base;
-            let k = if ratio.is_finite() && ratio > 1.0 {
-                (ratio.log2().ceil() as u32).min(30)
-            } else {
-                0
-            };
-            let t_scale = base * f64::from(k).exp2();
-            temp_scale = Some(t_scale);
-            stages.push(quantize_stage(&m.id, first, weight_bits, input, t_scale)?);
-            stages.push(quantize_stage(
-                &m.id,
-                &st[1],
-                weight_bits,
-                InputCodes::temp(t_scale),
-                dest_scale,
-            )?);
+            // The scale of the intermediate the next temp-reading stage reads.
+            let mut last_temp = None;
+            for (k, s) in st.iter().enumerate() {
+                let codes = match (s.input, last_temp) {
+                    (Operand::Temp, Some(t)) => InputCodes::temp(t),
+                    _ => input,
+                };
+                let out_scale = if s.output == Operand::Temp {
+                    let t = temp_scale_for(
+                        ranges.get(&temp_range_name(&m.id, k)).max_abs(),
+                        weight_scale(&s.values, weight_bits) * codes.scale,
+                    );
+                    temp_scale.get_or_insert(t);
+                    last_temp = Some(t);
+                    t
+                } else {
+                    dest_scale
+                };
+                stages.push(quantize_stage(&m.id, s, weight_bits, codes, out_scale)?);
+            }
         }
         Product::Sparse => {}
     }
@@ -846,4 +872,169 @@ pub fn quantize(
         matrices,
         layers,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::shapes::{KronOrder, KronShape};
+
+    /// Row-major p x q values, deterministic and away from zero.
+    fn values(p: usize, q: usize, salt: usize) -> Vec<f32> {
+        (0..p * q)
+            .map(|k| ((k * 7 + salt * 13) % 11) as f32 / 8.0 - 0.6)
+            .collect()
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn stage(
+        name: &str,
+        (p, q, salt): (usize, usize, usize),
+        outer: usize,
+        (input, in_offset, in_j, in_r): (Operand, usize, usize, usize),
+        (output, out_offset, out_i, out_r): (Operand, usize, usize, usize),
+    ) -> Stage {
+        Stage {
+            factor: name.to_owned(),
+            p,
+            q,
+            values: values(p, q, salt),
+            unrolled: false,
+            outer,
+            input,
+            in_offset,
+            in_j,
+            in_r,
+            output,
+            out_offset,
+            out_i,
+            out_r,
+            accumulate: output == Operand::Dest,
+            tile: [1, 1],
+            simd: false,
+        }
+    }
+
+    /// y = (A ⊗ B ⊗ C) x as three stages, each on the trailing mode, the two intermediates in
+    /// separate regions of the temp: the stage offsets place them, calibration records each
+    /// region, and every intermediate gets its own scale.
+    fn three_factor() -> (MatrixPlan, nalgebra::DMatrix<f64>) {
+        let (a, b, c) = ((2, 2, 1), (2, 3, 2), (3, 2, 3));
+        // x: (n1, n2, n3) = (2, 3, 2). C on n3: T1 = (m3, n1, n2) = (3, 2, 3) at t[0..18].
+        let s_c = stage(
+            "c",
+            c,
+            6,
+            (Operand::Input, 0, 1, 2),
+            (Operand::Temp, 0, 6, 1),
+        );
+        // B on n2: T2 = (m2, m3, n1) = (2, 3, 2) at t[18..30].
+        let s_b = stage(
+            "b",
+            b,
+            6,
+            (Operand::Temp, 0, 1, 3),
+            (Operand::Temp, 18, 6, 1),
+        );
+        // A on n1: y = (m1, m2, m3) = (2, 2, 3).
+        let s_a = stage(
+            "a",
+            a,
+            6,
+            (Operand::Temp, 18, 1, 2),
+            (Operand::Dest, 0, 6, 1),
+        );
+        let m = |s: &Stage| {
+            nalgebra::DMatrix::from_row_slice(
+                s.p,
+                s.q,
+                &s.values.iter().map(|&v| v as f64).collect::<Vec<_>>(),
+            )
+        };
+        let w = m(&s_a).kronecker(&m(&s_b).kronecker(&m(&s_c)));
+        let stages = vec![s_c, s_b, s_a];
+        let macs = stages.iter().map(Stage::macs).sum();
+        let plan = MatrixPlan {
+            id: "m".to_owned(),
+            field: "w",
+            form: "kp",
+            rows: 12,
+            cols: 12,
+            dest: "y".to_owned(),
+            dest_offset: 0,
+            product: Product::Kron {
+                // The two-factor view A ⊗ (B ⊗ C); the stages apply B ⊗ C in two steps.
+                shape: KronShape {
+                    m1: 2,
+                    n1: 2,
+                    m2: 6,
+                    n2: 6,
+                },
+                order: KronOrder::RightFirst,
+                temp_len: 30,
+                other_order_macs: 0,
+                stages,
+            },
+            overlay: None,
+            macs,
+            dense_macs: 144,
+            stored_params: 4 + 6 + 6,
+            dense_params: 144,
+        };
+        (plan, w)
+    }
+
+    fn x(k: usize) -> Vec<f64> {
+        (0..12)
+            .map(|j| ((j * 5 + k * 3) % 9) as f64 / 9.0 - 0.45)
+            .collect()
+    }
+
+    #[test]
+    fn three_stages_in_f64_compute_the_kronecker_product() {
+        let (m, w) = three_factor();
+        for k in 0..4 {
+            let x = x(k);
+            let mut y = vec![0.0; 12];
+            let mut ranges = Ranges::default();
+            matvec_f64(&m, &x, &mut y, &mut ranges);
+            let want = &w * nalgebra::DVector::from_column_slice(&x);
+            for (a, b) in y.iter().zip(want.iter()) {
+                assert!((a - b).abs() < 1e-9, "{y:?} vs {want:?}");
+            }
+            assert!(ranges.get("m:t").max_abs() > 0.0);
+            assert!(ranges.get("m:t1").max_abs() > 0.0);
+        }
+    }
+
+    #[test]
+    fn three_stages_quantize_with_a_scale_per_intermediate() {
+        let (m, w) = three_factor();
+        let mut ranges = Ranges::default();
+        for k in 0..8 {
+            matvec_f64(&m, &x(k), &mut vec![0.0; 12], &mut ranges);
+        }
+        let input = InputCodes::of(QFormat::symmetric(16, 0.5));
+        let dest_scale = 2f64.powi(-12);
+        let q = quantize_matrix(&m, 16, input, dest_scale, &ranges).unwrap();
+        assert_eq!(q.stages.len(), 3);
+        let (t1, t2) = (q.stages[0].output_scale, q.stages[1].output_scale);
+        assert_eq!(q.temp_scale, Some(t1));
+        assert!(q.stages[0].narrow && q.stages[1].narrow && !q.stages[2].narrow);
+        assert_eq!(q.stages[1].input_scale, t1);
+        assert_eq!(q.stages[2].input_scale, t2);
+        assert_eq!(q.stages[2].output_scale, dest_scale);
+        // The integer product, dequantized, is the float one within the quantization error.
+        for k in 0..4 {
+            let x = x(k);
+            let codes: Vec<i32> = x.iter().map(|v| (v / input.scale).round() as i32).collect();
+            let mut acc = vec![0i32; 12];
+            matvec_int(&m, &q, &codes, &mut acc);
+            let want = &w * nalgebra::DVector::from_column_slice(&x);
+            for (a, b) in acc.iter().zip(want.iter()) {
+                let got = *a as f64 * dest_scale;
+                assert!((got - b).abs() < 2e-3, "{got} vs {b}");
+            }
+        }
+    }
 }
