@@ -275,6 +275,52 @@ fn a_hung_firmware_is_killed_at_the_timeout() {
     assert_eq!(run.exit_code, -1);
 }
 
+#[test]
+fn a_firmware_costs_what_it_adds_to_its_baseline() {
+    let tc = tools();
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = dir.path().join("runtime");
+    qemu::write_runtime(&runtime).unwrap();
+    // The measured code: a 64-word table in flash and a 16-word buffer in RAM.
+    let with = "#include \"kp_harness.h\"\n\
+                static const uint32_t table[64] = {1u};\n\
+                static volatile uint32_t buffer[16];\n\
+                int main(void)\n{\n    buffer[1] = table[kp_timer_ticks() & 63u];\n    return 0;\n}\n";
+    let without = "#include \"kp_harness.h\"\nint main(void)\n{\n    return 0;\n}\n";
+    let firmware = |name: &str, main_c: &str| {
+        let main = dir.path().join(name).with_extension("c");
+        std::fs::write(&main, main_c).unwrap();
+        qemu::Firmware {
+            name: name.to_owned(),
+            c_sources: vec![runtime.join(qemu::HARNESS_C), main],
+            include_dirs: vec![runtime.clone()],
+            libs: Vec::new(),
+        }
+    };
+    let built = tc
+        .build_with_baseline(
+            &cortex_m4(),
+            &firmware("with", with),
+            &firmware("without", without),
+            dir.path(),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(built.firmware.elf, dir.path().join("with.elf"));
+    assert_eq!(built.baseline.elf, dir.path().join("without.elf"));
+    assert!(built.firmware.objects[0].starts_with(dir.path().join("with")));
+    // The table, and the few instructions of main that read it.
+    assert!(
+        (256..512).contains(&built.added_flash),
+        "{}",
+        built.added_flash
+    );
+    assert_eq!(built.added_ram, 64, "the buffer");
+    let run = tc
+        .run_qemu(&cortex_m4(), &built.firmware.elf, TIMEOUT)
+        .unwrap();
+    assert_eq!(run.exit_code, 0, "{run:?}");
+}
+
 const RUST_MAIN: &str = r#"
 #include "kp_harness.h"
 #include "kp_rust_shim.h"

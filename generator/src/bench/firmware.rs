@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -14,7 +14,7 @@ use super::layer::{self, BenchLayer, BuiltLayer, Expected, Inputs};
 use super::{Measurement, CMSIS, KPGEN};
 use crate::emit::syntax::float_lit;
 use crate::qemu::insn_mix::{self, InsnMix};
-use crate::qemu::{self, FirmwareTarget, Toolchain, ToolchainError};
+use crate::qemu::{self, Firmware, FirmwareTarget, Toolchain, ToolchainError};
 use crate::spec::Lang;
 use crate::spec::Precision;
 use crate::target::Target;
@@ -70,10 +70,6 @@ fn dir_name(text: &str) -> String {
     text.chars()
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
         .collect()
-}
-
-fn write(path: &Path, text: &str) -> Result<(), String> {
-    qemu::write_file(path, text).map_err(|e| e.to_string())
 }
 
 fn elem_bytes(p: Precision) -> u64 {
@@ -291,7 +287,7 @@ pub fn measure(
     let model_dir = dir.join("model");
     for f in &built.generation.files {
         if let Some(name) = f.path.strip_prefix("c/") {
-            write(&model_dir.join(name), &f.contents)?;
+            qemu::write_file(&model_dir.join(name), &f.contents).map_err(|e| e.to_string())?;
         }
     }
     let inputs = layer::bench_input(&layer.name, built.cols, precision);
@@ -364,40 +360,39 @@ fn measure_kpgen(
         placement: None,
         mix: Vec::new(),
     };
-    let mut elfs = Vec::new();
-    for null in [false, true] {
-        let name = if null { "kpgen_null" } else { "kpgen" };
+    // The benchmark firmware, and its baseline: the same main without the measured call.
+    let firmware = |name: &str, null: bool| -> Result<Firmware, String> {
         let main = dir.join(format!("{name}.c"));
-        write(&main, &kpgen_main(built, layer, precision, inputs, null)?)?;
-        let elf = dir.join(format!("{name}.elf"));
-        let sources = [main, runtime.join("kp_harness.c")];
-        let includes = [runtime.to_path_buf(), model_dir.to_path_buf()];
-        match env
-            .toolchain
-            .compile_firmware(fwt, &sources, &includes, &[], &dir.join(name), &elf)
-        {
-            Ok(_) => elfs.push(elf),
-            Err(e) => match does_not_fit(&e) {
-                Some(why) => {
-                    base.status = why;
-                    return Ok(base);
-                }
-                None => return Err(e.to_string()),
-            },
-        }
-    }
-    let run = run_counted(env, fwt, target, &elfs[0])?;
+        qemu::write_file(&main, &kpgen_main(built, layer, precision, inputs, null)?)
+            .map_err(|e| e.to_string())?;
+        Ok(Firmware {
+            name: name.to_owned(),
+            c_sources: vec![main, runtime.join(qemu::HARNESS_C)],
+            include_dirs: vec![runtime.to_path_buf(), model_dir.to_path_buf()],
+            libs: Vec::new(),
+        })
+    };
+    let (with, without) = (firmware("kpgen", false)?, firmware("kpgen_null", true)?);
+    let builds = match env.toolchain.build_with_baseline(fwt, &with, &without, dir) {
+        Ok(builds) => builds,
+        Err(e) => match does_not_fit(&e) {
+            Some(why) => {
+                base.status = why;
+                return Ok(base);
+            }
+            None => return Err(e.to_string()),
+        },
+    };
+    let run = run_counted(env, fwt, target, &builds.firmware.elf)?;
     let expected = layer::expected_kpgen(built, inputs);
     check(&expected, &run.outputs, built.cols + 2)
         .map_err(|e| format!("kpgen's kernels computed wrong results: {e}"))?;
-    let size = |elf: &Path| env.toolchain.section_sizes(elf).map_err(|e| e.to_string());
-    let (with, without) = (size(&elfs[0])?, size(&elfs[1])?);
     let x_bytes = built.cols as u64 * elem_bytes(precision);
     Ok(Measurement {
         instructions: Some(run.instructions),
         cycles_estimate: Some(run.cycles),
-        flash: Some((with.flash() - without.flash()).saturating_sub(x_bytes)),
-        ram: Some(with.ram().saturating_sub(without.ram())),
+        flash: Some(builds.added_flash.saturating_sub(x_bytes)),
+        ram: Some(builds.added_ram),
         status: "ok".to_owned(),
         mix: run.mix,
         ..base
@@ -537,7 +532,7 @@ fn measure_cmsis(
     .map_err(|e| format!("render the CMSIS-DSP main: {e}"))?;
     let cdir = dir.join("cmsis");
     let main = cdir.join("cmsis_main.c");
-    write(&main, &main_c)?;
+    qemu::write_file(&main, &main_c).map_err(|e| e.to_string())?;
     let kernel_obj = cm.compile(&env.toolchain.gcc, fwt, precision, &cdir)?;
     let main_obj = cdir.join("cmsis_main.o");
     let extra = [
@@ -546,25 +541,26 @@ fn measure_cmsis(
         "-Wextra".to_owned(),
     ];
     cm.compile_source(&env.toolchain.gcc, fwt, &main, &extra, &main_obj)?;
-    let elf = cdir.join("cmsis.elf");
-    let libs: Vec<PathBuf> = vec![main_obj, kernel_obj.clone()];
-    if let Err(e) = env.toolchain.compile_firmware(
-        fwt,
-        &[runtime.join("kp_harness.c")],
-        &[runtime.to_path_buf()],
-        &libs,
-        &cdir.join("build"),
-        &elf,
-    ) {
-        return match does_not_fit(&e) {
-            Some(why) => {
-                m.status = why;
-                Ok(m)
+    // CMSIS-DSP's flash is its kernel object's own size, so this firmware needs no baseline.
+    let firmware = Firmware {
+        name: "cmsis".to_owned(),
+        c_sources: vec![runtime.join(qemu::HARNESS_C)],
+        include_dirs: vec![runtime.to_path_buf()],
+        libs: vec![main_obj, kernel_obj.clone()],
+    };
+    let build = match env.toolchain.build_firmware(fwt, &firmware, &cdir) {
+        Ok(build) => build,
+        Err(e) => {
+            return match does_not_fit(&e) {
+                Some(why) => {
+                    m.status = why;
+                    Ok(m)
+                }
+                None => Err(e.to_string()),
             }
-            None => Err(e.to_string()),
-        };
-    }
-    let run = run_counted(env, fwt, target, &elf)?;
+        }
+    };
+    let run = run_counted(env, fwt, target, &build.elf)?;
     let code = env
         .toolchain
         .section_sizes(&kernel_obj)

@@ -205,6 +205,34 @@ pub struct FirmwareBuild {
     pub map: PathBuf,
 }
 
+/// One bare-metal firmware to build with [`Toolchain::build_firmware`]: what it is made of,
+/// named once so that a firmware and its baseline ([`Toolchain::build_with_baseline`]) are
+/// described the same way by every caller.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Firmware {
+    /// Names the build in its folder: the ELF is `NAME.elf`, the objects go to `NAME/`.
+    pub name: String,
+    /// C sources, compiled and linked in this order, which sets the layout of the image (so
+    /// each caller places [`HARNESS_C`] itself, where its measurements always had it).
+    pub c_sources: Vec<PathBuf>,
+    pub include_dirs: Vec<PathBuf>,
+    /// Objects or static libraries linked after the C sources (a Rust staticlib, an object
+    /// compiled with other flags).
+    pub libs: Vec<PathBuf>,
+}
+
+/// Result of [`Toolchain::build_with_baseline`]: both builds and what the firmware costs
+/// beyond its baseline, which is what a measurement reports as the cost of the code under test.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FirmwareWithBaseline {
+    pub firmware: FirmwareBuild,
+    pub baseline: FirmwareBuild,
+    /// Bytes of flash ([`Sizes::flash`]) the firmware needs beyond the baseline, 0 if fewer.
+    pub added_flash: u64,
+    /// Bytes of static RAM ([`Sizes::ram`]) the firmware needs beyond the baseline, 0 if fewer.
+    pub added_ram: u64,
+}
+
 /// Result of [`Toolchain::run_qemu`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QemuRun {
@@ -543,6 +571,48 @@ impl Toolchain {
             stack_usage,
             linker_script,
             map,
+        })
+    }
+
+    /// Builds `firmware` in `dir` with [`Toolchain::compile_firmware`]: the ELF at
+    /// `dir/NAME.elf`, its objects, stack-usage files and linker script in `dir/NAME/`.
+    pub fn build_firmware(
+        &self,
+        target: &FirmwareTarget,
+        firmware: &Firmware,
+        dir: &Path,
+    ) -> Result<FirmwareBuild, ToolchainError> {
+        self.compile_firmware(
+            target,
+            &firmware.c_sources,
+            &firmware.include_dirs,
+            &firmware.libs,
+            &dir.join(&firmware.name),
+            &dir.join(format!("{}.elf", firmware.name)),
+        )
+    }
+
+    /// Builds `firmware`, then `baseline` (the same firmware without the code being measured),
+    /// both in `dir` as [`Toolchain::build_firmware`] does (so their names must differ), and
+    /// subtracts the baseline's flash and RAM: what remains is what that code costs. A failed
+    /// build (such as a link that overflows the target's memory) is returned as the toolchain
+    /// reported it, so that callers can tell "does not fit" from a broken build.
+    pub fn build_with_baseline(
+        &self,
+        target: &FirmwareTarget,
+        firmware: &Firmware,
+        baseline: &Firmware,
+        dir: &Path,
+    ) -> Result<FirmwareWithBaseline, ToolchainError> {
+        let firmware = self.build_firmware(target, firmware, dir)?;
+        let baseline = self.build_firmware(target, baseline, dir)?;
+        let with = self.section_sizes(&firmware.elf)?;
+        let without = self.section_sizes(&baseline.elf)?;
+        Ok(FirmwareWithBaseline {
+            firmware,
+            baseline,
+            added_flash: with.flash().saturating_sub(without.flash()),
+            added_ram: with.ram().saturating_sub(without.ram()),
         })
     }
 

@@ -7,7 +7,7 @@ use askama::Template;
 
 use super::{Cost, HarnessError, Lang, Platform, RunOptions, TestInputs};
 use crate::emit::syntax::float_lit;
-use crate::qemu::{self, Sizes, Toolchain};
+use crate::qemu::{self, Firmware, Toolchain};
 use crate::target::Target;
 use crate::Generation;
 
@@ -228,13 +228,6 @@ fn io(what: String) -> impl FnOnce(std::io::Error) -> HarnessError {
     move |source| HarnessError::Io { what, source }
 }
 
-fn write(path: &Path, text: &str) -> Result<(), HarnessError> {
-    if let Some(p) = path.parent() {
-        std::fs::create_dir_all(p).map_err(io(format!("create {}", p.display())))?;
-    }
-    std::fs::write(path, text).map_err(io(format!("write {}", path.display())))
-}
-
 /// Upper bound on the stack of `NAME_infer` from -fstack-usage: the frames of the public
 /// chain (infer → step → advance / head) plus the largest frame of any other model function.
 fn stack_usage_bound(su_text: &str, name: &str) -> u64 {
@@ -261,13 +254,6 @@ fn c_sources(dir: &Path, gen: &Generation) -> PathBuf {
     dir.join("gen/c").join(format!("{}.c", gen.plan.name))
 }
 
-fn sizes_delta(with: Sizes, without: Sizes) -> (u64, u64) {
-    (
-        with.flash().saturating_sub(without.flash()),
-        with.ram().saturating_sub(without.ram()),
-    )
-}
-
 /// Builds the firmware for `lang` in `dir`, runs it and decodes what it printed.
 pub fn build_and_run(
     platform: &Platform,
@@ -287,7 +273,7 @@ pub fn build_and_run(
         Lang::Rust => Driver::Rust,
     };
     let main_c = dir.join("main.c");
-    write(&main_c, &render_main(gen, driver, inputs)?)?;
+    qemu::write_file(&main_c, &render_main(gen, driver, inputs)?)?;
     let name = gen.plan.name.as_str();
     let mut sources = vec![main_c.clone()];
     let mut libs = Vec::new();
@@ -312,7 +298,7 @@ pub fn build_and_run(
         Platform::Host { cc } => {
             let exe = dir.join("fw");
             let mut all = vec![dir.join("host_harness.c")];
-            write(&all[0], HOST_HARNESS)?;
+            qemu::write_file(&all[0], HOST_HARNESS)?;
             all.extend(sources);
             host_compile(cc, &all, &includes, &libs, &exe)?;
             let out = Command::new(&exe)
@@ -348,25 +334,23 @@ pub fn build_and_run(
             let ft = qemu::FirmwareTarget::of(target);
             let mut all = vec![runtime.join(qemu::HARNESS_C)];
             all.extend(sources);
-            let fw = tc.compile_firmware(
-                &ft,
-                &all,
-                &includes,
-                &libs,
-                &dir.join("build"),
-                &dir.join("fw.elf"),
-            )?;
+            let firmware = Firmware {
+                name: "fw".to_owned(),
+                c_sources: all,
+                include_dirs: includes.clone(),
+                libs,
+            };
             // The same firmware without the model: the difference is what the model costs.
-            let null_main = dir.join("null/main.c");
-            write(&null_main, &render_main(gen, Driver::Null, inputs)?)?;
-            let null = tc.compile_firmware(
-                &ft,
-                &[runtime.join(qemu::HARNESS_C), null_main],
-                &includes,
-                &[],
-                &dir.join("null/build"),
-                &dir.join("null/fw.elf"),
-            )?;
+            let baseline_main = dir.join("baseline/main.c");
+            qemu::write_file(&baseline_main, &render_main(gen, Driver::Null, inputs)?)?;
+            let baseline = Firmware {
+                name: "baseline".to_owned(),
+                c_sources: vec![runtime.join(qemu::HARNESS_C), baseline_main],
+                include_dirs: includes,
+                libs: Vec::new(),
+            };
+            let built = tc.build_with_baseline(&ft, &firmware, &baseline, dir)?;
+            let fw = &built.firmware;
             let run = tc.run_qemu(&ft, &fw.elf, opts.timeout)?;
             check_exit(lang_name, &run, opts)?;
             let Decoded {
@@ -381,8 +365,6 @@ pub fn build_and_run(
                 gen.plan.output_size,
             )?;
             let streaming_matches = bits_equal(&stream, &infer);
-            let (flash, ram) =
-                sizes_delta(tc.section_sizes(&fw.elf)?, tc.section_sizes(&null.elf)?);
             let stack_usage_bound = match lang {
                 Lang::C => {
                     let su = fw
@@ -406,8 +388,8 @@ pub fn build_and_run(
                     ),
                     instructions_per_step: qemu::instructions(&ft, ticks.stream, ticks.overhead)
                         / steps,
-                    flash_bytes: flash,
-                    ram_bytes: ram,
+                    flash_bytes: built.added_flash,
+                    ram_bytes: built.added_ram,
                     stack_bytes: u64::from(ticks.stack),
                     stack_usage_bound,
                 }),
