@@ -9,6 +9,7 @@ mod common;
 use std::time::Duration;
 
 use common::Case;
+use kpgen::qemu::Toolchain;
 use kpgen::spec::Precision;
 use kpgen::verify::{self, firmware, Lang, Platform, RunOptions, TestInputs, Tolerance};
 
@@ -132,7 +133,7 @@ fn every_case_in_int8_and_int16_on_the_host() {
 
 #[test]
 fn every_core_every_precision_every_cell_and_weight_kind_under_qemu() {
-    let tc = match firmware::locate_toolchain() {
+    let tc = match Toolchain::locate() {
         Ok(tc) => tc,
         Err(e) if std::env::var_os("CI").is_none() => {
             eprintln!("skipping: {e}");

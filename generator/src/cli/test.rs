@@ -4,6 +4,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use kpgen::base::diagnostic::{Diagnostic, Place};
+use kpgen::qemu::Toolchain;
 use kpgen::verify::{self, Lang, LangResult, Platform, RunOptions, TestInputs, Tolerance};
 
 use super::args::TestArgs;
@@ -170,7 +171,8 @@ pub fn test(args: &TestArgs) -> ExitCode {
     }
     let platform = match &args.host {
         Some(cc) => Platform::Host { cc: cc.clone() },
-        None => match verify::firmware::locate_toolchain() {
+        // A missing tool exits as any other harness error does.
+        None => match Toolchain::locate().map_err(verify::HarnessError::from) {
             Ok(tc) => Platform::Qemu(tc),
             Err(e) => {
                 say!("kpgen test: {e}");

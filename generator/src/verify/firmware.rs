@@ -7,7 +7,7 @@ use askama::Template;
 
 use super::{Cost, HarnessError, Lang, Platform, RunOptions, TestInputs};
 use crate::emit::syntax::float_lit;
-use crate::qemu::{self, Firmware, Toolchain};
+use crate::qemu::{self, Firmware};
 use crate::target::Target;
 use crate::Generation;
 
@@ -514,8 +514,4 @@ pub fn check_c_compiles(cc: &str, c_dir: &Path, extra: &[&str]) -> Result<(), Ha
         run_command(&mut cmd, &format!("compile {} with {cc}", src.display()))?;
     }
     Ok(())
-}
-
-pub fn locate_toolchain() -> Result<Toolchain, HarnessError> {
-    Ok(Toolchain::locate()?)
 }
