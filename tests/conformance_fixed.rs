@@ -9,9 +9,10 @@ mod common;
 use std::time::Duration;
 
 use common::Case;
+use kpgen::base::sequences::TestInputs;
 use kpgen::qemu::Toolchain;
-use kpgen::spec::Precision;
-use kpgen::verify::{self, firmware, Lang, Platform, RunOptions, TestInputs, Tolerance};
+use kpgen::spec::{Lang, Precision};
+use kpgen::verify::{self, firmware, Platform, RunOptions, Tolerance};
 
 const SEQUENCES: usize = 4;
 

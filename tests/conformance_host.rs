@@ -8,7 +8,9 @@ mod common;
 use std::time::Duration;
 
 use common::Case;
-use kpgen::verify::{self, firmware, Lang, Platform, RunOptions, TestInputs, Tolerance};
+use kpgen::base::sequences::TestInputs;
+use kpgen::spec::Lang;
+use kpgen::verify::{self, firmware, Platform, RunOptions, Tolerance};
 
 const SEQUENCES: usize = 4;
 

@@ -8,8 +8,10 @@ mod common;
 use std::time::Duration;
 
 use common::Case;
+use kpgen::base::sequences::TestInputs;
 use kpgen::qemu::Toolchain;
-use kpgen::verify::{self, Lang, LangResult, Platform, RunOptions, TestInputs, Tolerance};
+use kpgen::spec::Lang;
+use kpgen::verify::{self, LangResult, Platform, RunOptions, Tolerance};
 
 const SEQUENCES: usize = 3;
 

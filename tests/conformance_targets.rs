@@ -13,9 +13,11 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use common::Case;
+use kpgen::base::sequences::TestInputs;
 use kpgen::qemu::Toolchain;
+use kpgen::spec::Lang;
 use kpgen::target::{Fpu, Target};
-use kpgen::verify::{self, Lang, Platform, RunOptions, TestInputs, Tolerance};
+use kpgen::verify::{self, Platform, RunOptions, Tolerance};
 
 const SEQUENCES: usize = 2;
 

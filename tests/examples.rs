@@ -9,10 +9,11 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use kpgen::base::sequences::TestInputs;
 use kpgen::base::tensor;
 use kpgen::qemu::Toolchain;
-use kpgen::spec::Precision;
-use kpgen::verify::{self, Lang, Platform, RunOptions, TestInputs, Tolerance};
+use kpgen::spec::{Lang, Precision};
+use kpgen::verify::{self, Platform, RunOptions, Tolerance};
 
 fn examples() -> Vec<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");

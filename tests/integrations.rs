@@ -7,7 +7,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use kpgen::verify::{reference_outputs, TestInputs};
+use kpgen::base::sequences::TestInputs;
+use kpgen::verify::reference_outputs;
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")

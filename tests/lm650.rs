@@ -12,9 +12,11 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
+use kpgen::base::sequences::TestInputs;
 use kpgen::base::tensor::write_npy_f32;
 use kpgen::qemu::Toolchain;
-use kpgen::verify::{self, Lang, Platform, RunOptions, TestInputs, Tolerance};
+use kpgen::spec::Lang;
+use kpgen::verify::{self, Platform, RunOptions, Tolerance};
 
 use common::SplitMix64;
 

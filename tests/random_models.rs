@@ -16,7 +16,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use kpgen::verify::{self, firmware, Lang, Platform, RunOptions, TestInputs, Tolerance};
+use kpgen::base::sequences::TestInputs;
+use kpgen::spec::Lang;
+use kpgen::verify::{self, firmware, Platform, RunOptions, Tolerance};
 use random::rust_batch::{self, Entry};
 use random::Written;
 

@@ -15,8 +15,9 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use common::Case;
-use kpgen::spec::Precision;
-use kpgen::verify::{self, firmware, Lang, Platform, RunOptions, TestInputs, Tolerance};
+use kpgen::base::sequences::TestInputs;
+use kpgen::spec::{Lang, Precision};
+use kpgen::verify::{self, firmware, Platform, RunOptions, Tolerance};
 
 fn check(case: &Case, precision: Precision, cc: &Path) -> Result<(), String> {
     let target = common::target();

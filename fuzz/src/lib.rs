@@ -191,8 +191,8 @@ fn one_file(name: &str, data: &[u8]) -> Memory {
 }
 
 /// A spec's `calibration:` file is read from the file system, not through the reader (see
-/// `harness::TestInputs::from_file`), so a fuzzed spec must not name one: it is dropped and
-/// quantization uses its documented default (seeded random sequences).
+/// `kpgen::base::sequences::TestInputs::from_file`), so a fuzzed spec must not name one: it is
+/// dropped and quantization uses its documented default (seeded random sequences).
 fn without_calibration(mut doc: SpecDocument) -> SpecDocument {
     doc.spec.calibration = None;
     doc

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use kpgen::verify::Lang;
+use kpgen::spec::Lang;
 
 #[derive(Parser)]
 #[command(

@@ -4,8 +4,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use kpgen::base::diagnostic::{Diagnostic, Place};
+use kpgen::base::sequences::TestInputs;
 use kpgen::qemu::Toolchain;
-use kpgen::verify::{self, Lang, LangResult, Platform, RunOptions, TestInputs, Tolerance};
+use kpgen::spec::Lang;
+use kpgen::verify::{self, LangResult, Platform, RunOptions, Tolerance};
 
 use super::args::TestArgs;
 use super::build::{generate, output_error, read_paths, write_output};

@@ -5,9 +5,11 @@ use std::process::Command;
 
 use askama::Template;
 
-use super::{Cost, HarnessError, Lang, Platform, RunOptions, TestInputs};
+use super::{Cost, HarnessError, Platform, RunOptions};
+use crate::base::sequences::TestInputs;
 use crate::emit::syntax::float_lit;
 use crate::qemu::{self, Firmware};
+use crate::spec::Lang;
 use crate::target::Target;
 use crate::Generation;
 

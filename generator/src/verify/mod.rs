@@ -10,17 +10,13 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::base::sequences::TestInputs;
 use crate::model::Model;
 use crate::qemu::{Toolchain, ToolchainError};
+use crate::spec::Lang;
 use crate::target::Target;
 use crate::verify::reference::Reference;
 use crate::Generation;
-
-// Where the test suites have always found it; its home is `crate::base::sequences`.
-pub use crate::base::sequences::TestInputs;
-
-// Where the test suites have always found it; its home is the shared vocabulary in `spec`.
-pub use crate::spec::Lang;
 
 /// Where the firmware runs.
 #[derive(Debug, Clone)]
