@@ -1012,7 +1012,7 @@ mod tests {
         let (m, w) = three_factor();
         let mut ranges = Ranges::default();
         for k in 0..8 {
-            matvec_f64(&m, &x(k), &mut vec![0.0; 12], &mut ranges);
+            matvec_f64(&m, &x(k), &mut [0.0; 12], &mut ranges);
         }
         let input = InputCodes::of(QFormat::symmetric(16, 0.5));
         let dest_scale = 2f64.powi(-12);
