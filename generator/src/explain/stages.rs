@@ -5,9 +5,8 @@ use std::fmt::Write as _;
 use serde_json::{json, Value};
 use serde_saphyr::Spanned;
 
-use crate::model::{Cell, Model, Weight, WeightForm};
-use crate::plan::shapes::KronOrder;
-use crate::plan::{LayerConstants, MatrixPlan, OverlayEncoding, Plan, Product, Source, Stage};
+use crate::model::{Cell, Model, Weight};
+use crate::plan::{LayerConstants, OverlayEncoding, Plan, Source, Stage};
 use crate::quant::{LayerQuant, QFormat, QuantPlan, StageQuant};
 use crate::spec::{Activation, LayerSpec, ScalarSpec, SpecDocument, WeightSpec};
 
@@ -180,55 +179,13 @@ fn range(values: impl Iterator<Item = f64>) -> (f64, f64) {
 }
 
 fn weight(w: &Weight) -> (String, Value) {
-    let shape = |m: &nalgebra::DMatrix<f64>| [m.nrows(), m.ncols()];
     let stored = w.stored_params();
     let dense = w.dense_params();
-    let (form, factors) = match &w.form {
-        WeightForm::Dense(m) => (
-            "dense".to_owned(),
-            vec![("W", shape(m), range(m.iter().copied()))],
-        ),
-        WeightForm::Kron { a, b, dope } => {
-            let mut f = format!(
-                "kron A {}x{} ⊗ B {}x{}",
-                a.nrows(),
-                a.ncols(),
-                b.nrows(),
-                b.ncols()
-            );
-            if let Some(s) = dope {
-                let _ = write!(f, " + S ({} non-zeros)", s.nnz());
-            }
-            let mut factors = vec![
-                ("A", shape(a), range(a.iter().copied())),
-                ("B", shape(b), range(b.iter().copied())),
-            ];
-            if let Some(s) = dope {
-                factors.push(("S", [s.rows, s.cols], range(s.entries.iter().map(|e| e.2))));
-            }
-            (f, factors)
-        }
-        WeightForm::LowRank { u, v } => (
-            format!(
-                "low rank U {}x{} · V {}x{}",
-                u.nrows(),
-                u.ncols(),
-                v.nrows(),
-                v.ncols()
-            ),
-            vec![
-                ("U", shape(u), range(u.iter().copied())),
-                ("V", shape(v), range(v.iter().copied())),
-            ],
-        ),
-        WeightForm::Sparse(s) => (
-            format!("sparse ({} non-zeros)", s.nnz()),
-            vec![("S", [s.rows, s.cols], range(s.entries.iter().map(|e| e.2)))],
-        ),
-    };
+    let form = w.describe();
+    let factors = w.stored_parts();
     let ranges: Vec<String> = factors
         .iter()
-        .map(|(n, _, (lo, hi))| format!("{n} in [{lo:.4}, {hi:.4}]"))
+        .map(|p| format!("{} in [{:.4}, {:.4}]", p.name, p.min, p.max))
         .collect();
     let text = format!(
         "{} {}x{}: {form}; {stored} parameters stored for {dense} dense; {}",
@@ -244,8 +201,8 @@ fn weight(w: &Weight) -> (String, Value) {
         "cols": w.cols(),
         "stored_params": stored,
         "dense_params": dense,
-        "factors": factors.iter().map(|(n, s, (lo, hi))| json!({
-            "name": n, "shape": s, "min": lo, "max": hi,
+        "factors": factors.iter().map(|p| json!({
+            "name": p.name, "shape": [p.rows, p.cols], "min": p.min, "max": p.max,
         })).collect::<Vec<_>>(),
     });
     (text, json)
@@ -386,35 +343,6 @@ fn stage_line(k: usize, s: &Stage) -> String {
     )
 }
 
-fn product_line(m: &MatrixPlan) -> String {
-    match &m.product {
-        Product::Dense { .. } => "dense mat-vec".to_owned(),
-        Product::Kron {
-            shape,
-            order,
-            temp_len,
-            other_order_macs,
-            stages,
-        } => {
-            let how = match order {
-                KronOrder::RightFirst => "T = X·Bᵀ first, then A·T",
-                KronOrder::LeftFirst => "T = A·X first, then T·Bᵀ",
-            };
-            let stage_macs: usize = stages.iter().map(Stage::macs).sum();
-            format!(
-                "kron A {}x{} ⊗ B {}x{}, order {} ({how}), temp {temp_len} values, {stage_macs} MACs (other order {other_order_macs})",
-                shape.m1,
-                shape.n1,
-                shape.m2,
-                shape.n2,
-                order.as_str()
-            )
-        }
-        Product::LowRank { rank, .. } => format!("low rank {rank}: T = V·x, then y += U·T"),
-        Product::Sparse => "overlay only (pruned weight)".to_owned(),
-    }
-}
-
 fn source(s: &Source) -> String {
     match s {
         Source::ModelInput => "the step input x".to_owned(),
@@ -503,7 +431,7 @@ pub fn plan(p: &Plan) -> (String, Value) {
                 m.dest,
                 m.dest_offset,
                 m.dest_offset + m.rows,
-                product_line(m)
+                m.product.describe()
             );
             for (k, s) in m.product.stages().iter().enumerate() {
                 line!(t, "      {}", stage_line(k + 1, s));

@@ -195,6 +195,39 @@ impl Weight {
         }
     }
 
+    /// The form in words, as `kpgen explain` shows it: `kron A 8x3 ⊗ B 16x2 + S (12 non-zeros)`.
+    pub fn describe(&self) -> String {
+        let dims = |m: &DMatrix<f64>| format!("{}x{}", m.nrows(), m.ncols());
+        match &self.form {
+            WeightForm::Dense(_) => "dense".to_owned(),
+            WeightForm::Kron { a, b, dope } => {
+                let overlay = dope
+                    .as_ref()
+                    .map_or(String::new(), |s| format!(" + S ({} non-zeros)", s.nnz()));
+                format!("kron A {} ⊗ B {}{overlay}", dims(a), dims(b))
+            }
+            WeightForm::LowRank { u, v } => format!("low rank U {} · V {}", dims(u), dims(v)),
+            WeightForm::Sparse(s) => format!("sparse ({} non-zeros)", s.nnz()),
+        }
+    }
+
+    /// Each stored matrix of the form with its shape and value range.
+    pub fn stored_parts(&self) -> Vec<StoredPart> {
+        let part = |name, m: &DMatrix<f64>| StoredPart::new(name, m.nrows(), m.ncols(), m.iter());
+        let sparse =
+            |s: &SparseMatrix| StoredPart::new("S", s.rows, s.cols, s.entries.iter().map(|e| &e.2));
+        match &self.form {
+            WeightForm::Dense(m) => vec![part("W", m)],
+            WeightForm::Kron { a, b, dope } => {
+                let mut parts = vec![part("A", a), part("B", b)];
+                parts.extend(dope.as_ref().map(sparse));
+                parts
+            }
+            WeightForm::LowRank { u, v } => vec![part("U", u), part("V", v)],
+            WeightForm::Sparse(s) => vec![sparse(s)],
+        }
+    }
+
     pub fn kind_name(&self) -> &'static str {
         match &self.form {
             WeightForm::Dense(_) => "dense",
@@ -202,6 +235,39 @@ impl Weight {
             WeightForm::Kron { dope: Some(_), .. } => "dkp",
             WeightForm::LowRank { .. } => "lowrank",
             WeightForm::Sparse(_) => "sparse",
+        }
+    }
+}
+
+/// One stored matrix of a weight: its name in the form (`A`, `B`, `S`, ...), shape and range.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredPart {
+    pub name: &'static str,
+    pub rows: usize,
+    pub cols: usize,
+    /// Smallest and largest value (0 when it stores none).
+    pub min: f64,
+    pub max: f64,
+}
+
+impl StoredPart {
+    fn new<'a>(
+        name: &'static str,
+        rows: usize,
+        cols: usize,
+        values: impl Iterator<Item = &'a f64>,
+    ) -> Self {
+        let (min, max) = values
+            .fold(None, |acc: Option<(f64, f64)>, &v| {
+                Some(acc.map_or((v, v), |(lo, hi)| (lo.min(v), hi.max(v))))
+            })
+            .unwrap_or((0.0, 0.0));
+        StoredPart {
+            name,
+            rows,
+            cols,
+            min,
+            max,
         }
     }
 }

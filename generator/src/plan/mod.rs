@@ -173,6 +173,36 @@ impl Product {
         }
     }
 
+    /// The product in words, as `kpgen explain` shows it.
+    pub fn describe(&self) -> String {
+        match self {
+            Product::Dense { .. } => "dense mat-vec".to_owned(),
+            Product::Kron {
+                shape,
+                order,
+                temp_len,
+                other_order_macs,
+                stages,
+            } => {
+                let how = match order {
+                    KronOrder::RightFirst => "T = X·Bᵀ first, then A·T",
+                    KronOrder::LeftFirst => "T = A·X first, then T·Bᵀ",
+                };
+                let macs: usize = stages.iter().map(Stage::macs).sum();
+                format!(
+                    "kron A {}x{} ⊗ B {}x{}, order {} ({how}), temp {temp_len} values, {macs} MACs (other order {other_order_macs})",
+                    shape.m1,
+                    shape.n1,
+                    shape.m2,
+                    shape.n2,
+                    order.as_str()
+                )
+            }
+            Product::LowRank { rank, .. } => format!("low rank {rank}: T = V·x, then y += U·T"),
+            Product::Sparse => "overlay only (pruned weight)".to_owned(),
+        }
+    }
+
     /// Elements of the intermediate vector, if the product has one.
     pub fn temp_len(&self) -> Option<usize> {
         match self {
