@@ -184,12 +184,12 @@ pub enum Stmt {
     },
     /// A stored factor applied along one mode in register tiles: for every block of `ti`
     /// factor rows and `tr` columns r, `ti x tr` accumulators stay in registers while j runs:
-    /// out[out_base + i*out_i + r*out_r] (=|+=) Σ_j F[i][j] · in[j*in_j + r*in_r].
+    /// `out[out_base + i*out_i + r*out_r] (=|+=) Σ_j F[i][j] · in[in_base + j*in_j + r*in_r]`.
     /// `weights` holds F packed block by block, j-major inside a block (row `a` of the block
     /// starting at row i0, column j, is at i0*q + j*rows_in_block + a), so each pass reads
     /// consecutive weights.
     Tile(Box<Tile>),
-    /// CSR rows: for r < rows, dst[offset + r] += Σ_{k in row r} val[k] · x[col[k]].
+    /// CSR rows: for r < rows, `dst[offset + r] += Σ_{k in row r} val[k] · x[col[k]]`.
     Csr {
         rows: usize,
         dest_offset: usize,

@@ -227,7 +227,7 @@ pub enum Operand {
 
 /// Applying one stored matrix F (p x q) along one mode:
 /// for r < outer, i < p:
-///   out[out_offset + i*out_i + r*out_r] (=|+=) Σ_j F[i][j] · in[in_offset + j*in_j + r*in_r].
+/// `out[out_offset + i*out_i + r*out_r] (=|+=) Σ_j F[i][j] · in[in_offset + j*in_j + r*in_r]`.
 /// A dense mat-vec is one stage with outer = 1; a KP product is one stage per factor. The
 /// offsets place a stage inside its operand: a region of the shared temp (so a product of more
 /// than two stages can keep two intermediates apart), or rows past the matrix's `dest_offset`.

@@ -1,7 +1,7 @@
 //! Fixed point: calibration and quantization of a plan (int8 / int16, CMSIS-NN conventions).
 //!
 //! Runs between planning and lowering. The float plan is executed on the calibration inputs
-//! ([`calibrate`]) to find the range of every vector the integer code stores; then every stored
+//! (`calibrate`) to find the range of every vector the integer code stores; then every stored
 //! matrix, bias and constant is quantized and every accumulation is given a requantization and a
 //! proven overflow bound ([`quantize`]). The formats:
 //! - weights: symmetric per stored matrix (per factor for KP, per overlay), int8 or int16;
