@@ -226,3 +226,50 @@ fn a_spec_that_does_not_validate() {
     let files: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
     assert_eq!(files.len(), 1);
 }
+
+/// Three and four factors: the plan names the factor order, both orders' MACs and the temp
+/// regions; the report records the factors; the lowered program reads the second region.
+#[test]
+fn multi_factor_products_show_their_stages() {
+    use common::{Act, LayerSpec, ModelSpec, WeightKind};
+    let fx = ModelSpec::new(
+        "explain_kp3",
+        6,
+        Some(2),
+        vec![
+            LayerSpec::lstm(8, WeightKind::Kp3),
+            LayerSpec::dense(4, Act::None, WeightKind::Kp4),
+        ],
+    )
+    .write();
+    let plan = explain(&fx.spec_path, Stage::Plan, None);
+    for want in [
+        "(one mode product each), temp",
+        "values in two regions",
+        "other order",
+        "stage 3:",
+        "stage 4:",
+    ] {
+        assert!(plan.text.contains(want), "no `{want}` in\n{}", plan.text);
+    }
+    let stages = plan.json["layers"][1]["matrices"][0]["product"]["stages"]
+        .as_array()
+        .unwrap();
+    assert_eq!(stages.len(), 4);
+    assert_eq!(
+        plan.json["layers"][1]["matrices"][0]["product"]["kind"],
+        "multi_kron"
+    );
+    // Stage 2 writes the second region, stage 3 reads it.
+    assert!(
+        stages[1]["out_offset"].as_u64().unwrap() > 0,
+        "{}",
+        plan.json
+    );
+    assert_eq!(stages[2]["in_offset"], stages[1]["out_offset"]);
+    let (_, g) = kpgen::Builder::new(&fx.spec_path).generate().unwrap();
+    let report: serde_json::Value = serde_json::to_value(&g.report).unwrap();
+    let m = &report["layers"][1]["matrices"][0];
+    assert_eq!(m["factors"]["dims"].as_array().unwrap().len(), 4, "{m}");
+    assert_eq!(m["factor_order"].as_array().unwrap().len(), 4, "{m}");
+}

@@ -251,7 +251,9 @@ fn plan_tags(gen: &kpgen::Generation) -> Vec<String> {
     for m in gen.plan.matrices() {
         let stages = match &m.product {
             Product::Dense { stage } => std::slice::from_ref(stage),
-            Product::Kron { stages, .. } | Product::LowRank { stages, .. } => &stages[..],
+            Product::Kron { stages, .. }
+            | Product::MultiKron { stages, .. }
+            | Product::LowRank { stages, .. } => &stages[..],
             Product::Sparse => {
                 tags.push("plan:sparse".to_owned());
                 &[]
@@ -470,6 +472,9 @@ const REQUIRED_TAGS: &[&str] = &[
     "cell:dense",
     "form:dense",
     "form:kron",
+    "form:kron3+",
+    "kron:3 factors",
+    "kron:4 factors",
     "form:dope straight-line",
     "form:dope csr",
     "form:lowrank",

@@ -32,6 +32,7 @@ fn fixture() -> tempfile::TempDir {
     t("W_out.npy", &[4, 8]);
     t("b_out.npy", &[4]);
     t("vec.npy", &[5]);
+    t("one.npy", &[1, 1]);
     // A NaN in the middle of a factor.
     let mut nan = fill(8);
     nan[5] = f32::NAN;
@@ -164,6 +165,17 @@ case!(
     replace(
         "[f/A_ih.npy, f/B_ih.npy]",
         "[f/A_ih.npy, f/B_ih.npy, f/B_ih.npy]"
+    )
+);
+case!(
+    one_factor,
+    replace("[f/A_ih.npy, f/B_ih.npy]", "[f/A_ih.npy]")
+);
+case!(
+    scalar_factor,
+    replace(
+        "[f/A_ih.npy, f/B_ih.npy]",
+        "[f/A_ih.npy, f/B_ih.npy, f/one.npy]"
     )
 );
 case!(units_disagree_with_tensor, replace("units: 8", "units: 16"));

@@ -78,6 +78,14 @@ pub enum WeightKind {
     LowRank,
     /// A pruned matrix keeping about 10% of its entries (`{sparse: S}`).
     Sparse,
+    /// `kron(A, B, C)` with the shapes of [`kpgen::plan::shapes::ranked_factors`].
+    Kp3,
+    /// `kron(A, B, C) + S`, a straight-line overlay.
+    Dkp3,
+    /// `kron(A, B, C, D)`.
+    Kp4,
+    /// `kron(A, B, C)` with a factor of more than 64 elements (kept as a loop).
+    Kp3Looped,
 }
 
 /// Inner dimension of low-rank fixtures.
@@ -269,7 +277,31 @@ impl Writer<'_> {
             let b = w.tensor(&format!("{prefix}_B.npy"), &[s.m2, s.n2], FACTOR_SCALE);
             (a, b)
         };
+        // `k` factors: the best shape, or with `looped` the best with a factor kept as a loop.
+        let multi = |w: &mut Self, k: usize, looped: bool| {
+            let f = shapes::ranked_factors(rows, cols, k)
+                .unwrap_or_default()
+                .into_iter()
+                .find(|f| !looped || f.dims.iter().any(|d| d.0 * d.1 > UNROLL_MAX_FACTOR_ELEMS))
+                .unwrap_or_else(|| panic!("{prefix}: no {k}-factor shape of {rows}x{cols}"));
+            let names: Vec<String> = f
+                .dims
+                .iter()
+                .enumerate()
+                .map(|(i, &(r, c))| w.tensor(&format!("{prefix}_F{i}.npy"), &[r, c], FACTOR_SCALE))
+                .collect();
+            names.join(", ")
+        };
         match kind {
+            WeightKind::Kp3 => format!("{{kron: [{}]}}", multi(self, 3, false)),
+            WeightKind::Kp4 => format!("{{kron: [{}]}}", multi(self, 4, false)),
+            WeightKind::Kp3Looped => format!("{{kron: [{}]}}", multi(self, 3, true)),
+            WeightKind::Dkp3 => {
+                let f = multi(self, 3, false);
+                let nnz = ((rows * cols) / 20).clamp(1, STRAIGHT_LINE_MAX_NNZ);
+                let s = self.overlay(&format!("{prefix}_S.npy"), rows, cols, nnz);
+                format!("{{kron: [{f}], dope: {s}}}")
+            }
             WeightKind::Dense => self.tensor(&format!("{prefix}.npy"), &[rows, cols], DENSE_SCALE),
             WeightKind::Kp | WeightKind::Dkp | WeightKind::DkpCsr => {
                 let s = shapes::best(rows, cols).unwrap_or_else(|| {
@@ -407,13 +439,15 @@ pub enum Feature {
     LowRank,
     /// A pruned matrix stored as its non-zeros.
     Sparse,
+    /// A Kronecker product of three or more factors.
+    KpMulti,
 }
 
 /// The features present in a plan.
 pub fn plan_features(plan: &Plan) -> BTreeSet<Feature> {
     let mut out = BTreeSet::new();
     for m in plan.matrices() {
-        if let Product::Kron { stages, .. } = &m.product {
+        if let Product::Kron { stages, .. } | Product::MultiKron { stages, .. } = &m.product {
             for s in stages {
                 out.insert(if s.unrolled {
                     Feature::KpUnrolled
@@ -428,6 +462,9 @@ pub fn plan_features(plan: &Plan) -> BTreeSet<Feature> {
             }
             Product::Sparse => {
                 out.insert(Feature::Sparse);
+            }
+            Product::MultiKron { .. } => {
+                out.insert(Feature::KpMulti);
             }
             _ => {}
         }
@@ -617,6 +654,32 @@ pub fn structure_cases() -> Vec<Case> {
             &[KpUnrolled, OverlayStraightLine],
         ),
     ];
+    // Three and four Kronecker factors, doped, looped, in every cell kind.
+    out.push(case(
+        ModelSpec::new(
+            "lstm_kp3_dkp3",
+            FEATURES,
+            Some(STEPS),
+            vec![
+                LayerSpec::lstm(8, WeightKind::Kp3).with("w_hh", WeightKind::Dkp3),
+                LayerSpec::dense(4, Act::None, WeightKind::Kp3),
+            ],
+        ),
+        &[KpMulti, KpUnrolled, OverlayStraightLine],
+    ));
+    out.push(case(
+        ModelSpec::new(
+            "gru_kp4_looped_fastgrnn_kp3",
+            FEATURES,
+            Some(STEPS),
+            vec![
+                LayerSpec::gru(16, WeightKind::Kp4).with("w_hh", WeightKind::Kp3Looped),
+                LayerSpec::fastgrnn(8, WeightKind::Kp3),
+                LayerSpec::dense(4, Act::Softmax, WeightKind::Dense),
+            ],
+        ),
+        &[KpMulti, KpUnrolled, KpLooped],
+    ));
     // The model of the generated-Rust lint test.
     out.push(everything_model());
     // Every activation as the model's output (the last layer writes the caller's y directly).

@@ -90,6 +90,8 @@ enum Form {
     DopeCsr,
     LowRank,
     Sparse,
+    /// `kron` of three or four factors, sometimes doped.
+    KronN,
 }
 
 /// A written random model.
@@ -171,6 +173,47 @@ impl Writer<'_> {
         (m1, n1, rows / m1, cols / n1)
     }
 
+    /// `kron` of 3 or 4 random factors whose shapes multiply to rows x cols, none 1 x 1 (kpgen
+    /// refuses a scalar factor among three or more); sometimes doped. None when a few draws
+    /// find no such split (tiny or prime sizes).
+    fn multi_kron(&mut self, prefix: &str, rows: usize, cols: usize, amp: f64) -> Option<String> {
+        let k = self.rng.range(3, 4);
+        let divisors = |n: usize| (1..=n).filter(|d| n.is_multiple_of(*d)).collect::<Vec<_>>();
+        let split = |n: usize, rng: &mut Self| {
+            let mut left = n;
+            let mut out = Vec::new();
+            for _ in 0..k - 1 {
+                let d = rng.rng.pick(&divisors(left));
+                out.push(d);
+                left /= d;
+            }
+            out.push(left);
+            out
+        };
+        let dims = (0..8).find_map(|_| {
+            let (r, c) = (split(rows, self), split(cols, self));
+            let dims: Vec<(usize, usize)> = r.into_iter().zip(c).collect();
+            (!dims.contains(&(1, 1))).then_some(dims)
+        })?;
+        self.tag(format!("kron:{k} factors"));
+        // The product's entries have std Π (a_k / sqrt 3); each factor takes an equal share.
+        let f_amp = (amp / 3f64.sqrt()).powf(1.0 / k as f64) * 3f64.sqrt();
+        let names: Vec<String> = dims
+            .iter()
+            .enumerate()
+            .map(|(i, &(m, n))| self.uniform_tensor(&format!("{prefix}_F{i}.npy"), &[m, n], f_amp))
+            .collect();
+        let names = names.join(", ");
+        if self.rng.chance(0.3) {
+            self.tag("form:dope kron3+");
+            let nnz = self.rng.range(0, (rows * cols).min(STRAIGHT_LINE_MAX_NNZ));
+            let s = self.scattered(&format!("{prefix}_S.npy"), rows, cols, nnz, amp);
+            return Some(format!("{{kron: [{names}], dope: {s}}}"));
+        }
+        self.tag("form:kron3+");
+        Some(format!("{{kron: [{names}]}}"))
+    }
+
     /// Writes one weight matrix and returns its spec value. `gain` sets the typical size of
     /// W·x for a unit-sized x, whatever the form.
     fn weight(&mut self, prefix: &str, rows: usize, cols: usize) -> String {
@@ -181,6 +224,7 @@ impl Writer<'_> {
             (0.12, Form::DopeCsr),
             (0.15, Form::LowRank),
             (0.2, Form::Sparse),
+            (0.12, Form::KronN),
         ]);
         if form == Form::DopeCsr && rows * cols <= STRAIGHT_LINE_MAX_NNZ {
             form = Form::DopeSmall;
@@ -188,12 +232,19 @@ impl Writer<'_> {
         let gain = self.rng.log_uniform(0.05, 3.0);
         // Entries uniform in [-amp, amp) have standard deviation amp / sqrt(3).
         let amp = gain * (3.0 / cols as f64).sqrt();
+        if form == Form::KronN {
+            if let Some(spec) = self.multi_kron(prefix, rows, cols, amp) {
+                return spec;
+            }
+            form = Form::Kron;
+        }
         match form {
             Form::Dense => {
                 self.tag("form:dense");
                 self.uniform_tensor(&format!("{prefix}.npy"), &[rows, cols], amp)
             }
-            Form::Kron | Form::DopeSmall | Form::DopeCsr => {
+            // KronN fell back to Kron above when no split exists.
+            Form::Kron | Form::KronN | Form::DopeSmall | Form::DopeCsr => {
                 let (m1, n1, m2, n2) = self.kron_shape(rows, cols);
                 for (m, n) in [(m1, n1), (m2, n2)] {
                     self.tag(match (m, n) {

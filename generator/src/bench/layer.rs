@@ -158,7 +158,10 @@ fn synthetic_model(name: &str, a: (usize, usize), b: (usize, usize), density: f6
             cell: Cell::Dense(DenseLayer {
                 w: Weight {
                     field: "w",
-                    form: WeightForm::Kron { a: fa, b: fb, dope },
+                    form: WeightForm::Kron {
+                        factors: vec![fa, fb],
+                        dope,
+                    },
                 },
                 b: vec![0.0; rows],
                 activation: Activation::None,

@@ -320,7 +320,12 @@ fn stage_line(k: usize, s: &Stage) -> String {
             "stored, register tile {}x{}{}",
             s.tile[0],
             s.tile[1],
-            if s.simd { ", dual 16-bit MACs" } else { "" }
+            // The kernel pairs MACs only where the input is contiguous along the reduction.
+            if s.simd && s.in_j == 1 {
+                ", dual 16-bit MACs"
+            } else {
+                ""
+            }
         )
     };
     format!(

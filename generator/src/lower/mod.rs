@@ -229,6 +229,21 @@ fn summary(m: &MatrixPlan) -> String {
                 }
             )
         }
+        Product::MultiKron {
+            factors,
+            order,
+            stages,
+            ..
+        } => {
+            let unrolled = stages.iter().filter(|s| s.unrolled).count();
+            let order: Vec<String> = order.iter().map(|k| (k + 1).to_string()).collect();
+            format!(
+                "kp {}, factors applied in the order {}, {unrolled} of {} unrolled",
+                factors.text().replace(" ⊗ ", " kron "),
+                order.join(" "),
+                stages.len()
+            )
+        }
         Product::LowRank { rank, .. } => format!(
             "low rank {rank}: U ({}x{rank}) V ({rank}x{})",
             m.rows, m.cols

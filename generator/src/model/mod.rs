@@ -82,10 +82,9 @@ pub struct Weight {
 #[derive(Debug, Clone)]
 pub enum WeightForm {
     Dense(DMatrix<f64>),
-    /// W = kron(a, b) (+ dope), numpy's np.kron index convention.
+    /// W = kron(F1, F2, …, FK) (+ dope), np.kron applied left to right; two factors or more.
     Kron {
-        a: DMatrix<f64>,
-        b: DMatrix<f64>,
+        factors: Vec<DMatrix<f64>>,
         dope: Option<SparseMatrix>,
     },
     /// W = u·v, computed as u·(v·x).
@@ -132,7 +131,7 @@ impl Weight {
     pub fn rows(&self) -> usize {
         match &self.form {
             WeightForm::Dense(m) => m.nrows(),
-            WeightForm::Kron { a, b, .. } => a.nrows() * b.nrows(),
+            WeightForm::Kron { factors, .. } => factors.iter().map(DMatrix::nrows).product(),
             WeightForm::LowRank { u, .. } => u.nrows(),
             WeightForm::Sparse(s) => s.rows,
         }
@@ -141,7 +140,7 @@ impl Weight {
     pub fn cols(&self) -> usize {
         match &self.form {
             WeightForm::Dense(m) => m.ncols(),
-            WeightForm::Kron { a, b, .. } => a.ncols() * b.ncols(),
+            WeightForm::Kron { factors, .. } => factors.iter().map(DMatrix::ncols).product(),
             WeightForm::LowRank { v, .. } => v.ncols(),
             WeightForm::Sparse(s) => s.cols,
         }
@@ -151,8 +150,10 @@ impl Weight {
     pub fn expand(&self) -> DMatrix<f64> {
         match &self.form {
             WeightForm::Dense(m) => m.clone(),
-            WeightForm::Kron { a, b, dope } => {
-                let mut w = a.kronecker(b);
+            WeightForm::Kron { factors, dope } => {
+                let mut w = factors[1..]
+                    .iter()
+                    .fold(factors[0].clone(), |w, f| w.kronecker(f));
                 if let Some(s) = dope {
                     for &(r, c, v) in &s.entries {
                         w[(r, c)] += v;
@@ -175,8 +176,9 @@ impl Weight {
     pub fn stored_params(&self) -> usize {
         match &self.form {
             WeightForm::Dense(m) => m.len(),
-            WeightForm::Kron { a, b, dope } => {
-                a.len() + b.len() + dope.as_ref().map_or(0, SparseMatrix::nnz)
+            WeightForm::Kron { factors, dope } => {
+                factors.iter().map(DMatrix::len).sum::<usize>()
+                    + dope.as_ref().map_or(0, SparseMatrix::nnz)
             }
             WeightForm::LowRank { u, v } => u.len() + v.len(),
             WeightForm::Sparse(s) => s.nnz(),
@@ -200,11 +202,16 @@ impl Weight {
         let dims = |m: &DMatrix<f64>| format!("{}x{}", m.nrows(), m.ncols());
         match &self.form {
             WeightForm::Dense(_) => "dense".to_owned(),
-            WeightForm::Kron { a, b, dope } => {
+            WeightForm::Kron { factors, dope } => {
                 let overlay = dope
                     .as_ref()
                     .map_or(String::new(), |s| format!(" + S ({} non-zeros)", s.nnz()));
-                format!("kron A {} ⊗ B {}{overlay}", dims(a), dims(b))
+                let product: Vec<String> = factors
+                    .iter()
+                    .enumerate()
+                    .map(|(k, f)| format!("{} {}", factor_name(k), dims(f)))
+                    .collect();
+                format!("kron {}{overlay}", product.join(" ⊗ "))
             }
             WeightForm::LowRank { u, v } => format!("low rank U {} · V {}", dims(u), dims(v)),
             WeightForm::Sparse(s) => format!("sparse ({} non-zeros)", s.nnz()),
@@ -213,13 +220,25 @@ impl Weight {
 
     /// Each stored matrix of the form with its shape and value range.
     pub fn stored_parts(&self) -> Vec<StoredPart> {
-        let part = |name, m: &DMatrix<f64>| StoredPart::new(name, m.nrows(), m.ncols(), m.iter());
-        let sparse =
-            |s: &SparseMatrix| StoredPart::new("S", s.rows, s.cols, s.entries.iter().map(|e| &e.2));
+        let part = |name: &str, m: &DMatrix<f64>| {
+            StoredPart::new(name.to_owned(), m.nrows(), m.ncols(), m.iter())
+        };
+        let sparse = |s: &SparseMatrix| {
+            StoredPart::new(
+                "S".to_owned(),
+                s.rows,
+                s.cols,
+                s.entries.iter().map(|e| &e.2),
+            )
+        };
         match &self.form {
             WeightForm::Dense(m) => vec![part("W", m)],
-            WeightForm::Kron { a, b, dope } => {
-                let mut parts = vec![part("A", a), part("B", b)];
+            WeightForm::Kron { factors, dope } => {
+                let mut parts: Vec<StoredPart> = factors
+                    .iter()
+                    .enumerate()
+                    .map(|(k, f)| part(&factor_name(k), f))
+                    .collect();
                 parts.extend(dope.as_ref().map(sparse));
                 parts
             }
@@ -239,10 +258,18 @@ impl Weight {
     }
 }
 
+/// The name of Kronecker factor `k` in messages and views: `A`, `B`, `C`, ..., then `F27`, ...
+pub fn factor_name(k: usize) -> String {
+    match u8::try_from(k) {
+        Ok(k) if k < 26 => char::from(b'A' + k).to_string(),
+        _ => format!("F{}", k + 1),
+    }
+}
+
 /// One stored matrix of a weight: its name in the form (`A`, `B`, `S`, ...), shape and range.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredPart {
-    pub name: &'static str,
+    pub name: String,
     pub rows: usize,
     pub cols: usize,
     /// Smallest and largest value (0 when it stores none).
@@ -252,7 +279,7 @@ pub struct StoredPart {
 
 impl StoredPart {
     fn new<'a>(
-        name: &'static str,
+        name: String,
         rows: usize,
         cols: usize,
         values: impl Iterator<Item = &'a f64>,
@@ -665,6 +692,48 @@ impl Loader<'_> {
         Some((p?, q?))
     }
 
+    /// The factors of `kron: [A, B, ...]`: two or more matrices. With three or more, none may
+    /// have one element: dropping it (folded into a neighbour) leaves a smaller valid product.
+    /// Two factors keep accepting it, as they always have (`1x1 ⊗ B` is B, scaled).
+    fn factor_list(
+        &mut self,
+        list: &Spanned<Vec<Spanned<String>>>,
+        field: &str,
+    ) -> Option<Vec<DMatrix<f64>>> {
+        if list.value.len() < 2 {
+            self.fail(
+                list,
+                field,
+                format!(
+                    "expected two or more factor tensors [A, B, ...], found {}",
+                    list.value.len()
+                ),
+            );
+            return None;
+        }
+        let factors: Vec<Option<DMatrix<f64>>> = list
+            .value
+            .iter()
+            .enumerate()
+            .map(|(k, t)| self.matrix(t, &format!("{field}[{k}]"), &t.value))
+            .collect();
+        let factors: Vec<DMatrix<f64>> = factors.into_iter().collect::<Option<_>>()?;
+        for (k, f) in factors.iter().enumerate() {
+            if f.len() == 1 && factors.len() > 2 {
+                self.fail(
+                    &list.value[k],
+                    &format!("{field}[{k}]"),
+                    format!(
+                        "`{}` is a 1x1 factor: it only scales the product; fold it into another factor",
+                        list.value[k].value
+                    ),
+                );
+                return None;
+            }
+        }
+        Some(factors)
+    }
+
     /// A full-size matrix read as sparse (a doping overlay or a pruned weight).
     fn full_size_sparse(
         &mut self,
@@ -724,18 +793,31 @@ impl Loader<'_> {
         }
         if let Some(kron) = &map.kron {
             let kf = format!("{field}.kron");
-            let (a, b) = self.factor_pair(kron, &kf, "[A, B]")?;
-            let (r, c) = (a.nrows() * b.nrows(), a.ncols() * b.ncols());
+            let factors = self.factor_list(kron, &kf)?;
+            let r = factors
+                .iter()
+                .fold(1usize, |p, f| p.saturating_mul(f.nrows()));
+            let c = factors
+                .iter()
+                .fold(1usize, |p, f| p.saturating_mul(f.ncols()));
             if !fits(r, c, rows, cols) {
+                let shapes: Vec<String> = factors
+                    .iter()
+                    .map(|f| format!("({}x{})", f.nrows(), f.ncols()))
+                    .collect();
+                let which = match cols {
+                    Some(cols) if r == rows && c != cols => {
+                        format!("the columns multiply to {c}, not {cols}")
+                    }
+                    _ if r != rows => format!("the rows multiply to {r}, not {rows}"),
+                    _ => "the shape differs".to_owned(),
+                };
                 self.fail(
                     kron,
                     &kf,
                     format!(
-                        "factors ({}x{}) ⊗ ({}x{}) give a {r}x{c} matrix: expected {} ({role})",
-                        a.nrows(),
-                        a.ncols(),
-                        b.nrows(),
-                        b.ncols(),
+                        "factors {} give a {r}x{c} matrix: expected {} ({role}); {which}",
+                        shapes.join(" ⊗ "),
                         dims(rows, cols)
                     ),
                 );
@@ -753,7 +835,7 @@ impl Loader<'_> {
                     "the overlay",
                 )?),
             };
-            return Some(WeightForm::Kron { a, b, dope });
+            return Some(WeightForm::Kron { factors, dope });
         }
         if let Some(lowrank) = &map.lowrank {
             let lf = format!("{field}.lowrank");

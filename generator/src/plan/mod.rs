@@ -8,10 +8,10 @@ pub mod shapes;
 use serde::Serialize;
 
 use crate::model::cells::sigmoid;
-use crate::model::{Cell, Layer, Model, SparseMatrix, Weight, WeightForm};
+use crate::model::{factor_name, Cell, Layer, Model, SparseMatrix, Weight, WeightForm};
 use crate::spec::{Activation, LayerKind, Precision};
 use crate::target::Target;
-use shapes::{KronOrder, KronShape};
+use shapes::{Factors, KronOrder, KronShape};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Plan {
@@ -146,6 +146,18 @@ pub enum Product {
         /// One stage per factor, in execution order.
         stages: Vec<Stage>,
     },
+    /// Three or more factors: one mode product per factor, each intermediate in its own
+    /// region of the temp (two regions, used in turn).
+    MultiKron {
+        factors: Factors,
+        /// The factors (0-based) in the order they are applied.
+        order: Vec<usize>,
+        /// Elements of the temp: both regions.
+        temp_len: usize,
+        /// The other order's MACs, for the report.
+        other_order_macs: usize,
+        stages: Vec<Stage>,
+    },
     /// T = V x (r values), then y += U T.
     LowRank {
         rank: usize,
@@ -160,7 +172,9 @@ impl Product {
     pub fn stages(&self) -> &[Stage] {
         match self {
             Product::Dense { stage } => std::slice::from_ref(stage),
-            Product::Kron { stages, .. } | Product::LowRank { stages, .. } => stages,
+            Product::Kron { stages, .. }
+            | Product::MultiKron { stages, .. }
+            | Product::LowRank { stages, .. } => stages,
             Product::Sparse => &[],
         }
     }
@@ -168,7 +182,9 @@ impl Product {
     pub fn stages_mut(&mut self) -> &mut [Stage] {
         match self {
             Product::Dense { stage } => std::slice::from_mut(stage),
-            Product::Kron { stages, .. } | Product::LowRank { stages, .. } => stages,
+            Product::Kron { stages, .. }
+            | Product::MultiKron { stages, .. }
+            | Product::LowRank { stages, .. } => stages,
             Product::Sparse => &mut [],
         }
     }
@@ -198,6 +214,21 @@ impl Product {
                     order.as_str()
                 )
             }
+            Product::MultiKron {
+                factors,
+                order,
+                temp_len,
+                other_order_macs,
+                stages,
+            } => {
+                let names: Vec<String> = order.iter().map(|&k| factor_name(k)).collect();
+                let macs: usize = stages.iter().map(Stage::macs).sum();
+                format!(
+                    "kron {}, order {} (one mode product each), temp {temp_len} values in two regions, {macs} MACs (other order {other_order_macs})",
+                    factors.text(),
+                    names.join(" ")
+                )
+            }
             Product::LowRank { rank, .. } => format!("low rank {rank}: T = V·x, then y += U·T"),
             Product::Sparse => "overlay only (pruned weight)".to_owned(),
         }
@@ -206,7 +237,7 @@ impl Product {
     /// Elements of the intermediate vector, if the product has one.
     pub fn temp_len(&self) -> Option<usize> {
         match self {
-            Product::Kron { temp_len, .. } => Some(*temp_len),
+            Product::Kron { temp_len, .. } | Product::MultiKron { temp_len, .. } => Some(*temp_len),
             Product::LowRank { rank, .. } => Some(*rank),
             Product::Dense { .. } | Product::Sparse => None,
         }
@@ -447,6 +478,111 @@ fn stored_stage(
     }
 }
 
+/// The stages of `y = (F1 ⊗ … ⊗ FK) x`, K ≥ 3, with x a row-major `n1 x … x nK` tensor. Each
+/// stage is one mode product that keeps the index arithmetic affine in one outer loop, so it
+/// lowers like any stage. Two schemes qualify, and the one with fewer MACs is taken (ties:
+/// trailing, which reads contiguously along the reduction as dual-MAC instructions need):
+/// - trailing (FK first): view the tensor as `R x n` with n its last mode; the result `m x R`
+///   puts the new mode first (`out[i·R + r] = Σ_j F[i][j] in[r·n + j]`);
+/// - leading (F1 first): view it as `n x R`; the result `R x m` puts the new mode last
+///   (`out[r·m + i] = Σ_j F[i][j] in[j·R + r]`).
+///
+/// After all K stages either scheme leaves the modes in their original order, so the last
+/// stage writes y row-major. Intermediates alternate between two regions of the temp.
+fn multi_kron(
+    id: &str,
+    factors: &[nalgebra::DMatrix<f64>],
+    unroll: &dyn Fn(usize) -> bool,
+) -> Product {
+    let shape = Factors {
+        dims: factors.iter().map(|f| (f.nrows(), f.ncols())).collect(),
+    };
+    let k = factors.len();
+    let trailing: Vec<usize> = (0..k).rev().collect();
+    let leading: Vec<usize> = (0..k).collect();
+    let (t_macs, l_macs) = (shape.order_macs(&trailing), shape.order_macs(&leading));
+    let (order, other_order_macs, from_back) = if l_macs < t_macs {
+        (leading, t_macs, false)
+    } else {
+        (trailing, l_macs, true)
+    };
+    // Mode sizes in the current row-major layout, as (factor, size).
+    let mut layout: Vec<(usize, usize)> = shape
+        .dims
+        .iter()
+        .enumerate()
+        .map(|(f, d)| (f, d.1))
+        .collect();
+    // Sizes of each stage's output, to size the two temp regions.
+    let mut spans = Vec::new();
+    let mut stages = Vec::new();
+    for (s, &f) in order.iter().enumerate() {
+        let (m, n) = shape.dims[f];
+        let rest: usize = layout.iter().filter(|e| e.0 != f).map(|e| e.1).product();
+        let last = s + 1 == k;
+        let (in_j, in_r, out_i, out_r) = if from_back {
+            layout.pop();
+            layout.insert(0, (f, m));
+            (1, n, rest, 1)
+        } else {
+            layout.remove(0);
+            layout.push((f, m));
+            (rest, 1, 1, m)
+        };
+        let input = if s == 0 {
+            Operand::Input
+        } else {
+            Operand::Temp
+        };
+        let output = if last { Operand::Dest } else { Operand::Temp };
+        let stage = Stage {
+            outer: rest,
+            in_j,
+            in_r,
+            out_i,
+            out_r,
+            ..stored_stage(
+                format!("{id}_{}", factor_name(f).to_lowercase()),
+                &factors[f],
+                unroll(factors[f].len()),
+                input,
+                output,
+                last,
+            )
+        };
+        spans.push(stage.output_span());
+        stages.push(stage);
+    }
+    // Region 0 holds the outputs of stages 0, 2, ...; region 1 those of 1, 3, ... (kept at an
+    // even offset, so a 16-bit pair load of an intermediate stays word-aligned).
+    let region = |parity: usize| {
+        spans[..k - 1]
+            .iter()
+            .skip(parity)
+            .step_by(2)
+            .copied()
+            .max()
+            .unwrap_or(0)
+    };
+    let second = region(0).next_multiple_of(2);
+    let offset = |s: usize| if s.is_multiple_of(2) { 0 } else { second };
+    for (s, stage) in stages.iter_mut().enumerate() {
+        if stage.input == Operand::Temp {
+            stage.in_offset = offset(s - 1);
+        }
+        if stage.output == Operand::Temp {
+            stage.out_offset = offset(s);
+        }
+    }
+    Product::MultiKron {
+        factors: shape,
+        order,
+        temp_len: second + region(1),
+        other_order_macs,
+        stages,
+    }
+}
+
 /// Plans `dest[dest_offset ..] += W x` for one weight.
 fn plan_matrix(
     target: &Target,
@@ -469,7 +605,12 @@ fn plan_matrix(
             );
             (Product::Dense { stage }, None)
         }
-        WeightForm::Kron { a, b, dope } => {
+        WeightForm::Kron { factors, dope } if factors.len() > 2 => {
+            let overlay = dope.as_ref().map(|s| plan_overlay(target, s));
+            (multi_kron(&id, factors, &unroll), overlay)
+        }
+        WeightForm::Kron { factors, dope } => {
+            let (a, b) = (&factors[0], &factors[1]);
             let shape = KronShape {
                 m1: a.nrows(),
                 n1: a.ncols(),

@@ -642,7 +642,9 @@ fn quantize_matrix(
                 dest_scale,
             )?);
         }
-        Product::Kron { stages: st, .. } | Product::LowRank { stages: st, .. } => {
+        Product::Kron { stages: st, .. }
+        | Product::MultiKron { stages: st, .. }
+        | Product::LowRank { stages: st, .. } => {
             // The scale of the intermediate the next temp-reading stage reads.
             let mut last_temp = None;
             for (k, s) in st.iter().enumerate() {

@@ -145,13 +145,28 @@ fn precision_name(report: &Report) -> &'static str {
 }
 
 fn matrix_row(layer: usize, kind: &str, m: &MatrixReport) -> Vec<String> {
-    let structure = match (&m.kron, m.rank) {
-        (Some(k), _) => format!("({}x{}) ⊗ ({}x{})", k.m1, k.n1, k.m2, k.n2),
-        (None, Some(r)) => format!("rank {r}"),
+    let structure = match (&m.kron, &m.factors, m.rank) {
+        (Some(k), _, _) => format!("({}x{}) ⊗ ({}x{})", k.m1, k.n1, k.m2, k.n2),
+        (None, Some(f), _) => f
+            .dims
+            .iter()
+            .map(|(r, c)| format!("({r}x{c})"))
+            .collect::<Vec<_>>()
+            .join(" ⊗ "),
+        (None, None, Some(r)) => format!("rank {r}"),
         _ => String::new(),
     };
-    let order = match (&m.order, m.other_order_macs) {
-        (Some(o), Some(other)) => format!("{o:?} ({} MACs; other order {})", m.macs, other),
+    let order = match (&m.order, &m.factor_order, m.other_order_macs) {
+        (Some(o), _, Some(other)) => format!("{o:?} ({} MACs; other order {})", m.macs, other),
+        (None, Some(f), Some(other)) => format!(
+            "factors {} ({} MACs; other order {})",
+            f.iter()
+                .map(|k| (k + 1).to_string())
+                .collect::<Vec<_>>()
+                .join(" "),
+            m.macs,
+            other
+        ),
         _ => String::new(),
     };
     let overlay = m.overlay.as_ref().map_or(String::new(), |o| {

@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use crate::base::diagnostic::{Diagnostic, Diagnostics, Place};
 use crate::model::Model;
-use crate::plan::shapes::{KronOrder, KronShape};
+use crate::plan::shapes::{Factors, KronOrder, KronShape};
 use crate::plan::{MatrixPlan, OverlayEncoding, Plan, Product};
 use crate::quant::QuantPlan;
 use crate::spec::{LayerKind, Precision};
@@ -57,6 +57,12 @@ pub struct MatrixReport {
     pub rows: usize,
     pub cols: usize,
     pub kron: Option<KronShape>,
+    /// Three or more Kronecker factors: their shapes and the order they are applied in
+    /// (0-based); `order` and `other_order_macs` then compare the two schemes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub factors: Option<Factors>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub factor_order: Option<Vec<usize>>,
     /// Inner dimension of a low-rank weight.
     pub rank: Option<usize>,
     pub order: Option<KronOrder>,
@@ -138,7 +144,14 @@ fn matrix_report(m: &MatrixPlan) -> MatrixReport {
             other_order_macs,
             ..
         } => (Some(*shape), Some(*order), Some(*other_order_macs)),
+        Product::MultiKron {
+            other_order_macs, ..
+        } => (None, None, Some(*other_order_macs)),
         _ => (None, None, None),
+    };
+    let (factors, factor_order) = match &m.product {
+        Product::MultiKron { factors, order, .. } => (Some(factors.clone()), Some(order.clone())),
+        _ => (None, None),
     };
     let rank = match &m.product {
         Product::LowRank { rank, .. } => Some(*rank),
@@ -150,6 +163,8 @@ fn matrix_report(m: &MatrixPlan) -> MatrixReport {
         rows: m.rows,
         cols: m.cols,
         kron,
+        factors,
+        factor_order,
         rank,
         order,
         other_order_macs: other,
