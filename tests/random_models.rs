@@ -473,6 +473,7 @@ const REQUIRED_TAGS: &[&str] = &[
     "form:dense",
     "form:kron",
     "form:kron3+",
+    "form:hybrid",
     "kron:3 factors",
     "kron:4 factors",
     "form:dope straight-line",

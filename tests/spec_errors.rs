@@ -33,6 +33,11 @@ fn fixture() -> tempfile::TempDir {
     t("b_out.npy", &[4]);
     t("vec.npy", &[5]);
     t("one.npy", &[1, 1]);
+    // Hybrid KP of w_ih (32x6): 8 dense rows over (4x3) ⊗ (6x2).
+    t("U_ih.npy", &[8, 6]);
+    t("U_wide.npy", &[8, 5]);
+    t("A_rest.npy", &[4, 3]);
+    t("B_rest.npy", &[6, 2]);
     // A NaN in the middle of a factor.
     let mut nan = fill(8);
     nan[5] = f32::NAN;
@@ -176,6 +181,34 @@ case!(
     replace(
         "[f/A_ih.npy, f/B_ih.npy]",
         "[f/A_ih.npy, f/B_ih.npy, f/one.npy]"
+    )
+);
+case!(
+    dense_rows_wrong_columns,
+    replace(
+        "{kron: [f/A_ih.npy, f/B_ih.npy]}",
+        "{kron: [f/A_rest.npy, f/B_rest.npy], dense_rows: f/U_wide.npy}"
+    )
+);
+case!(
+    dense_rows_all_rows,
+    replace(
+        "{kron: [f/A_ih.npy, f/B_ih.npy]}",
+        "{kron: [f/A_rest.npy, f/B_rest.npy], dense_rows: f/W_ih.npy}"
+    )
+);
+case!(
+    dense_rows_product_misses_the_rest,
+    replace(
+        "{kron: [f/A_ih.npy, f/B_ih.npy]}",
+        "{kron: [f/A_ih.npy, f/B_ih.npy], dense_rows: f/U_ih.npy}"
+    )
+);
+case!(
+    dense_rows_without_kron,
+    replace(
+        "{kron: [f/A_ih.npy, f/B_ih.npy]}",
+        "{lowrank: [f/A_ih.npy, f/B_ih.npy], dense_rows: f/U_ih.npy}"
     )
 );
 case!(units_disagree_with_tensor, replace("units: 8", "units: 16"));

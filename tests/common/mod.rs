@@ -86,6 +86,10 @@ pub enum WeightKind {
     Kp4,
     /// `kron(A, B, C)` with a factor of more than 64 elements (kept as a loop).
     Kp3Looped,
+    /// Hybrid KP: the first quarter of the rows (at least one) dense, `kron(A, B)` the rest.
+    Hkp,
+    /// Hybrid KP with three factors and a straight-line overlay over the whole matrix.
+    Dhkp3,
 }
 
 /// Inner dimension of low-rank fixtures.
@@ -292,7 +296,34 @@ impl Writer<'_> {
                 .collect();
             names.join(", ")
         };
+        // Hybrid: r dense rows, then a `k`-factor product of the other rows.
+        let hybrid = |w: &mut Self, k: usize| {
+            let r = (rows / 4).max(1);
+            let u = w.tensor(&format!("{prefix}_U.npy"), &[r, cols], DENSE_SCALE);
+            let f = shapes::ranked_factors(rows - r, cols, k)
+                .unwrap_or_default()
+                .into_iter()
+                .next()
+                .unwrap_or_else(|| panic!("{prefix}: no {k}-factor shape of {}x{cols}", rows - r));
+            let names: Vec<String> = f
+                .dims
+                .iter()
+                .enumerate()
+                .map(|(i, &(m, n))| w.tensor(&format!("{prefix}_F{i}.npy"), &[m, n], FACTOR_SCALE))
+                .collect();
+            (u, names.join(", "))
+        };
         match kind {
+            WeightKind::Hkp => {
+                let (u, f) = hybrid(self, 2);
+                format!("{{kron: [{f}], dense_rows: {u}}}")
+            }
+            WeightKind::Dhkp3 => {
+                let (u, f) = hybrid(self, 3);
+                let nnz = ((rows * cols) / 20).clamp(1, STRAIGHT_LINE_MAX_NNZ);
+                let s = self.overlay(&format!("{prefix}_S.npy"), rows, cols, nnz);
+                format!("{{kron: [{f}], dense_rows: {u}, dope: {s}}}")
+            }
             WeightKind::Kp3 => format!("{{kron: [{}]}}", multi(self, 3, false)),
             WeightKind::Kp4 => format!("{{kron: [{}]}}", multi(self, 4, false)),
             WeightKind::Kp3Looped => format!("{{kron: [{}]}}", multi(self, 3, true)),
@@ -441,6 +472,8 @@ pub enum Feature {
     Sparse,
     /// A Kronecker product of three or more factors.
     KpMulti,
+    /// Hybrid KP: dense rows over a Kronecker product.
+    Hybrid,
 }
 
 /// The features present in a plan.
@@ -465,6 +498,14 @@ pub fn plan_features(plan: &Plan) -> BTreeSet<Feature> {
             }
             Product::MultiKron { .. } => {
                 out.insert(Feature::KpMulti);
+            }
+            _ => {}
+        }
+        match &m.product {
+            Product::Kron { dense_rows, .. } | Product::MultiKron { dense_rows, .. }
+                if *dense_rows > 0 =>
+            {
+                out.insert(Feature::Hybrid);
             }
             _ => {}
         }
@@ -679,6 +720,21 @@ pub fn structure_cases() -> Vec<Case> {
             ],
         ),
         &[KpMulti, KpUnrolled, KpLooped],
+    ));
+    // Hybrid KP (dense rows over a 2- or 3-factor product, doped) in every cell kind.
+    out.push(case(
+        ModelSpec::new(
+            "hybrid_lstm_gru_fastgrnn",
+            FEATURES,
+            Some(STEPS),
+            vec![
+                LayerSpec::lstm(8, WeightKind::Hkp).with("w_hh", WeightKind::Dhkp3),
+                LayerSpec::gru(8, WeightKind::Dhkp3),
+                LayerSpec::fastgrnn(8, WeightKind::Hkp),
+                LayerSpec::dense(4, Act::Tanh, WeightKind::Hkp),
+            ],
+        ),
+        &[Hybrid, KpMulti, KpUnrolled, OverlayStraightLine],
     ));
     // The model of the generated-Rust lint test.
     out.push(everything_model());

@@ -245,7 +245,14 @@ impl Writer<'_> {
             }
             // KronN fell back to Kron above when no split exists.
             Form::Kron | Form::KronN | Form::DopeSmall | Form::DopeCsr => {
-                let (m1, n1, m2, n2) = self.kron_shape(rows, cols);
+                // Sometimes hybrid: r dense rows, the product the other rows.
+                let r = if rows >= 2 && self.rng.chance(0.2) {
+                    self.tag("form:hybrid");
+                    self.rng.range(1, rows - 1)
+                } else {
+                    0
+                };
+                let (m1, n1, m2, n2) = self.kron_shape(rows - r, cols);
                 for (m, n) in [(m1, n1), (m2, n2)] {
                     self.tag(match (m, n) {
                         (1, 1) => "kron:1x1 factor",
@@ -260,9 +267,15 @@ impl Writer<'_> {
                 let b_amp = amp.sqrt() * 3f64.sqrt().sqrt() / skew;
                 let a = self.uniform_tensor(&format!("{prefix}_A.npy"), &[m1, n1], a_amp);
                 let b = self.uniform_tensor(&format!("{prefix}_B.npy"), &[m2, n2], b_amp);
+                let u = if r > 0 {
+                    let u = self.uniform_tensor(&format!("{prefix}_U.npy"), &[r, cols], amp);
+                    format!(", dense_rows: {u}")
+                } else {
+                    String::new()
+                };
                 if form == Form::Kron {
                     self.tag("form:kron");
-                    return format!("{{kron: [{a}, {b}]}}");
+                    return format!("{{kron: [{a}, {b}]{u}}}");
                 }
                 let nnz = if form == Form::DopeSmall {
                     self.tag("form:dope straight-line");
@@ -274,7 +287,7 @@ impl Writer<'_> {
                         .range(STRAIGHT_LINE_MAX_NNZ + 1, (rows * cols).min(600))
                 };
                 let s = self.scattered(&format!("{prefix}_S.npy"), rows, cols, nnz, amp);
-                format!("{{kron: [{a}, {b}], dope: {s}}}")
+                format!("{{kron: [{a}, {b}]{u}, dope: {s}}}")
             }
             Form::LowRank => {
                 self.tag("form:lowrank");

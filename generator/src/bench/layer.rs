@@ -160,6 +160,7 @@ fn synthetic_model(name: &str, a: (usize, usize), b: (usize, usize), density: f6
                     field: "w",
                     form: WeightForm::Kron {
                         factors: vec![fa, fb],
+                        dense_rows: None,
                         dope,
                     },
                 },

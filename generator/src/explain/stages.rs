@@ -36,6 +36,10 @@ fn weight_spec(w: &WeightSpec) -> (String, Value) {
                 parts.push(format!("kron [{}]", names(k).join(", ")));
                 obj.insert("kron".into(), json!(names(k)));
             }
+            if let Some(u) = &m.dense_rows {
+                parts.push(format!("dense_rows {}", u.value));
+                obj.insert("dense_rows".into(), json!(u.value));
+            }
             if let Some(d) = &m.dope {
                 parts.push(format!("dope {}", d.value));
                 obj.insert("dope".into(), json!(d.value));

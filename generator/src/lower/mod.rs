@@ -250,6 +250,14 @@ fn summary(m: &MatrixPlan) -> String {
         ),
         Product::Sparse => format!("sparse {}x{}", m.rows, m.cols),
     };
+    let product = match &m.product {
+        Product::Kron { dense_rows, .. } | Product::MultiKron { dense_rows, .. }
+            if *dense_rows > 0 =>
+        {
+            format!("hybrid, {dense_rows} dense rows over {product}")
+        }
+        _ => product,
+    };
     let overlay = m.overlay.as_ref().map_or(String::new(), |o| {
         format!(
             " + overlay {} nnz ({})",

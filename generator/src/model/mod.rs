@@ -83,8 +83,11 @@ pub struct Weight {
 pub enum WeightForm {
     Dense(DMatrix<f64>),
     /// W = kron(F1, F2, …, FK) (+ dope), np.kron applied left to right; two factors or more.
+    /// Hybrid KP: `dense_rows` U (r x cols) are the first r rows of W, the Kronecker product
+    /// the rest: W = [U ; kron(F1, …, FK)] (+ dope over the whole of W).
     Kron {
         factors: Vec<DMatrix<f64>>,
+        dense_rows: Option<DMatrix<f64>>,
         dope: Option<SparseMatrix>,
     },
     /// W = u·v, computed as u·(v·x).
@@ -131,7 +134,14 @@ impl Weight {
     pub fn rows(&self) -> usize {
         match &self.form {
             WeightForm::Dense(m) => m.nrows(),
-            WeightForm::Kron { factors, .. } => factors.iter().map(DMatrix::nrows).product(),
+            WeightForm::Kron {
+                factors,
+                dense_rows,
+                ..
+            } => {
+                factors.iter().map(DMatrix::nrows).product::<usize>()
+                    + dense_rows.as_ref().map_or(0, DMatrix::nrows)
+            }
             WeightForm::LowRank { u, .. } => u.nrows(),
             WeightForm::Sparse(s) => s.rows,
         }
@@ -150,10 +160,23 @@ impl Weight {
     pub fn expand(&self) -> DMatrix<f64> {
         match &self.form {
             WeightForm::Dense(m) => m.clone(),
-            WeightForm::Kron { factors, dope } => {
-                let mut w = factors[1..]
+            WeightForm::Kron {
+                factors,
+                dense_rows,
+                dope,
+            } => {
+                let kp = factors[1..]
                     .iter()
                     .fold(factors[0].clone(), |w, f| w.kronecker(f));
+                let mut w = match dense_rows {
+                    Some(u) => {
+                        let mut w = DMatrix::zeros(u.nrows() + kp.nrows(), kp.ncols());
+                        w.rows_mut(0, u.nrows()).copy_from(u);
+                        w.rows_mut(u.nrows(), kp.nrows()).copy_from(&kp);
+                        w
+                    }
+                    None => kp,
+                };
                 if let Some(s) = dope {
                     for &(r, c, v) in &s.entries {
                         w[(r, c)] += v;
@@ -176,8 +199,13 @@ impl Weight {
     pub fn stored_params(&self) -> usize {
         match &self.form {
             WeightForm::Dense(m) => m.len(),
-            WeightForm::Kron { factors, dope } => {
+            WeightForm::Kron {
+                factors,
+                dense_rows,
+                dope,
+            } => {
                 factors.iter().map(DMatrix::len).sum::<usize>()
+                    + dense_rows.as_ref().map_or(0, DMatrix::len)
                     + dope.as_ref().map_or(0, SparseMatrix::nnz)
             }
             WeightForm::LowRank { u, v } => u.len() + v.len(),
@@ -202,7 +230,11 @@ impl Weight {
         let dims = |m: &DMatrix<f64>| format!("{}x{}", m.nrows(), m.ncols());
         match &self.form {
             WeightForm::Dense(_) => "dense".to_owned(),
-            WeightForm::Kron { factors, dope } => {
+            WeightForm::Kron {
+                factors,
+                dense_rows,
+                dope,
+            } => {
                 let overlay = dope
                     .as_ref()
                     .map_or(String::new(), |s| format!(" + S ({} non-zeros)", s.nnz()));
@@ -211,7 +243,14 @@ impl Weight {
                     .enumerate()
                     .map(|(k, f)| format!("{} {}", factor_name(k), dims(f)))
                     .collect();
-                format!("kron {}{overlay}", product.join(" ⊗ "))
+                match dense_rows {
+                    Some(u) => format!(
+                        "hybrid: dense rows U {} over kron {}{overlay}",
+                        dims(u),
+                        product.join(" ⊗ ")
+                    ),
+                    None => format!("kron {}{overlay}", product.join(" ⊗ ")),
+                }
             }
             WeightForm::LowRank { u, v } => format!("low rank U {} · V {}", dims(u), dims(v)),
             WeightForm::Sparse(s) => format!("sparse ({} non-zeros)", s.nnz()),
@@ -233,12 +272,18 @@ impl Weight {
         };
         match &self.form {
             WeightForm::Dense(m) => vec![part("W", m)],
-            WeightForm::Kron { factors, dope } => {
-                let mut parts: Vec<StoredPart> = factors
-                    .iter()
-                    .enumerate()
-                    .map(|(k, f)| part(&factor_name(k), f))
-                    .collect();
+            WeightForm::Kron {
+                factors,
+                dense_rows,
+                dope,
+            } => {
+                let mut parts: Vec<StoredPart> = dense_rows.iter().map(|u| part("U", u)).collect();
+                parts.extend(
+                    factors
+                        .iter()
+                        .enumerate()
+                        .map(|(k, f)| part(&factor_name(k), f)),
+                );
                 parts.extend(dope.as_ref().map(sparse));
                 parts
             }
@@ -250,8 +295,18 @@ impl Weight {
     pub fn kind_name(&self) -> &'static str {
         match &self.form {
             WeightForm::Dense(_) => "dense",
-            WeightForm::Kron { dope: None, .. } => "kp",
-            WeightForm::Kron { dope: Some(_), .. } => "dkp",
+            WeightForm::Kron {
+                dense_rows: None,
+                dope: None,
+                ..
+            } => "kp",
+            WeightForm::Kron {
+                dense_rows: None,
+                dope: Some(_),
+                ..
+            } => "dkp",
+            WeightForm::Kron { dope: None, .. } => "hkp",
+            WeightForm::Kron { dope: Some(_), .. } => "dhkp",
             WeightForm::LowRank { .. } => "lowrank",
             WeightForm::Sparse(_) => "sparse",
         }
@@ -692,6 +747,49 @@ impl Loader<'_> {
         Some((p?, q?))
     }
 
+    /// The dense rows U of a hybrid KP weight: r x cols with 1 <= r < rows, so the Kronecker
+    /// product keeps at least one row.
+    fn dense_rows(
+        &mut self,
+        u: &Spanned<String>,
+        field: &str,
+        rows: usize,
+        cols: Option<usize>,
+    ) -> Option<DMatrix<f64>> {
+        let m = self.matrix(u, field, &u.value)?;
+        if let Some(cols) = cols {
+            if m.ncols() != cols {
+                self.fail(
+                    u,
+                    field,
+                    format!(
+                        "`{}` is {}x{}: the dense rows must have the matrix's {cols} columns",
+                        u.value,
+                        m.nrows(),
+                        m.ncols()
+                    ),
+                );
+                return None;
+            }
+        }
+        if m.nrows() == 0 || m.nrows() >= rows {
+            self.fail(
+                u,
+                field,
+                format!(
+                    "`{}` has {} rows and the whole matrix {rows}: expected 1 to {} dense rows, \
+                     so that the Kronecker product keeps at least one (for none, leave \
+                     `dense_rows` out; for all, write the weight as a plain tensor)",
+                    u.value,
+                    m.nrows(),
+                    rows.saturating_sub(1)
+                ),
+            );
+            return None;
+        }
+        Some(m)
+    }
+
     /// The factors of `kron: [A, B, ...]`: two or more matrices. With three or more, none may
     /// have one element: dropping it (folded into a neighbour) leaves a smaller valid product.
     /// Two factors keep accepting it, as they always have (`1x1 ⊗ B` is B, scaled).
@@ -783,6 +881,14 @@ impl Loader<'_> {
             );
             return None;
         }
+        if map.dense_rows.is_some() && map.kron.is_none() {
+            self.fail(
+                at,
+                &format!("{field}.dense_rows"),
+                "`dense_rows` goes with `kron`: hybrid KP, W = [U ; kron(A, B, ...)]",
+            );
+            return None;
+        }
         if map.dope.is_some() && map.kron.is_none() {
             self.fail(
                 at,
@@ -793,32 +899,46 @@ impl Loader<'_> {
         }
         if let Some(kron) = &map.kron {
             let kf = format!("{field}.kron");
+            // Hybrid KP: U holds the first r rows, the product the other rows - r.
+            let dense_rows = match &map.dense_rows {
+                None => None,
+                Some(u) => Some(self.dense_rows(u, &format!("{field}.dense_rows"), rows, cols)?),
+            };
             let factors = self.factor_list(kron, &kf)?;
+            let kp_rows = rows - dense_rows.as_ref().map_or(0, DMatrix::nrows);
             let r = factors
                 .iter()
                 .fold(1usize, |p, f| p.saturating_mul(f.nrows()));
             let c = factors
                 .iter()
                 .fold(1usize, |p, f| p.saturating_mul(f.ncols()));
-            if !fits(r, c, rows, cols) {
+            if !fits(r, c, kp_rows, cols) {
                 let shapes: Vec<String> = factors
                     .iter()
                     .map(|f| format!("({}x{})", f.nrows(), f.ncols()))
                     .collect();
                 let which = match cols {
-                    Some(cols) if r == rows && c != cols => {
+                    Some(cols) if r == kp_rows && c != cols => {
                         format!("the columns multiply to {c}, not {cols}")
                     }
-                    _ if r != rows => format!("the rows multiply to {r}, not {rows}"),
+                    _ if r != kp_rows => format!("the rows multiply to {r}, not {kp_rows}"),
                     _ => "the shape differs".to_owned(),
+                };
+                let expected = match &dense_rows {
+                    Some(u) => format!(
+                        "{}: the rows of the {} matrix ({role}) below the {} dense rows",
+                        dims(kp_rows, cols),
+                        dims(rows, cols),
+                        u.nrows()
+                    ),
+                    None => format!("{} ({role})", dims(rows, cols)),
                 };
                 self.fail(
                     kron,
                     &kf,
                     format!(
-                        "factors {} give a {r}x{c} matrix: expected {} ({role}); {which}",
+                        "factors {} give a {r}x{c} matrix: expected {expected}; {which}",
                         shapes.join(" ⊗ "),
-                        dims(rows, cols)
                     ),
                 );
                 return None;
@@ -835,7 +955,11 @@ impl Loader<'_> {
                     "the overlay",
                 )?),
             };
-            return Some(WeightForm::Kron { factors, dope });
+            return Some(WeightForm::Kron {
+                factors,
+                dense_rows,
+                dope,
+            });
         }
         if let Some(lowrank) = &map.lowrank {
             let lf = format!("{field}.lowrank");
@@ -1218,6 +1342,7 @@ pub fn check_flash_from_headers(
                     for list in [&m.kron, &m.lowrank].into_iter().flatten() {
                         refs.extend(list.value.iter().map(|s| s.value.as_str()));
                     }
+                    refs.extend(m.dense_rows.iter().map(|u| u.value.as_str()));
                 }
             }
         }

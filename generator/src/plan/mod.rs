@@ -143,7 +143,10 @@ pub enum Product {
         temp_len: usize,
         /// The alternative order's MACs, for the report.
         other_order_macs: usize,
-        /// One stage per factor, in execution order.
+        /// Hybrid KP: the first rows of W kept dense (their stage comes first); 0 for none.
+        #[serde(skip_serializing_if = "is_zero")]
+        dense_rows: usize,
+        /// One stage per factor (after the dense rows' stage), in execution order.
         stages: Vec<Stage>,
     },
     /// Three or more factors: one mode product per factor, each intermediate in its own
@@ -156,6 +159,9 @@ pub enum Product {
         temp_len: usize,
         /// The other order's MACs, for the report.
         other_order_macs: usize,
+        /// Hybrid KP: the first rows of W kept dense (their stage comes first); 0 for none.
+        #[serde(skip_serializing_if = "is_zero")]
+        dense_rows: usize,
         stages: Vec<Stage>,
     },
     /// T = V x (r values), then y += U T.
@@ -198,15 +204,22 @@ impl Product {
                 order,
                 temp_len,
                 other_order_macs,
+                dense_rows,
                 stages,
             } => {
                 let how = match order {
                     KronOrder::RightFirst => "T = X·Bᵀ first, then A·T",
                     KronOrder::LeftFirst => "T = A·X first, then T·Bᵀ",
                 };
-                let macs: usize = stages.iter().map(Stage::macs).sum();
+                // The Kronecker part's MACs, comparable with the other order's.
+                let macs: usize = stages
+                    .iter()
+                    .skip(usize::from(*dense_rows > 0))
+                    .map(Stage::macs)
+                    .sum();
                 format!(
-                    "kron A {}x{} ⊗ B {}x{}, order {} ({how}), temp {temp_len} values, {macs} MACs (other order {other_order_macs})",
+                    "{}kron A {}x{} ⊗ B {}x{}, order {} ({how}), temp {temp_len} values, {macs} MACs (other order {other_order_macs})",
+                    hybrid(*dense_rows),
                     shape.m1,
                     shape.n1,
                     shape.m2,
@@ -219,12 +232,19 @@ impl Product {
                 order,
                 temp_len,
                 other_order_macs,
+                dense_rows,
                 stages,
             } => {
                 let names: Vec<String> = order.iter().map(|&k| factor_name(k)).collect();
-                let macs: usize = stages.iter().map(Stage::macs).sum();
+                // The Kronecker part's MACs, comparable with the other order's.
+                let macs: usize = stages
+                    .iter()
+                    .skip(usize::from(*dense_rows > 0))
+                    .map(Stage::macs)
+                    .sum();
                 format!(
-                    "kron {}, order {} (one mode product each), temp {temp_len} values in two regions, {macs} MACs (other order {other_order_macs})",
+                    "{}kron {}, order {} (one mode product each), temp {temp_len} values in two regions, {macs} MACs (other order {other_order_macs})",
+                    hybrid(*dense_rows),
                     factors.text(),
                     names.join(" ")
                 )
@@ -314,6 +334,16 @@ impl Stage {
     /// Where input element (j, r) is in the input operand.
     pub fn in_index(&self, j: usize, r: usize) -> usize {
         self.in_offset + j * self.in_j + r * self.in_r
+    }
+}
+
+/// The words `explain` puts before a hybrid product.
+fn hybrid(dense_rows: usize) -> String {
+    if dense_rows == 0 {
+        String::new()
+    } else {
+        let rows = if dense_rows == 1 { "row" } else { "rows" };
+        format!("hybrid: {dense_rows} dense {rows} (stage 1), then rows {dense_rows}.. as ")
     }
 }
 
@@ -579,8 +609,45 @@ fn multi_kron(
         order,
         temp_len: second + region(1),
         other_order_macs,
+        dense_rows: 0,
         stages,
     }
+}
+
+/// Hybrid KP: the dense rows U (r x cols) become a stage of their own writing y[0..r), run
+/// first, and the Kronecker product's last stage writes y[r..).
+fn with_dense_rows(
+    mut product: Product,
+    id: &str,
+    dense_rows: &Option<nalgebra::DMatrix<f64>>,
+    unroll: &dyn Fn(usize) -> bool,
+) -> Product {
+    let Some(u) = dense_rows else {
+        return product;
+    };
+    let r = u.nrows();
+    if let Product::Kron {
+        dense_rows, stages, ..
+    }
+    | Product::MultiKron {
+        dense_rows, stages, ..
+    } = &mut product
+    {
+        *dense_rows = r;
+        for s in stages.iter_mut().filter(|s| s.output == Operand::Dest) {
+            s.out_offset += r;
+        }
+        let dense = stored_stage(
+            format!("{id}_u"),
+            u,
+            unroll(u.len()),
+            Operand::Input,
+            Operand::Dest,
+            true,
+        );
+        stages.insert(0, dense);
+    }
+    product
 }
 
 /// Plans `dest[dest_offset ..] += W x` for one weight.
@@ -605,11 +672,20 @@ fn plan_matrix(
             );
             (Product::Dense { stage }, None)
         }
-        WeightForm::Kron { factors, dope } if factors.len() > 2 => {
+        WeightForm::Kron {
+            factors,
+            dense_rows,
+            dope,
+        } if factors.len() > 2 => {
             let overlay = dope.as_ref().map(|s| plan_overlay(target, s));
-            (multi_kron(&id, factors, &unroll), overlay)
+            let product = multi_kron(&id, factors, &unroll);
+            (with_dense_rows(product, &id, dense_rows, &unroll), overlay)
         }
-        WeightForm::Kron { factors, dope } => {
+        WeightForm::Kron {
+            factors,
+            dense_rows,
+            dope,
+        } => {
             let (a, b) = (&factors[0], &factors[1]);
             let shape = KronShape {
                 m1: a.nrows(),
@@ -679,16 +755,15 @@ fn plan_matrix(
                 ],
             };
             let overlay = dope.as_ref().map(|s| plan_overlay(target, s));
-            (
-                Product::Kron {
-                    shape,
-                    order,
-                    temp_len: cost_of(order).1,
-                    other_order_macs: cost_of(other).0,
-                    stages,
-                },
-                overlay,
-            )
+            let product = Product::Kron {
+                shape,
+                order,
+                temp_len: cost_of(order).1,
+                other_order_macs: cost_of(other).0,
+                dense_rows: 0,
+                stages,
+            };
+            (with_dense_rows(product, &id, dense_rows, &unroll), overlay)
         }
         WeightForm::LowRank { u, v } => {
             let rank = u.ncols();

@@ -975,6 +975,7 @@ mod tests {
                 order: KronOrder::RightFirst,
                 temp_len: 30,
                 other_order_macs: 0,
+                dense_rows: 0,
                 stages,
             },
             overlay: None,

@@ -146,7 +146,15 @@ fn precision_name(report: &Report) -> &'static str {
 
 fn matrix_row(layer: usize, kind: &str, m: &MatrixReport) -> Vec<String> {
     let structure = match (&m.kron, &m.factors, m.rank) {
-        (Some(k), _, _) => format!("({}x{}) ⊗ ({}x{})", k.m1, k.n1, k.m2, k.n2),
+        (Some(k), _, _) => format!(
+            "{}({}x{}) ⊗ ({}x{})",
+            m.dense_rows
+                .map_or(String::new(), |r| format!("{r} dense rows over ")),
+            k.m1,
+            k.n1,
+            k.m2,
+            k.n2
+        ),
         (None, Some(f), _) => f
             .dims
             .iter()

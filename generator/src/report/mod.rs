@@ -63,6 +63,9 @@ pub struct MatrixReport {
     pub factors: Option<Factors>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub factor_order: Option<Vec<usize>>,
+    /// Hybrid KP: the first rows kept dense.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dense_rows: Option<usize>,
     /// Inner dimension of a low-rank weight.
     pub rank: Option<usize>,
     pub order: Option<KronOrder>,
@@ -149,6 +152,14 @@ fn matrix_report(m: &MatrixPlan) -> MatrixReport {
         } => (None, None, Some(*other_order_macs)),
         _ => (None, None, None),
     };
+    let dense_rows = match &m.product {
+        Product::Kron { dense_rows, .. } | Product::MultiKron { dense_rows, .. }
+            if *dense_rows > 0 =>
+        {
+            Some(*dense_rows)
+        }
+        _ => None,
+    };
     let (factors, factor_order) = match &m.product {
         Product::MultiKron { factors, order, .. } => (Some(factors.clone()), Some(order.clone())),
         _ => (None, None),
@@ -165,6 +176,7 @@ fn matrix_report(m: &MatrixPlan) -> MatrixReport {
         kron,
         factors,
         factor_order,
+        dense_rows,
         rank,
         order,
         other_order_macs: other,

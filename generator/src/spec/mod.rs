@@ -202,6 +202,8 @@ pub struct WeightMap {
     pub lowrank: Option<Spanned<Vec<Spanned<String>>>>,
     /// W = S, a full-size matrix whose zeros are pruned.
     pub sparse: Option<Spanned<String>>,
+    /// Hybrid KP: W = [U ; kron(A, B, ...)], U the first r rows of W kept dense (r x cols).
+    pub dense_rows: Option<Spanned<String>>,
 }
 
 impl<'de> Deserialize<'de> for WeightSpec {
