@@ -1,5 +1,5 @@
-//! The PyTorch path: examples/torch/train_export.py trains a doped-KP LSTM and GRU in PyTorch on the
-//! digits data set and exports .safetensors + spec; kpgen's float reference reproduces
+//! The PyTorch path: examples/torch/train_export.py trains a doped-KP LSTM and GRU (and a
+//! hybrid-KP LSTM) in PyTorch on the digits data set and exports .safetensors + spec; kpgen's float reference reproduces
 //! PyTorch's logits and classes, and `kpgen test` proves the generated C and Rust equal that
 //! reference. Needs the PyTorch environment `ci/setup` creates (target/torch-venv); fails,
 //! never skips, without it.
@@ -36,12 +36,24 @@ fn kpgen_reproduces_a_pytorch_gru() {
     reproduce("gru");
 }
 
+/// Hybrid KP: the LSTM's input matrix keeps its first 16 rows dense over a (6x2) ⊗ (8x4).
+#[test]
+fn kpgen_reproduces_a_pytorch_hybrid_lstm() {
+    reproduce_with("lstm", &["--dense-rows", "16"]);
+}
+
 fn reproduce(cell: &str) {
+    reproduce_with(cell, &[]);
+}
+
+fn reproduce_with(cell: &str, extra: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("export");
     let run = Command::new(python())
         .arg(repo().join("examples/torch/train_export.py"))
-        .args(["--cell", cell, "--epochs", "3", "--out"])
+        .args(["--cell", cell, "--epochs", "3"])
+        .args(extra)
+        .arg("--out")
         .arg(&out)
         .output()
         .unwrap();
@@ -55,6 +67,10 @@ fn reproduce(cell: &str) {
     // kpgen's f64 reference against PyTorch's float32 forward pass.
     let spec = out.join("spec.yaml");
     let model = kpgen::load(&spec).unwrap_or_else(|e| panic!("{}", e.render()));
+    if extra.contains(&"--dense-rows") {
+        let w_ih = model.layers[0].cell.weights()[0];
+        assert_eq!(w_ih.kind_name(), "hkp", "{}", w_ih.describe());
+    }
     let inputs = TestInputs::from_file(&out.join("test_x.npy"), model.steps, model.input_features)
         .and_then(|i| i.with_lengths(&out.join("test_len.npy")))
         .unwrap_or_else(|e| panic!("{}", e.render()));

@@ -9,10 +9,9 @@
 
 Parameter names follow PyTorch's nn.LSTM / nn.Linear where they apply (`weight_ih_l0`,
 `bias_hh_l0`, `head.weight`); a structured weight's factors are `<name>.A`, `<name>.B`, its
-overlay `<name>.S` and hybrid rows `<name>.U`. `kpgen_spec` writes the kpgen spec that reads
-exactly these names from the exported .safetensors file.
-
-kpgen does not compile HKP yet (it is planned); `export` refuses a model that uses it.
+overlay `<name>.S` and hybrid rows `<name>.U` (a hybrid weight's product is `<name>.kp.A`,
+`<name>.kp.B`). `kpgen_spec` writes the kpgen spec that reads exactly these names from the
+exported .safetensors file (a hybrid weight as `{kron: [...], dense_rows: U}`).
 """
 
 import torch
@@ -64,17 +63,38 @@ class HKPLinear(nn.Module):
         self.U = nn.Parameter(torch.randn(dense_rows, cols) * scale / cols**0.5)
         self.kp = KPLinear(m1, n1, m2, n2, scale=scale)
 
+    @property
+    def shape(self):
+        rows, cols = self.kp.shape
+        return self.U.shape[0] + rows, cols
+
     def forward(self, x):
         return torch.cat([x @ self.U.T, self.kp(x)], dim=-1)
+
+    def dense(self):
+        return torch.cat([self.U, self.kp.dense()], dim=0)
+
+
+def input_matrix(ih_shape, dense_rows):
+    """The input matrix: KP of `ih_shape` (m1, n1, m2, n2), or with `dense_rows` R > 0 hybrid
+    KP of the same size, R dense rows over (m1 - R / m2 x n1) ⊗ (m2 x n2)."""
+    if not dense_rows:
+        return KPLinear(*ih_shape)
+    m1, n1, m2, n2 = ih_shape
+    if dense_rows % m2 or not 0 < dense_rows < m1 * m2:
+        raise SystemExit(
+            f"--dense-rows {dense_rows}: expected a multiple of {m2} below {m1 * m2}"
+        )
+    return HKPLinear(dense_rows, n1 * n2, m1 - dense_rows // m2, n1, m2, n2)
 
 
 class KPLSTM(nn.Module):
     """One LSTM layer, gates i, f, g, o as in nn.LSTM, with KP input and recurrent matrices."""
 
-    def __init__(self, inputs, hidden, ih_shape, hh_shape, hh_dope_mask=None):
+    def __init__(self, inputs, hidden, ih_shape, hh_shape, hh_dope_mask=None, ih_dense_rows=0):
         super().__init__()
         self.hidden = hidden
-        self.weight_ih_l0 = KPLinear(*ih_shape)
+        self.weight_ih_l0 = input_matrix(ih_shape, ih_dense_rows)
         self.weight_hh_l0 = KPLinear(*hh_shape, dope_mask=hh_dope_mask)
         assert self.weight_ih_l0.shape == (4 * hidden, inputs)
         assert self.weight_hh_l0.shape == (4 * hidden, hidden)
@@ -110,10 +130,10 @@ class KPGRU(nn.Module):
     """One GRU layer, gates r, z, n as in nn.GRU, with KP input and recurrent matrices:
     n = tanh(W_in x + b_in + r * (W_hn h + b_hn)), h' = (1 - z) * n + z * h."""
 
-    def __init__(self, inputs, hidden, ih_shape, hh_shape, hh_dope_mask=None):
+    def __init__(self, inputs, hidden, ih_shape, hh_shape, hh_dope_mask=None, ih_dense_rows=0):
         super().__init__()
         self.hidden = hidden
-        self.weight_ih_l0 = KPLinear(*ih_shape)
+        self.weight_ih_l0 = input_matrix(ih_shape, ih_dense_rows)
         self.weight_hh_l0 = KPLinear(*hh_shape, dope_mask=hh_dope_mask)
         assert self.weight_ih_l0.shape == (3 * hidden, inputs)
         assert self.weight_hh_l0.shape == (3 * hidden, hidden)
@@ -137,11 +157,25 @@ class KPClassifier(nn.Module):
     """A KP (DKP) LSTM or GRU + dense head: the shape of kpgen's bundled examples. The
     recurrent layer is `self.lstm` or `self.gru`, as nn.Module names it in the exported file."""
 
-    def __init__(self, inputs, hidden, classes, ih_shape, hh_shape, hh_dope_mask=None, cell="lstm"):
+    def __init__(
+        self,
+        inputs,
+        hidden,
+        classes,
+        ih_shape,
+        hh_shape,
+        hh_dope_mask=None,
+        cell="lstm",
+        ih_dense_rows=0,
+    ):
         super().__init__()
         self.cell = cell
         layer = {"lstm": KPLSTM, "gru": KPGRU}[cell]
-        setattr(self, cell, layer(inputs, hidden, ih_shape, hh_shape, hh_dope_mask))
+        setattr(
+            self,
+            cell,
+            layer(inputs, hidden, ih_shape, hh_shape, hh_dope_mask, ih_dense_rows),
+        )
         self.head = nn.Linear(hidden, classes)
 
     @property
@@ -158,8 +192,6 @@ def tensors(model: KPClassifier):
     for name, p in model.named_parameters():
         out[name] = p.detach().to(torch.float32).contiguous()
     for name, m in model.named_modules():
-        if isinstance(m, HKPLinear):
-            raise SystemExit(f"{name}: kpgen does not compile hybrid KP yet")
         if isinstance(m, KPLinear) and m.S is not None:
             # The overlay as kpgen reads it: the full matrix, zero where not doped.
             out[f"{name}.S"] = (m.S * m.mask).detach().to(torch.float32).contiguous()
@@ -174,13 +206,18 @@ def kpgen_spec(name, model: KPClassifier, inputs, steps, weights_file):
     if layer.weight_hh_l0.S is not None:
         hh += f", dope: {f}.weight_hh_l0.S"
     hh += "}"
+    if isinstance(layer.weight_ih_l0, HKPLinear):
+        w = f"{f}.weight_ih_l0"
+        ih = f"{{kron: [{w}.kp.A, {w}.kp.B], dense_rows: {w}.U}}"
+    else:
+        ih = f"{{kron: [{f}.weight_ih_l0.A, {f}.weight_ih_l0.B]}}"
     return f"""# Exported from PyTorch by examples/torch/train_export.py.
 name: {name}
 input: {{features: {inputs}, steps: {steps}}}
 layers:
   - kind: {cell}
     units: {layer.hidden}
-    w_ih: {{kron: [{f}.weight_ih_l0.A, {f}.weight_ih_l0.B]}}
+    w_ih: {ih}
     w_hh: {hh}
     b_ih: {f}.bias_ih_l0
     b_hh: {f}.bias_hh_l0

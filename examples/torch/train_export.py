@@ -45,6 +45,12 @@ def main():
     ap.add_argument("--epochs", type=int, default=4)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--test-count", type=int, default=64, help="held-out sequences exported")
+    ap.add_argument(
+        "--dense-rows",
+        type=int,
+        default=0,
+        help="hybrid KP input matrix: keep this many first rows dense (a multiple of m2 = 8)",
+    )
     args = ap.parse_args()
 
     torch.manual_seed(args.seed)
@@ -59,7 +65,16 @@ def main():
     gen = torch.Generator().manual_seed(args.seed)
     mask = torch.rand(GATES[args.cell] * HIDDEN, HIDDEN, generator=gen) < DOPE_DENSITY
     ih, hh = SHAPES[args.cell]
-    model = KPClassifier(features, HIDDEN, classes, ih, hh, hh_dope_mask=mask, cell=args.cell)
+    model = KPClassifier(
+        features,
+        HIDDEN,
+        classes,
+        ih,
+        hh,
+        hh_dope_mask=mask,
+        cell=args.cell,
+        ih_dense_rows=args.dense_rows,
+    )
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     loss_fn = torch.nn.CrossEntropyLoss()
 
@@ -89,7 +104,7 @@ def main():
     os.makedirs(args.out, exist_ok=True)
     weights = "model.safetensors"
     save_file(tensors(model), os.path.join(args.out, weights))
-    name = f"torch_digits_dkp_{args.cell}"
+    name = f"torch_digits_dkp_{args.cell}" + (f"_hkp{args.dense_rows}" if args.dense_rows else "")
     with open(os.path.join(args.out, "spec.yaml"), "w") as f:
         f.write(kpgen_spec(name, model, features, steps, weights))
     np.save(os.path.join(args.out, "test_x.npy"), xte.astype(np.float32))
@@ -106,6 +121,7 @@ def main():
                 "test_sequences": n,
                 "torch_accuracy": accuracy,
                 "doped_nonzeros": int(mask.sum()),
+                "input_dense_rows": args.dense_rows,
             },
             f,
             indent=2,

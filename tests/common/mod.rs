@@ -814,6 +814,21 @@ pub fn coverage_cases() -> Vec<Case> {
         )
     };
     vec![
+        // Three and four factors and hybrid KP in every cell kind.
+        case(
+            ModelSpec::new(
+                "cover_multi_hybrid",
+                FEATURES,
+                Some(STEPS),
+                vec![
+                    LayerSpec::lstm(8, W::Kp3).with("w_hh", W::Dhkp3),
+                    LayerSpec::gru(8, W::Hkp).with("w_hh", W::Kp4),
+                    LayerSpec::fastgrnn(16, W::Kp3).with("u", W::Hkp),
+                    LayerSpec::dense(4, Act::Softmax, W::Dhkp3),
+                ],
+            ),
+            &[KpMulti, Hybrid, KpUnrolled, OverlayStraightLine],
+        ),
         recurrent("cover_lstm", Kind::Lstm, 8, "w_ih", "w_hh"),
         recurrent("cover_gru", Kind::Gru, 8, "w_ih", "w_hh"),
         recurrent("cover_fastgrnn", Kind::FastGrnn, 16, "w", "u"),
@@ -890,9 +905,27 @@ pub fn generate_in(
 }
 
 /// Runs `f` for every case and panics at the end listing every failing case and its error.
+/// Runs `f` on every case; `KPGEN_CASES=a,b` runs only the cases named (for a developer
+/// rerunning one case; a name that matches no case of the suite fails).
 pub fn run_cases(cases: &[Case], mut f: impl FnMut(&Case) -> Result<(), String>) {
+    let only: Option<Vec<String>> = std::env::var("KPGEN_CASES")
+        .ok()
+        .map(|v| v.split(',').map(|s| s.trim().to_owned()).collect());
+    if let Some(names) = &only {
+        let unknown: Vec<&String> = names
+            .iter()
+            .filter(|n| !cases.iter().any(|c| c.name() == n.as_str()))
+            .collect();
+        assert!(
+            unknown.is_empty(),
+            "KPGEN_CASES names no case of this suite: {unknown:?}"
+        );
+    }
     let mut failures = Vec::new();
-    for case in cases {
+    for case in cases.iter().filter(|c| {
+        only.as_ref()
+            .is_none_or(|n| n.iter().any(|n| n == c.name()))
+    }) {
         let started = std::time::Instant::now();
         let outcome = f(case);
         eprintln!(
