@@ -274,6 +274,17 @@ impl Writer<'_> {
         file.to_owned()
     }
 
+    /// Writes the factors of `f` as `PREFIX_F0.npy`, ...; returns their spec list `a, b, ...`.
+    fn factor_tensors(&mut self, prefix: &str, f: &shapes::Factors) -> String {
+        let names: Vec<String> = f
+            .dims
+            .iter()
+            .enumerate()
+            .map(|(i, &(r, c))| self.tensor(&format!("{prefix}_F{i}.npy"), &[r, c], FACTOR_SCALE))
+            .collect();
+        names.join(", ")
+    }
+
     /// Writes one weight matrix and returns its spec value.
     fn weight(&mut self, prefix: &str, rows: usize, cols: usize, kind: WeightKind) -> String {
         let kron = |w: &mut Self, s: KronShape| {
@@ -288,13 +299,7 @@ impl Writer<'_> {
                 .into_iter()
                 .find(|f| !looped || f.dims.iter().any(|d| d.0 * d.1 > UNROLL_MAX_FACTOR_ELEMS))
                 .unwrap_or_else(|| panic!("{prefix}: no {k}-factor shape of {rows}x{cols}"));
-            let names: Vec<String> = f
-                .dims
-                .iter()
-                .enumerate()
-                .map(|(i, &(r, c))| w.tensor(&format!("{prefix}_F{i}.npy"), &[r, c], FACTOR_SCALE))
-                .collect();
-            names.join(", ")
+            w.factor_tensors(prefix, &f)
         };
         // Hybrid: r dense rows, then a `k`-factor product of the other rows.
         let hybrid = |w: &mut Self, k: usize| {
@@ -305,13 +310,7 @@ impl Writer<'_> {
                 .into_iter()
                 .next()
                 .unwrap_or_else(|| panic!("{prefix}: no {k}-factor shape of {}x{cols}", rows - r));
-            let names: Vec<String> = f
-                .dims
-                .iter()
-                .enumerate()
-                .map(|(i, &(m, n))| w.tensor(&format!("{prefix}_F{i}.npy"), &[m, n], FACTOR_SCALE))
-                .collect();
-            (u, names.join(", "))
+            (u, w.factor_tensors(prefix, &f))
         };
         match kind {
             WeightKind::Hkp => {
@@ -501,13 +500,8 @@ pub fn plan_features(plan: &Plan) -> BTreeSet<Feature> {
             }
             _ => {}
         }
-        match &m.product {
-            Product::Kron { dense_rows, .. } | Product::MultiKron { dense_rows, .. }
-                if *dense_rows > 0 =>
-            {
-                out.insert(Feature::Hybrid);
-            }
-            _ => {}
+        if m.product.dense_rows() > 0 {
+            out.insert(Feature::Hybrid);
         }
         if let Some(o) = &m.overlay {
             out.insert(match o.encoding {

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use serde_json::{json, Value};
 use serde_saphyr::Spanned;
 
-use crate::model::{Cell, Model, Weight};
+use crate::model::{value_range, Cell, Model, Weight};
 use crate::plan::{LayerConstants, OverlayEncoding, Plan, Source, Stage};
 use crate::quant::{LayerQuant, QFormat, QuantPlan, StageQuant};
 use crate::spec::{Activation, LayerSpec, ScalarSpec, SpecDocument, WeightSpec};
@@ -173,15 +173,6 @@ pub fn spec(doc: &SpecDocument) -> (String, Value) {
 
 // ---- model --------------------------------------------------------------------------------------
 
-/// Smallest and largest of some values (0, 0 for none).
-fn range(values: impl Iterator<Item = f64>) -> (f64, f64) {
-    values
-        .fold(None, |acc: Option<(f64, f64)>, v| {
-            Some(acc.map_or((v, v), |(lo, hi)| (lo.min(v), hi.max(v))))
-        })
-        .unwrap_or((0.0, 0.0))
-}
-
 fn weight(w: &Weight) -> (String, Value) {
     let stored = w.stored_params();
     let dense = w.dense_params();
@@ -258,7 +249,7 @@ pub fn model(m: &Model) -> (String, Value) {
         }
         let mut biases = Vec::new();
         for (name, v) in vectors(&l.cell) {
-            let (lo, hi) = range(v.iter().copied());
+            let (lo, hi) = value_range(v.iter().copied());
             line!(t, "    {name}: {} values in [{lo:.4}, {hi:.4}]", v.len());
             biases.push(json!({ "name": name, "len": v.len(), "min": lo, "max": hi }));
         }

@@ -236,11 +236,10 @@ fn summary(m: &MatrixPlan) -> String {
             ..
         } => {
             let unrolled = stages.iter().filter(|s| s.unrolled).count();
-            let order: Vec<String> = order.iter().map(|k| (k + 1).to_string()).collect();
             format!(
                 "kp {}, factors applied in the order {}, {unrolled} of {} unrolled",
                 factors.text().replace(" ⊗ ", " kron "),
-                order.join(" "),
+                crate::plan::shapes::order_text(order),
                 stages.len()
             )
         }
@@ -250,13 +249,9 @@ fn summary(m: &MatrixPlan) -> String {
         ),
         Product::Sparse => format!("sparse {}x{}", m.rows, m.cols),
     };
-    let product = match &m.product {
-        Product::Kron { dense_rows, .. } | Product::MultiKron { dense_rows, .. }
-            if *dense_rows > 0 =>
-        {
-            format!("hybrid, {dense_rows} dense rows over {product}")
-        }
-        _ => product,
+    let product = match m.product.dense_rows() {
+        0 => product,
+        r => format!("hybrid, {r} dense rows over {product}"),
     };
     let overlay = m.overlay.as_ref().map_or(String::new(), |o| {
         format!(

@@ -313,6 +313,15 @@ impl Weight {
     }
 }
 
+/// Smallest and largest of some values; (0, 0) for none.
+pub fn value_range(values: impl Iterator<Item = f64>) -> (f64, f64) {
+    values
+        .fold(None, |acc: Option<(f64, f64)>, v| {
+            Some(acc.map_or((v, v), |(lo, hi)| (lo.min(v), hi.max(v))))
+        })
+        .unwrap_or((0.0, 0.0))
+}
+
 /// The name of Kronecker factor `k` in messages and views: `A`, `B`, `C`, ..., then `F27`, ...
 pub fn factor_name(k: usize) -> String {
     match u8::try_from(k) {
@@ -339,11 +348,7 @@ impl StoredPart {
         cols: usize,
         values: impl Iterator<Item = &'a f64>,
     ) -> Self {
-        let (min, max) = values
-            .fold(None, |acc: Option<(f64, f64)>, &v| {
-                Some(acc.map_or((v, v), |(lo, hi)| (lo.min(v), hi.max(v))))
-            })
-            .unwrap_or((0.0, 0.0));
+        let (min, max) = value_range(values.copied());
         StoredPart {
             name,
             rows,

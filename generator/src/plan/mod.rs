@@ -205,18 +205,13 @@ impl Product {
                 temp_len,
                 other_order_macs,
                 dense_rows,
-                stages,
+                ..
             } => {
                 let how = match order {
                     KronOrder::RightFirst => "T = X·Bᵀ first, then A·T",
                     KronOrder::LeftFirst => "T = A·X first, then T·Bᵀ",
                 };
-                // The Kronecker part's MACs, comparable with the other order's.
-                let macs: usize = stages
-                    .iter()
-                    .skip(usize::from(*dense_rows > 0))
-                    .map(Stage::macs)
-                    .sum();
+                let macs = self.kron_macs();
                 format!(
                     "{}kron A {}x{} ⊗ B {}x{}, order {} ({how}), temp {temp_len} values, {macs} MACs (other order {other_order_macs})",
                     hybrid(*dense_rows),
@@ -233,15 +228,10 @@ impl Product {
                 temp_len,
                 other_order_macs,
                 dense_rows,
-                stages,
+                ..
             } => {
                 let names: Vec<String> = order.iter().map(|&k| factor_name(k)).collect();
-                // The Kronecker part's MACs, comparable with the other order's.
-                let macs: usize = stages
-                    .iter()
-                    .skip(usize::from(*dense_rows > 0))
-                    .map(Stage::macs)
-                    .sum();
+                let macs = self.kron_macs();
                 format!(
                     "{}kron {}, order {} (one mode product each), temp {temp_len} values in two regions, {macs} MACs (other order {other_order_macs})",
                     hybrid(*dense_rows),
@@ -252,6 +242,24 @@ impl Product {
             Product::LowRank { rank, .. } => format!("low rank {rank}: T = V·x, then y += U·T"),
             Product::Sparse => "overlay only (pruned weight)".to_owned(),
         }
+    }
+
+    /// Hybrid KP: the first rows of W kept dense (0 for every other product).
+    pub fn dense_rows(&self) -> usize {
+        match self {
+            Product::Kron { dense_rows, .. } | Product::MultiKron { dense_rows, .. } => *dense_rows,
+            _ => 0,
+        }
+    }
+
+    /// MACs of the stages after a hybrid product's dense rows: the Kronecker part, comparable
+    /// with `other_order_macs`.
+    pub fn kron_macs(&self) -> usize {
+        self.stages()
+            .iter()
+            .skip(usize::from(self.dense_rows() > 0))
+            .map(Stage::macs)
+            .sum()
     }
 
     /// Elements of the intermediate vector, if the product has one.

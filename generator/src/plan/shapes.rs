@@ -181,12 +181,7 @@ pub fn ranked(m: usize, n: usize) -> Vec<KronShape> {
     ranked_factors(m, n, 2)
         .unwrap_or_default()
         .iter()
-        .map(|f| KronShape {
-            m1: f.dims[0].0,
-            n1: f.dims[0].1,
-            m2: f.dims[1].0,
-            n2: f.dims[1].1,
-        })
+        .map(kron_shape)
         .collect()
 }
 
@@ -469,6 +464,7 @@ fn candidates(m: usize, n: usize, top: usize, k: usize) -> Result<Vec<Factors>, 
     Ok(all)
 }
 
+/// The two-factor view of two-factor `f`.
 fn kron_shape(f: &Factors) -> KronShape {
     KronShape {
         m1: f.dims[0].0,
@@ -478,8 +474,8 @@ fn kron_shape(f: &Factors) -> KronShape {
     }
 }
 
-/// An order as 1-based factor numbers, `3 2 1` for C first.
-fn order_text(order: &[usize]) -> String {
+/// An order (0-based factor indices) as 1-based factor numbers, `3 2 1` for C first.
+pub fn order_text(order: &[usize]) -> String {
     order
         .iter()
         .map(|k| (k + 1).to_string())

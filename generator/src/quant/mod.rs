@@ -276,17 +276,19 @@ fn run_stage_f64(s: &Stage, input: &[f64], out: &mut [f64], base: usize) {
 fn matvec_f64(m: &MatrixPlan, x: &[f64], dest: &mut [f64], ranges: &mut Ranges) {
     let mut temp = vec![0.0; m.product.temp_len().unwrap_or(0)];
     for (k, s) in m.product.stages().iter().enumerate() {
-        let input = match s.input {
-            Operand::Temp => temp.clone(),
-            _ => x.to_vec(),
-        };
-        match s.output {
-            Operand::Temp => {
+        match (s.input, s.output) {
+            (Operand::Temp, Operand::Temp) => {
+                // Reads one region of the temp and writes the other.
+                let input = temp.clone();
                 run_stage_f64(s, &input, &mut temp, 0);
-                let region = &temp[s.out_offset..s.out_offset + s.output_span()];
-                ranges.add_all(&temp_range_name(&m.id, k), region);
             }
-            _ => run_stage_f64(s, &input, dest, m.dest_offset),
+            (_, Operand::Temp) => run_stage_f64(s, x, &mut temp, 0),
+            (Operand::Temp, _) => run_stage_f64(s, &temp, dest, m.dest_offset),
+            _ => run_stage_f64(s, x, dest, m.dest_offset),
+        }
+        if s.output == Operand::Temp {
+            let region = &temp[s.out_offset..s.out_offset + s.output_span()];
+            ranges.add_all(&temp_range_name(&m.id, k), region);
         }
     }
     if let Some(ov) = &m.overlay {

@@ -168,10 +168,7 @@ fn matrix_row(layer: usize, kind: &str, m: &MatrixReport) -> Vec<String> {
         (Some(o), _, Some(other)) => format!("{o:?} ({} MACs; other order {})", m.macs, other),
         (None, Some(f), Some(other)) => format!(
             "factors {} ({} MACs; other order {})",
-            f.iter()
-                .map(|k| (k + 1).to_string())
-                .collect::<Vec<_>>()
-                .join(" "),
+            crate::plan::shapes::order_text(f),
             m.macs,
             other
         ),

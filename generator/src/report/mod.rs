@@ -152,14 +152,7 @@ fn matrix_report(m: &MatrixPlan) -> MatrixReport {
         } => (None, None, Some(*other_order_macs)),
         _ => (None, None, None),
     };
-    let dense_rows = match &m.product {
-        Product::Kron { dense_rows, .. } | Product::MultiKron { dense_rows, .. }
-            if *dense_rows > 0 =>
-        {
-            Some(*dense_rows)
-        }
-        _ => None,
-    };
+    let dense_rows = Some(m.product.dense_rows()).filter(|&r| r > 0);
     let (factors, factor_order) = match &m.product {
         Product::MultiKron { factors, order, .. } => (Some(factors.clone()), Some(order.clone())),
         _ => (None, None),
