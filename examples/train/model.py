@@ -5,8 +5,11 @@ dense layers applied to the last valid hidden state. Every weight matrix is
 independently one of:
 
     dense   W
-    kp      W = kron(A, B)            (np.kron convention)
+    kp      W = kron(A, B)            (np.kron convention; or kron(A, B, C, ...) with
+                                       `factors: K`, applied left to right)
     dkp     W = kron(A, B) + S        (S full size, magnitude-masked to sparse)
+            kp and dkp take `dense_rows: R` (hybrid KP): W = [U ; kron(...)] with U
+            the first R rows, dense, and the Kronecker product the other rows
     lowrank W = U @ V                 (U rows x r, V r x cols)
     pruned  W = W0 * mask             (magnitude pruning to a target density)
 
@@ -14,6 +17,7 @@ The cell equations match what kpgen generates (see examples/train/README.md);
 reference.py re-implements them in float64 numpy from the exported files.
 """
 
+import itertools
 import json
 import math
 import os
@@ -61,15 +65,78 @@ def kp_shapes_py(M, N):
     return best[1]
 
 
-def kp_shapes(M, N):
+def _ordered_factorizations(n, k):
+    if k == 1:
+        return [(n,)]
+    return [(d,) + rest for d in _divisors(n) for rest in _ordered_factorizations(n // d, k - 1)]
+
+
+def _order_macs(dims, order):
+    """MACs of y = W x applying the mode products of `order` (kpgen's plan/shapes.rs)."""
+    done, total = [False] * len(dims), 0
+    for k in order:
+        others = math.prod(d[0] if done[l] else d[1] for l, d in enumerate(dims) if l != k)
+        total += dims[k][0] * dims[k][1] * others
+        done[k] = True
+    return total
+
+
+def kp_factors_py(M, N, K=2):
+    """kpgen's K-factor rule for an M x N matrix -> ((r1, c1), ..., (rK, cK)).
+
+    The two-factor rule over K factors (`kpgen shapes M N --factors K`): no factor
+    1 x 1; shapes whose rank bound (product of min(r, c)) reaches min(M, N) first,
+    then the highest rank bound; then fewest parameters, fewest MACs over every
+    factor order, and the smallest shapes, first factor first.
+    """
+    if K == 2:
+        m1, n1, m2, n2 = kp_shapes_py(M, N)
+        return ((m1, n1), (m2, n2))
+    best = None
+    cols = _ordered_factorizations(N, K)
+    for rows in _ordered_factorizations(M, K):
+        for c in cols:
+            dims = tuple(zip(rows, c))
+            if (1, 1) in dims:
+                continue
+            rank = math.prod(min(d) for d in dims)
+            reach = rank >= min(M, N)
+            params = sum(r * c for r, c in dims)
+            macs = min(_order_macs(dims, o) for o in itertools.permutations(range(K)))
+            key = (not reach, 0 if reach else -rank, params, macs, dims)
+            if best is None or key < best:
+                best = key
+    if best is None:
+        raise ValueError(f"{M}x{N} has no non-trivial Kronecker factorization with {K} factors")
+    return best[-1]
+
+
+def kp_factors(M, N, K=2):
     """Ask the kpgen binary when $KPGEN is set, so both sides agree by construction."""
     exe = os.environ.get("KPGEN")
     if exe:
-        out = subprocess.run([exe, "shapes", str(M), str(N), "--json"],
-                             check=True, capture_output=True, text=True).stdout
-        d = json.loads(out)
-        return (int(d["m1"]), int(d["n1"]), int(d["m2"]), int(d["n2"]))
-    return kp_shapes_py(M, N)
+        cmd = [exe, "shapes", str(M), str(N), "--json"] + (["--factors", str(K)] if K != 2 else [])
+        d = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
+        if K == 2:
+            return ((int(d["m1"]), int(d["n1"])), (int(d["m2"]), int(d["n2"])))
+        return tuple((int(r), int(c)) for r, c in d["factors"])
+    return kp_factors_py(M, N, K)
+
+
+def _parse_shapes(shapes, where):
+    """Recipe `shapes`: [m1, n1, m2, n2] (two factors) or [[r1, c1], [r2, c2], ...]."""
+    if shapes and all(isinstance(v, int) for v in shapes):
+        if len(shapes) != 4:
+            raise SystemExit(f"{where}: shapes [m1, n1, m2, n2] needs 4 numbers, got {shapes}")
+        return ((shapes[0], shapes[1]), (shapes[2], shapes[3]))
+    try:
+        dims = tuple((int(r), int(c)) for r, c in shapes)
+    except (TypeError, ValueError):
+        raise SystemExit(f"{where}: shapes must be [m1, n1, m2, n2] or [[r1, c1], [r2, c2], ...], "
+                         f"got {shapes!r}")
+    if len(dims) < 2 or any(r < 1 or c < 1 for r, c in dims):
+        raise SystemExit(f"{where}: shapes needs two or more factors of positive size, got {shapes!r}")
+    return dims
 
 
 # --------------------------------------------------------------------------
@@ -81,10 +148,14 @@ class MatrixCfg:
     kind: str  # dense | kp | dkp | lowrank | pruned
     rows: int
     cols: int
-    shapes: tuple = None  # (m1, n1, m2, n2) for kp / dkp
+    factors: tuple = None  # ((r1, c1), (r2, c2), ...) of the Kronecker part, kp / dkp
     dkp: dict = field(default_factory=dict)  # density, schedule, dropout (dkp only)
     rank: int = None  # lowrank only
     prune: dict = field(default_factory=dict)  # density, schedule (pruned only)
+    dense_rows: int = 0  # hybrid KP: the first dense_rows rows are dense (kp / dkp)
+
+    def factors_text(self):
+        return " ⊗ ".join(f"{r}x{c}" for r, c in self.factors)
 
 
 @dataclass
@@ -136,23 +207,41 @@ def build_config(recipe_layers, features, classes, dkp_defaults, pruned_defaults
             mk = spec.pop("kind", "dense")
             if mk not in KINDS:
                 raise SystemExit(f"layer {i} {f}: weight kind must be one of {'|'.join(KINDS)}")
-            shapes = rank = None
+            factors = rank = None
             prune = {}
+            dense_rows = 0
+            where = f"layer {i} {f}"
+            if mk not in ("kp", "dkp") and ({"shapes", "factors", "dense_rows"} & set(spec)):
+                raise SystemExit(f"{where}: shapes, factors and dense_rows need kind kp or dkp")
             if mk == "lowrank":
                 rank = int({**(lowrank_defaults or {}), **spec}.get("rank", 0))
                 if not 1 <= rank < min(rows, cols):
-                    raise SystemExit(f"layer {i} {f}: lowrank needs 1 <= rank < {min(rows, cols)}, got {rank}")
+                    raise SystemExit(f"{where}: lowrank needs 1 <= rank < {min(rows, cols)}, got {rank}")
             elif mk == "pruned":
                 prune = {**(pruned_defaults or {}), **spec}
                 if not 0.0 < float(prune["density"]) <= 1.0:
-                    raise SystemExit(f"layer {i} {f}: pruned density must be in (0, 1]")
+                    raise SystemExit(f"{where}: pruned density must be in (0, 1]")
             elif mk != "dense":
-                shapes = tuple(spec.pop("shapes", None) or kp_shapes(rows, cols))
-                m1, n1, m2, n2 = shapes
-                if m1 * m2 != rows or n1 * n2 != cols:
-                    raise SystemExit(f"layer {i} {f}: shapes {shapes} do not give {rows}x{cols}")
+                dense_rows = int(spec.pop("dense_rows", 0) or 0)
+                if not 0 <= dense_rows < rows:
+                    raise SystemExit(f"{where}: dense_rows must be in [0, {rows}) "
+                                     f"(the matrix has {rows} rows), got {dense_rows}")
+                kp_rows = rows - dense_rows
+                count = spec.pop("factors", None)
+                if "shapes" in spec:
+                    factors = _parse_shapes(spec.pop("shapes"), where)
+                    if count is not None and int(count) != len(factors):
+                        raise SystemExit(f"{where}: factors: {count} but shapes has {len(factors)}")
+                else:
+                    count = int(count if count is not None else 2)
+                    if not 2 <= count <= 6:
+                        raise SystemExit(f"{where}: factors must be 2 to 6, got {count}")
+                    factors = kp_factors(kp_rows, cols, count)
+                if math.prod(r for r, _ in factors) != kp_rows or math.prod(c for _, c in factors) != cols:
+                    below = f" (below the {dense_rows} dense rows)" if dense_rows else ""
+                    raise SystemExit(f"{where}: shapes {factors} do not give {kp_rows}x{cols}{below}")
             dk = {**dkp_defaults, **spec} if mk == "dkp" else {}
-            mats[f] = MatrixCfg(mk, rows, cols, shapes, dk, rank, prune)
+            mats[f] = MatrixCfg(mk, rows, cols, factors, dk, rank, prune, dense_rows)
         layers.append(LayerCfg(kind, units, inputs, mats, rl.get("activation", "none")))
         inputs = units
     if not recurrent_done:
@@ -172,9 +261,14 @@ def _uniform(key, shape, bound):
     return jax.random.uniform(key, shape, jnp.float32, -bound, bound)
 
 
+# Parameter names of a Kronecker product's factors, in np.kron order (A ⊗ B ⊗ C ...).
+# "R" holds a hybrid matrix's dense rows, "S" a doped matrix's overlay.
+FACTOR_KEYS = ("A", "B", "C", "D", "E", "F")
+
+
 def init_matrix(key, m: MatrixCfg, bound):
-    """Dense: U(-bound, bound) as in PyTorch. KP: factors scaled so kron(A, B)
-    has the same element std as that dense init (std_A = std_B = sqrt(std_W))."""
+    """Dense: U(-bound, bound) as in PyTorch. KP: factors scaled so kron(A, B, ...)
+    has the same element std as that dense init (std_A = std_B = sqrt(std_W) for two)."""
     if m.kind in ("dense", "pruned"):
         return {"W": _uniform(key, (m.rows, m.cols), bound)}
     if m.kind == "lowrank":
@@ -182,10 +276,19 @@ def init_matrix(key, m: MatrixCfg, bound):
         k1, k2 = jax.random.split(key)
         fb = math.sqrt(3.0) * math.sqrt((bound / math.sqrt(3.0)) / math.sqrt(m.rank))
         return {"U": _uniform(k1, (m.rows, m.rank), fb), "V": _uniform(k2, (m.rank, m.cols), fb)}
-    m1, n1, m2, n2 = m.shapes
-    k1, k2 = jax.random.split(key)
-    fb = math.sqrt(math.sqrt(3.0) * bound)  # U(-fb, fb) has std sqrt(bound / sqrt(3))
-    p = {"A": _uniform(k1, (m1, n1), fb), "B": _uniform(k2, (m2, n2), fb)}
+    K = len(m.factors)
+    if K == 2:
+        keys = jax.random.split(key)
+        fb = math.sqrt(math.sqrt(3.0) * bound)  # U(-fb, fb) has std sqrt(bound / sqrt(3))
+    else:
+        # K factors whose element stds multiply to the dense std bound / sqrt(3).
+        keys = jax.random.split(key, K + 1)
+        fb = math.sqrt(3.0) * (bound / math.sqrt(3.0)) ** (1.0 / K)
+    p = {FACTOR_KEYS[k]: _uniform(keys[k], dims, fb) for k, dims in enumerate(m.factors)}
+    if m.dense_rows:
+        # Hybrid KP: the dense rows start like a dense matrix's.
+        p["R"] = _uniform(keys[-1] if K > 2 else jax.random.fold_in(key, 7),
+                          (m.dense_rows, m.cols), bound)
     if m.kind == "dkp":
         # The overlay starts at zero (model starts as plain KP) and learns only
         # what the KP path cannot express.
@@ -231,9 +334,16 @@ def materialize(p, mask=None, gate=(1.0, 1.0)):
         return p["W"] if mask is None else p["W"] * mask
     if "U" in p:
         return p["U"] @ p["V"]
-    W = jnp.kron(p["A"], p["B"])
+    W = p["A"]
+    for k in FACTOR_KEYS[1:]:
+        if k in p:
+            W = jnp.kron(W, p[k])
     if "S" in p:
-        W = gate[0] * W + gate[1] * (p["S"] * mask)
+        W = gate[0] * W
+    if "R" in p:
+        W = jnp.concatenate([p["R"], W], axis=0)
+    if "S" in p:
+        W = W + gate[1] * (p["S"] * mask)
     return W
 
 
@@ -336,8 +446,7 @@ def param_counts(layers, masks, weights_only=False):
             elif m.kind == "lowrank":
                 stored += m.rank * (m.rows + m.cols)
             else:
-                m1, n1, m2, n2 = m.shapes
-                stored += m1 * n1 + m2 * n2
+                stored += sum(r * c for r, c in m.factors) + m.dense_rows * m.cols
                 if m.kind == "dkp":
                     stored += int(np.asarray(mk[f]).sum())
         G = GATES.get(layer.kind, 1)

@@ -30,7 +30,8 @@ ACT = {
 
 
 def _tensor(entry, base):
-    """A spec tensor: a path, {kron: [A, B]}, {kron: [A, B], dope: S},
+    """A spec tensor: a path, {kron: [A, B, ...]} (np.kron left to right, two or more
+    factors) with optional dense_rows: U (W = [U ; kron]) and dope: S (+ S, full size),
     {lowrank: [U, V]} (W = U @ V) or {sparse: S} (W = S, zeros pruned)."""
     def load(p):
         a = np.load(os.path.join(base, p))
@@ -40,8 +41,8 @@ def _tensor(entry, base):
     if isinstance(entry, str):
         return load(entry)
     forms = [k for k in ("kron", "lowrank", "sparse") if k in entry]
-    if len(forms) != 1 or set(entry) - {"kron", "dope", "lowrank", "sparse"} or (
-            "dope" in entry and forms != ["kron"]):
+    if len(forms) != 1 or set(entry) - {"kron", "dope", "dense_rows", "lowrank", "sparse"} or (
+            ("dope" in entry or "dense_rows" in entry) and forms != ["kron"]):
         raise ValueError(f"bad weight entry {entry!r}")
     if "lowrank" in entry:
         U, V = (load(p) for p in entry["lowrank"])
@@ -49,8 +50,15 @@ def _tensor(entry, base):
         return U @ V
     if "sparse" in entry:
         return load(entry["sparse"])
-    A, B = (load(p) for p in entry["kron"])
-    W = np.kron(A, B)
+    factors = [load(p) for p in entry["kron"]]
+    assert len(factors) >= 2, f"kron needs two or more factors: {entry!r}"
+    W = factors[0]
+    for F in factors[1:]:
+        W = np.kron(W, F)
+    if "dense_rows" in entry:
+        U = load(entry["dense_rows"])
+        assert U.ndim == 2 and U.shape[1] == W.shape[1], (U.shape, W.shape)
+        W = np.vstack([U, W])
     if "dope" in entry:
         W = W + load(entry["dope"])
     return W

@@ -2,6 +2,7 @@
 
     python examples/train/train.py examples/train/recipes/basic_motions_kp.yaml
     python examples/train/train.py RECIPE --epochs 2 --subset 8 --out /tmp/smoke
+    python examples/train/train.py RECIPE --sweep-dense-rows 0,8,16,32 --out /tmp/sweep
 
 Writes into the output directory: spec.yaml, the factor / overlay / bias .npy
 files, test_x.npy, test_len.npy, test_y.npy, test_logits.npy (float64 numpy
@@ -10,6 +11,7 @@ See README.md beside this file for the recipe fields.
 """
 
 import argparse
+import copy
 import json
 import os
 import re
@@ -276,7 +278,10 @@ def export(out, name, layers, params, masks, ds):
             elif m.kind == "lowrank":
                 entry[f] = {"lowrank": [save(f"{pre}_U.npy", v["U"]), save(f"{pre}_V.npy", v["V"])]}
             else:
-                entry[f] = {"kron": [save(f"{pre}_A.npy", v["A"]), save(f"{pre}_B.npy", v["B"])]}
+                keys = M.FACTOR_KEYS[:len(m.factors)]
+                entry[f] = {"kron": [save(f"{pre}_{k}.npy", v[k]) for k in keys]}
+                if m.dense_rows:
+                    entry[f]["dense_rows"] = save(f"{pre}_rows.npy", v["R"])
                 if m.kind == "dkp":
                     entry[f]["dope"] = save(f"{pre}_S.npy", v["S"] * masks[i][f])
         if layer.kind == "dense":
@@ -303,21 +308,72 @@ def main(argv=None):
     ap.add_argument("--epochs", type=int, help="override train.epochs (the DKP schedule scales with it)")
     ap.add_argument("--subset", type=int, help="use only K train and K test sequences (smoke runs)")
     ap.add_argument("--out", help="output directory (default: the recipe's `out`, relative to the recipe)")
+    ap.add_argument("--sweep-dense-rows", metavar="R,R,...",
+                    help="hybrid-KP sweep: train once per R with dense_rows: R on every kp / dkp matrix "
+                         "(0 = plain KP) into OUT/r<R>/, then print and write OUT/sweep.json")
     args = ap.parse_args(argv)
 
     with open(args.recipe) as fh:
         recipe = yaml.safe_load(fh)
+    if not args.sweep_dense_rows:
+        run(recipe, args, out_dir(recipe, args))
+        return
+    try:
+        values = [int(v) for v in args.sweep_dense_rows.split(",")]
+    except ValueError:
+        raise SystemExit(f"--sweep-dense-rows: expected comma-separated row counts, got {args.sweep_dense_rows!r}")
+    if any(v < 0 for v in values) or len(set(values)) != len(values):
+        raise SystemExit(f"--sweep-dense-rows: expected distinct counts >= 0, got {args.sweep_dense_rows!r}")
+    base = out_dir(recipe, args)
+    results = []
+    for r in values:
+        print(f"== dense_rows {r} ({len(results) + 1} of {len(values)})", flush=True)
+        metrics = run(with_dense_rows(recipe, r), args, os.path.join(base, f"r{r}"))
+        results.append({"dense_rows": r, "params_stored": metrics["params_stored"],
+                        "compression": metrics["compression"], "accuracy": metrics["accuracy"],
+                        "accuracy_full_split": metrics["accuracy_full_split"], "out": f"r{r}"})
+    with open(os.path.join(base, "sweep.json"), "w") as fh:
+        json.dump({"recipe": os.path.basename(args.recipe), "sweep": results}, fh, indent=2)
+        fh.write("\n")
+    print("dense_rows  params_stored  compression  accuracy")
+    for e in results:
+        print(f"{e['dense_rows']:>10}  {e['params_stored']:>13}  {e['compression']:>10.2f}x  {e['accuracy']:.4f}")
+    print(f"wrote {os.path.join(base, 'sweep.json')}")
+
+
+def with_dense_rows(recipe, rows):
+    """The recipe with dense_rows: `rows` on every kp / dkp matrix (a string kind becomes a mapping)."""
+    recipe = copy.deepcopy(recipe)
+    touched = 0
+    for layer in recipe["layers"]:
+        for f in M.matrix_fields(layer["kind"]):
+            spec = layer.get(f, "dense")
+            spec = {"kind": spec} if isinstance(spec, str) else spec
+            if spec.get("kind") in ("kp", "dkp"):
+                spec["dense_rows"] = rows
+                layer[f] = spec
+                touched += 1
+    if not touched:
+        raise SystemExit("--sweep-dense-rows: the recipe has no kp or dkp matrix")
+    recipe["name"] = f"{recipe['name']}_r{rows}"
+    return recipe
+
+
+def out_dir(recipe, args):
+    if args.out:
+        return args.out
+    if "out" in recipe:
+        return os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(args.recipe)), recipe["out"]))
+    return os.path.join("out", recipe["name"])
+
+
+def run(recipe, args, out):
+    """Trains one recipe and exports it into `out`; returns its metrics."""
     name = recipe["name"]
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
         raise SystemExit(f"name {name!r} must be a C identifier")
     seed = int(recipe.get("seed", 0))
     epochs = args.epochs or int(recipe.get("train", {}).get("epochs", 100))
-    if args.out:
-        out = args.out
-    elif "out" in recipe:
-        out = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(args.recipe)), recipe["out"]))
-    else:
-        out = os.path.join("out", name)
 
     dcfg = recipe.get("data", {})
     ds = data_mod.load(dcfg.get("dataset", "BasicMotions"), seed, bool(dcfg.get("standardize", True)))
@@ -342,7 +398,8 @@ def main(argv=None):
                     cfg[k] = min(1.0, float(cfg[k]) / recipe_epochs)
             cfg["update_every"] = max(1, round(cfg["update_every"] * epochs / recipe_epochs))
     for i, l in enumerate(layers):
-        mats = ", ".join(f"{f}={m.kind}" + (f"{m.shapes}" if m.shapes else "")
+        mats = ", ".join(f"{f}={m.kind}" + (f"({m.factors_text()})" if m.factors else "")
+                         + (f"(dense rows {m.dense_rows})" if m.dense_rows else "")
                          + (f"(rank {m.rank})" if m.rank else "")
                          + (f"(density {m.prune['density']})" if m.kind == "pruned" else "")
                          for f, m in l.matrices.items())
@@ -371,8 +428,13 @@ def main(argv=None):
     for i, l in enumerate(layers):
         for f, m in l.matrices.items():
             e = {"kind": m.kind, "rows": m.rows, "cols": m.cols}
-            if m.shapes:
-                e["shapes"] = dict(zip(("m1", "n1", "m2", "n2"), map(int, m.shapes)))
+            if m.factors and len(m.factors) == 2:
+                (m1, n1), (m2, n2) = m.factors
+                e["shapes"] = {"m1": m1, "n1": n1, "m2": m2, "n2": n2}
+            if m.factors:
+                e["factors"] = [[int(r), int(c)] for r, c in m.factors]
+            if m.dense_rows:
+                e["dense_rows"] = m.dense_rows
             if m.kind == "dkp":
                 nnz = int(np.asarray(masks[i][f]).sum())
                 e.update(overlay_nnz=nnz, overlay_density=round(nnz / (m.rows * m.cols), 4))
@@ -409,6 +471,7 @@ def main(argv=None):
         fh.write("\n")
     print(f"test accuracy {acc:.4f} ({len(ds.test.y)} sequences); params stored {stored} "
           f"vs dense {dense} ({dense / stored:.2f}x); jax/ref drift {drift:.2g}; {seconds:.1f}s -> {out}")
+    return metrics
 
 
 if __name__ == "__main__":
