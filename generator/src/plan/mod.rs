@@ -285,11 +285,14 @@ pub enum Operand {
 }
 
 /// Applying one stored matrix F (p x q) along one mode:
-/// for r < outer, i < p:
-/// `out[out_offset + i*out_i + r*out_r] (=|+=) Σ_j F[i][j] · in[in_offset + j*in_j + r*in_r]`.
-/// A dense mat-vec is one stage with outer = 1; a KP product is one stage per factor. The
-/// offsets place a stage inside its operand: a region of the shared temp (so a product of more
-/// than two stages can keep two intermediates apart), or rows past the matrix's `dest_offset`.
+/// for r2 < outer2, r < outer, i < p:
+/// `out[out_offset + i*out_i + r*out_r + r2*out_r2]
+///   (=|+=) Σ_j F[i][j] · in[in_offset + j*in_j + r*in_r + r2*in_r2]`.
+/// A dense mat-vec is one stage with outer = outer2 = 1; a KP product is one stage per factor.
+/// The second loop (`outer2`) is only needed by a mode product on a middle mode of a tensor
+/// (see [`multi_kron`]); every other stage has outer2 = 1. The offsets place a stage inside its
+/// operand: a region of the shared temp (so a product of more than two stages can keep two
+/// intermediates apart), or rows past the matrix's `dest_offset`.
 #[derive(Debug, Clone, Serialize)]
 pub struct Stage {
     /// Name of the stored matrix (its array when not unrolled).
@@ -311,6 +314,14 @@ pub struct Stage {
     pub out_offset: usize,
     pub out_i: usize,
     pub out_r: usize,
+    /// The second, outer loop: its count (1 for none) and the input and output strides per
+    /// step. Left out of the JSON when unused, so plans without one read as before.
+    #[serde(skip_serializing_if = "is_one")]
+    pub outer2: usize,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub in_r2: usize,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub out_r2: usize,
     pub accumulate: bool,
     /// Register tile [rows of the factor, columns r] of a stored (not unrolled) stage.
     pub tile: [usize; 2],
@@ -321,28 +332,39 @@ pub struct Stage {
 
 impl Stage {
     pub fn macs(&self) -> usize {
-        self.outer * self.p * self.q
+        self.outer2 * self.outer * self.p * self.q
     }
 
     /// Elements of its output operand the stage spans from `out_offset` (one past the last
     /// written).
     pub fn output_span(&self) -> usize {
-        if self.p == 0 || self.outer == 0 {
+        if self.p == 0 || self.outer == 0 || self.outer2 == 0 {
             return 0;
         }
-        (self.p - 1) * self.out_i + (self.outer - 1) * self.out_r + 1
+        (self.p - 1) * self.out_i
+            + (self.outer - 1) * self.out_r
+            + (self.outer2 - 1) * self.out_r2
+            + 1
     }
 
-    /// Where output element (i, r) goes in the output operand, `base` being the matrix's
+    /// Where output element (i, r, r2) goes in the output operand, `base` being the matrix's
     /// `dest_offset` for the destination and 0 for the temp.
-    pub fn out_index(&self, base: usize, i: usize, r: usize) -> usize {
-        base + self.out_offset + i * self.out_i + r * self.out_r
+    pub fn out_index(&self, base: usize, i: usize, r: usize, r2: usize) -> usize {
+        base + self.out_offset + i * self.out_i + r * self.out_r + r2 * self.out_r2
     }
 
-    /// Where input element (j, r) is in the input operand.
-    pub fn in_index(&self, j: usize, r: usize) -> usize {
-        self.in_offset + j * self.in_j + r * self.in_r
+    /// Where input element (j, r, r2) is in the input operand.
+    pub fn in_index(&self, j: usize, r: usize, r2: usize) -> usize {
+        self.in_offset + j * self.in_j + r * self.in_r + r2 * self.in_r2
     }
+}
+
+/// Whether a multi-factor `order` is planned in place (neither trailing nor leading).
+pub fn in_place(order: &[usize]) -> bool {
+    let k = order.len();
+    let leading = order.iter().enumerate().all(|(i, &f)| f == i);
+    let trailing = order.iter().enumerate().all(|(i, &f)| f + i + 1 == k);
+    !(leading || trailing)
 }
 
 /// The words `explain` puts before a hybrid product.
@@ -357,6 +379,10 @@ fn hybrid(dense_rows: usize) -> String {
 
 fn is_zero(n: &usize) -> bool {
     *n == 0
+}
+
+fn is_one(n: &usize) -> bool {
+    *n == 1
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -510,6 +536,9 @@ fn stored_stage(
         out_offset: 0,
         out_i: 1,
         out_r: 0,
+        outer2: 1,
+        in_r2: 0,
+        out_r2: 0,
         accumulate,
         tile: [1, 1],
         simd: false,

@@ -256,17 +256,19 @@ impl Ranges {
 
 /// One stage in f64 (see [`Stage`]); `base` is the output operand's start.
 fn run_stage_f64(s: &Stage, input: &[f64], out: &mut [f64], base: usize) {
-    for r in 0..s.outer {
-        for i in 0..s.p {
-            let mut acc = 0.0;
-            for j in 0..s.q {
-                acc += s.values[i * s.q + j] as f64 * input[s.in_index(j, r)];
-            }
-            let o = s.out_index(base, i, r);
-            if s.accumulate {
-                out[o] += acc;
-            } else {
-                out[o] = acc;
+    for r2 in 0..s.outer2 {
+        for r in 0..s.outer {
+            for i in 0..s.p {
+                let mut acc = 0.0;
+                for j in 0..s.q {
+                    acc += s.values[i * s.q + j] as f64 * input[s.in_index(j, r, r2)];
+                }
+                let o = s.out_index(base, i, r, r2);
+                if s.accumulate {
+                    out[o] += acc;
+                } else {
+                    out[o] = acc;
+                }
             }
         }
     }
@@ -560,18 +562,20 @@ pub fn matvec_int(m: &MatrixPlan, q: &MatrixQuant, x: &[i32], dest: &mut [i32]) 
         } else {
             0
         };
-        for r in 0..s.outer {
-            for i in 0..s.p {
-                let mut acc: i64 = sq.row_offsets.get(i).copied().unwrap_or(0);
-                for j in 0..s.q {
-                    acc += sq.values[i * s.q + j] as i64 * input[s.in_index(j, r)] as i64;
-                }
-                let v = requant_acc(acc, sq);
-                let o = s.out_index(out_base, i, r);
-                if sq.narrow {
-                    temp[o] = fixed::saturate(v as i64, 16);
-                } else {
-                    dest[o] = dest[o].wrapping_add(v);
+        for r2 in 0..s.outer2 {
+            for r in 0..s.outer {
+                for i in 0..s.p {
+                    let mut acc: i64 = sq.row_offsets.get(i).copied().unwrap_or(0);
+                    for j in 0..s.q {
+                        acc += sq.values[i * s.q + j] as i64 * input[s.in_index(j, r, r2)] as i64;
+                    }
+                    let v = requant_acc(acc, sq);
+                    let o = s.out_index(out_base, i, r, r2);
+                    if sq.narrow {
+                        temp[o] = fixed::saturate(v as i64, 16);
+                    } else {
+                        dest[o] = dest[o].wrapping_add(v);
+                    }
                 }
             }
         }
@@ -913,6 +917,9 @@ mod tests {
             out_offset,
             out_i,
             out_r,
+            outer2: 1,
+            in_r2: 0,
+            out_r2: 0,
             accumulate: output == Operand::Dest,
             tile: [1, 1],
             simd: false,
