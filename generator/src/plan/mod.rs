@@ -328,9 +328,9 @@ pub enum Operand {
 ///   (=|+=) Σ_j F[i][j] · in[in_offset + j*in_j + r*in_r + r2*in_r2]`.
 /// A dense mat-vec is one stage with outer = outer2 = 1; a KP product is one stage per factor.
 /// The second loop (`outer2`) is only needed by a mode product on a middle mode of a tensor
-/// (see [`multi_kron`]); every other stage has outer2 = 1. The offsets place a stage inside its
-/// operand: a region of the shared temp (so a product of more than two stages can keep two
-/// intermediates apart), or rows past the matrix's `dest_offset`.
+/// (a permuted product of three or more factors); every other stage has outer2 = 1. The
+/// offsets place a stage inside its operand: a region of the shared temp (so a product of more
+/// than two stages can keep two intermediates apart), or rows past the matrix's `dest_offset`.
 #[derive(Debug, Clone, Serialize)]
 pub struct Stage {
     /// Name of the stored matrix (its array when not unrolled).
