@@ -99,3 +99,29 @@ fn every_cell_with_every_weight_kind() {
 fn stacking_overlays_loops_activations_and_shapes() {
     common::run_cases(&common::structure_cases(), run_host);
 }
+
+/// The permutation case has a permuted product in every layer (every cell kind), each in the
+/// order the fixture expected: `common::permuted` agrees with the plan.
+#[test]
+fn the_permutation_case_permutes_a_product_in_every_layer() {
+    use kpgen::plan::Product;
+    let case = common::structure_cases()
+        .into_iter()
+        .find(|c| c.name() == "perm_kp3_every_cell")
+        .expect("the case");
+    let (_fixture, gen) = common::generate(&case, &common::target()).unwrap();
+    for l in &gen.plan.layers {
+        let permuted: Vec<_> = l
+            .matrices
+            .iter()
+            .filter_map(|m| match &m.product {
+                Product::MultiKron { factors, order, .. } if kpgen::plan::in_place(order) => {
+                    assert_eq!(common::permuted(factors).as_ref(), Some(order), "{}", m.id);
+                    Some(m.id.clone())
+                }
+                _ => None,
+            })
+            .collect();
+        assert!(!permuted.is_empty(), "layer {} permutes nothing", l.index);
+    }
+}

@@ -1,7 +1,8 @@
 //! Every built-in target under QEMU: a few models of `common` (each cell kind, a straight-line
-//! and a CSR overlay, a stacked model) and the basic_motions KP example are generated for the
-//! core, built into bare-metal firmware in C and, where the target has a Rust triple, in Rust,
-//! run on the target's QEMU board, compared with the f64 reference and measured.
+//! and a CSR overlay, a stacked model, permuted multi-factor products) and the basic_motions
+//! KP example are generated for the core, built into bare-metal firmware in C and, where the
+//! target has a Rust triple, in Rust, run on the target's QEMU board, compared with the f64
+//! reference and measured.
 //! Also the CLI side: `kpgen targets`, the flash/RAM budget check and C-only testing on a core
 //! without Rust. Needs arm-none-eabi-gcc, qemu-system-arm and the rustup thumb targets (ci/setup),
 //! and FAILS (never skips) when they are missing.
@@ -28,6 +29,7 @@ const CASES: &[&str] = &[
     "fastgrnn_dense",
     "lstm32_dkp_csr",
     "stacked_lstm_gru_softmax",
+    "perm_kp3_every_cell",
 ];
 
 fn platform() -> Platform {

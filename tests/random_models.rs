@@ -262,6 +262,14 @@ fn plan_tags(gen: &kpgen::Generation) -> Vec<String> {
         for st in stages {
             let how = if st.unrolled { "unrolled" } else { "looped" };
             tags.push(format!("plan:{} {how}", m.form));
+            if st.outer2 > 1 {
+                tags.push(format!("plan:second loop {how}"));
+            }
+        }
+        if let Product::MultiKron { order, .. } = &m.product {
+            if kpgen::plan::in_place(order) {
+                tags.push("plan:kron3+ permuted".to_owned());
+            }
         }
         if let Some(o) = &m.overlay {
             tags.push(match o.encoding {
@@ -520,6 +528,8 @@ const REQUIRED_TAGS: &[&str] = &[
     "plan:overlay straight-line",
     "plan:overlay csr",
     "plan:sparse",
+    "plan:kron3+ permuted",
+    "plan:second loop unrolled",
     "quant:32-bit accumulator",
     "quant:64-bit accumulator",
 ];

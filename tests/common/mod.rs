@@ -90,6 +90,61 @@ pub enum WeightKind {
     Hkp,
     /// Hybrid KP with three factors and a straight-line overlay over the whole matrix.
     Dhkp3,
+    /// `kron(A, B, C)`, the best shape the plan applies in a middle-first permutation (cheaper
+    /// than both single-loop schemes, see [`permuted`]).
+    Kp3Perm,
+    /// [`WeightKind::Kp3Perm`] with a factor of more than 64 elements (a stored, tiled stage)
+    /// whose mode product needs the stage's second loop.
+    Kp3PermLooped,
+    /// Hybrid KP with a straight-line overlay whose three-factor part is permuted as in
+    /// [`WeightKind::Kp3Perm`].
+    Dhkp3Perm,
+}
+
+/// The order the plan applies `f` in, if it is a permutation strictly cheaper than both
+/// single-loop schemes (trailing and leading), which the plan then builds in place.
+pub fn permuted(f: &shapes::Factors) -> Option<Vec<usize>> {
+    let k = f.dims.len();
+    let trailing: Vec<usize> = (0..k).rev().collect();
+    let leading: Vec<usize> = (0..k).collect();
+    let (order, macs) = f.best_order();
+    (macs < f.order_macs(&trailing).min(f.order_macs(&leading))).then_some(order)
+}
+
+/// Whether factor `g`'s mode product in `order` has modes of more than one element on both
+/// sides (the plan's second loop).
+fn two_loops(f: &shapes::Factors, order: &[usize], g: usize) -> bool {
+    let mut done = vec![false; f.dims.len()];
+    for &k in order {
+        if k == g {
+            let size = |l: usize| if done[l] { f.dims[l].0 } else { f.dims[l].1 };
+            let before: usize = (0..g).map(size).product();
+            let after: usize = (g + 1..f.dims.len()).map(size).product();
+            return before > 1 && after > 1;
+        }
+        done[k] = true;
+    }
+    false
+}
+
+/// The first ranked 3-factor shape of `rows x cols` the plan permutes: middle factor first,
+/// or with `looped` a factor of more than 64 elements whose stage has two loops.
+fn permuted_shape(rows: usize, cols: usize, looped: bool) -> Option<shapes::Factors> {
+    shapes::ranked_factors(rows, cols, 3)
+        .unwrap_or_default()
+        .into_iter()
+        .find(|f| {
+            let Some(order) = permuted(f) else {
+                return false;
+            };
+            if looped {
+                (0..3).any(|g| {
+                    f.dims[g].0 * f.dims[g].1 > UNROLL_MAX_FACTOR_ELEMS && two_loops(f, &order, g)
+                })
+            } else {
+                order[0] == 1
+            }
+        })
 }
 
 /// Inner dimension of low-rank fixtures.
@@ -301,28 +356,40 @@ impl Writer<'_> {
                 .unwrap_or_else(|| panic!("{prefix}: no {k}-factor shape of {rows}x{cols}"));
             w.factor_tensors(prefix, &f)
         };
-        // Hybrid: r dense rows, then a `k`-factor product of the other rows.
-        let hybrid = |w: &mut Self, k: usize| {
+        let perm = |w: &mut Self, rows: usize, looped: bool| {
+            let f = permuted_shape(rows, cols, looped)
+                .unwrap_or_else(|| panic!("{prefix}: no permuted 3-factor shape of {rows}x{cols}"));
+            w.factor_tensors(prefix, &f)
+        };
+        // Hybrid: r dense rows, then a `k`-factor product of the other rows (permuted ones
+        // with `perm`).
+        let hybrid = |w: &mut Self, k: usize, perm: bool| {
             let r = (rows / 4).max(1);
             let u = w.tensor(&format!("{prefix}_U.npy"), &[r, cols], DENSE_SCALE);
-            let f = shapes::ranked_factors(rows - r, cols, k)
-                .unwrap_or_default()
-                .into_iter()
-                .next()
-                .unwrap_or_else(|| panic!("{prefix}: no {k}-factor shape of {}x{cols}", rows - r));
+            let f = if perm {
+                permuted_shape(rows - r, cols, false)
+            } else {
+                shapes::ranked_factors(rows - r, cols, k)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .next()
+            }
+            .unwrap_or_else(|| panic!("{prefix}: no {k}-factor shape of {}x{cols}", rows - r));
             (u, w.factor_tensors(prefix, &f))
         };
         match kind {
             WeightKind::Hkp => {
-                let (u, f) = hybrid(self, 2);
+                let (u, f) = hybrid(self, 2, false);
                 format!("{{kron: [{f}], dense_rows: {u}}}")
             }
-            WeightKind::Dhkp3 => {
-                let (u, f) = hybrid(self, 3);
+            WeightKind::Dhkp3 | WeightKind::Dhkp3Perm => {
+                let (u, f) = hybrid(self, 3, kind == WeightKind::Dhkp3Perm);
                 let nnz = ((rows * cols) / 20).clamp(1, STRAIGHT_LINE_MAX_NNZ);
                 let s = self.overlay(&format!("{prefix}_S.npy"), rows, cols, nnz);
                 format!("{{kron: [{f}], dense_rows: {u}, dope: {s}}}")
             }
+            WeightKind::Kp3Perm => format!("{{kron: [{}]}}", perm(self, rows, false)),
+            WeightKind::Kp3PermLooped => format!("{{kron: [{}]}}", perm(self, rows, true)),
             WeightKind::Kp3 => format!("{{kron: [{}]}}", multi(self, 3, false)),
             WeightKind::Kp4 => format!("{{kron: [{}]}}", multi(self, 4, false)),
             WeightKind::Kp3Looped => format!("{{kron: [{}]}}", multi(self, 3, true)),
@@ -473,6 +540,12 @@ pub enum Feature {
     KpMulti,
     /// Hybrid KP: dense rows over a Kronecker product.
     Hybrid,
+    /// A multi-factor product in a permutation other than trailing or leading (in place).
+    KpPermuted,
+    /// An unrolled stage with the second loop (a mode product on a middle mode).
+    KpSecondLoop,
+    /// A stored (tiled) stage with the second loop.
+    KpSecondLoopLooped,
 }
 
 /// The features present in a plan.
@@ -486,6 +559,13 @@ pub fn plan_features(plan: &Plan) -> BTreeSet<Feature> {
                 } else {
                     Feature::KpLooped
                 });
+                if s.outer2 > 1 {
+                    out.insert(if s.unrolled {
+                        Feature::KpSecondLoop
+                    } else {
+                        Feature::KpSecondLoopLooped
+                    });
+                }
             }
         }
         match &m.product {
@@ -495,8 +575,11 @@ pub fn plan_features(plan: &Plan) -> BTreeSet<Feature> {
             Product::Sparse => {
                 out.insert(Feature::Sparse);
             }
-            Product::MultiKron { .. } => {
+            Product::MultiKron { order, .. } => {
                 out.insert(Feature::KpMulti);
+                if kpgen::plan::in_place(order) {
+                    out.insert(Feature::KpPermuted);
+                }
             }
             _ => {}
         }
@@ -729,6 +812,32 @@ pub fn structure_cases() -> Vec<Case> {
             ],
         ),
         &[Hybrid, KpMulti, KpUnrolled, OverlayStraightLine],
+    ));
+    // Middle-first permutations of three factors (planned in place, with the second loop) in
+    // every cell kind: unrolled, stored and tiled, doped and hybrid.
+    out.push(case(
+        ModelSpec::new(
+            "perm_kp3_every_cell",
+            FEATURES,
+            Some(STEPS),
+            vec![
+                LayerSpec::lstm(8, WeightKind::Kp3Perm).with("w_hh", WeightKind::Dhkp3Perm),
+                LayerSpec::gru(8, WeightKind::Kp3Perm),
+                LayerSpec::fastgrnn(32, WeightKind::Kp3Perm),
+                LayerSpec::dense(64, Act::Relu, WeightKind::Kp3PermLooped),
+                LayerSpec::dense(4, Act::None, WeightKind::Kp3Perm),
+            ],
+        ),
+        &[
+            KpMulti,
+            KpPermuted,
+            KpSecondLoop,
+            KpSecondLoopLooped,
+            KpUnrolled,
+            KpLooped,
+            Hybrid,
+            OverlayStraightLine,
+        ],
     ));
     // The model of the generated-Rust lint test.
     out.push(everything_model());

@@ -254,8 +254,19 @@ impl Printer {
     }
 
     /// A [`Tile`]: full blocks of rows and columns in loops (`ib`, `rb`), the remainders as
-    /// blocks of their own, each block a pass over j with its accumulators in registers.
+    /// blocks of their own, each block a pass over j with its accumulators in registers; all
+    /// inside the loop over `r2` when the tile has one.
     fn tile(&mut self, depth: usize, t: &Tile) {
+        if let Some(o) = t.outer2 {
+            self.loop_open(depth, "r2", o.count);
+            self.tile_blocks(depth + 1, t);
+            self.line(depth, "}");
+        } else {
+            self.tile_blocks(depth, t);
+        }
+    }
+
+    fn tile_blocks(&mut self, depth: usize, t: &Tile) {
         for (nb, rows, row0) in blocks(t.p, t.ti) {
             let ib = nb > 1;
             if ib {
@@ -338,7 +349,7 @@ impl Printer {
                     t.output.clone(),
                     Affine::new(
                         t.out_base + (row0 + a) * t.out_i + (col0 + b) * t.out_r,
-                        &terms(&[blk.ib(rows * t.out_i), blk.rb(cols * t.out_r)]),
+                        &terms(&[blk.ib(rows * t.out_i), blk.rb(cols * t.out_r), t.r2_out()]),
                     ),
                 );
                 let text = store(
@@ -402,7 +413,11 @@ impl Printer {
                     t.input.clone(),
                     Affine::new(
                         t.in_base + (col0 + b) * t.in_r + step * t.in_j,
-                        &terms(&[Some((jvar, unroll * t.in_j)), blk.rb(cols * t.in_r)]),
+                        &terms(&[
+                            Some((jvar, unroll * t.in_j)),
+                            blk.rb(cols * t.in_r),
+                            t.r2_in(),
+                        ]),
                     ),
                 )
             };
@@ -458,7 +473,7 @@ impl Printer {
                 t.input.clone(),
                 Affine::new(
                     t.in_base + (col0 + b) * t.in_r + k * t.in_j,
-                    &terms(&[Some(("jg", g * t.in_j)), blk.rb(cols * t.in_r)]),
+                    &terms(&[Some(("jg", g * t.in_j)), blk.rb(cols * t.in_r), t.r2_in()]),
                 ),
             ))
         };
@@ -567,7 +582,7 @@ impl Printer {
                         t.input.clone(),
                         Affine::new(
                             t.in_base + (col0 + b) * t.in_r + j * t.in_j,
-                            &terms(&[blk.rb(cols * t.in_r)]),
+                            &terms(&[blk.rb(cols * t.in_r), t.r2_in()]),
                         ),
                     ));
                     self.line(

@@ -129,9 +129,18 @@ fn stmts(out: &mut String, body: &[Stmt], depth: usize) {
                 );
             }
             Stmt::Tile(t) => {
+                // The second loop, shown only where a tile has one.
+                let (outer2, out_r2, in_r2) = match t.outer2 {
+                    Some(o) => (
+                        format!(", outer2 {}", o.count),
+                        format!(" + r2*{}", o.out_stride),
+                        format!(" + r2*{}", o.in_stride),
+                    ),
+                    None => Default::default(),
+                };
                 line!(
                     out,
-                    "{pad}tiles {}x{} of {} ({}x{}, outer {}): {}[{} + i*{} + r*{}] {} Σ_j {}[i][j]·{}[{} + j*{} + r*{}]{}{}{}",
+                    "{pad}tiles {}x{} of {} ({}x{}, outer {}{outer2}): {}[{} + i*{} + r*{}{out_r2}] {} Σ_j {}[i][j]·{}[{} + j*{} + r*{}{in_r2}]{}{}{}",
                     t.ti,
                     t.tr,
                     t.weights,

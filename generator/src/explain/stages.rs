@@ -323,8 +323,18 @@ fn stage_line(k: usize, s: &Stage) -> String {
             }
         )
     };
+    // The second loop, shown only where a stage has one.
+    let (outer2, out_r2, in_r2) = if s.outer2 > 1 {
+        (
+            format!(", outer2 {}", s.outer2),
+            format!(" + r2*{}", s.out_r2),
+            format!(" + r2*{}", s.in_r2),
+        )
+    } else {
+        Default::default()
+    };
     format!(
-        "stage {k}: {} {}x{}, outer {}: {}[{}i*{} + r*{}] {} Σ_j F[i][j]·{}[{}j*{} + r*{}]; {}; {} MACs",
+        "stage {k}: {} {}x{}, outer {}{outer2}: {}[{}i*{} + r*{}{out_r2}] {} Σ_j F[i][j]·{}[{}j*{} + r*{}{in_r2}]; {}; {} MACs",
         s.factor,
         s.p,
         s.q,

@@ -184,7 +184,8 @@ pub enum Stmt {
     },
     /// A stored factor applied along one mode in register tiles: for every block of `ti`
     /// factor rows and `tr` columns r, `ti x tr` accumulators stay in registers while j runs:
-    /// `out[out_base + i*out_i + r*out_r] (=|+=) Σ_j F[i][j] · in[in_base + j*in_j + r*in_r]`.
+    /// `out[out_base + i*out_i + r*out_r] (=|+=) Σ_j F[i][j] · in[in_base + j*in_j + r*in_r]`,
+    /// all of it repeated by [`Tile::outer2`] if present.
     /// `weights` holds F packed block by block, j-major inside a block (row `a` of the block
     /// starting at row i0, column j, is at i0*q + j*rows_in_block + a), so each pass reads
     /// consecutive weights.
@@ -225,6 +226,40 @@ pub struct Tile {
     pub init: Option<String>,
     /// Dual 16-bit MACs over groups of j (see [`Simd`]); None for one MAC per weight.
     pub simd: Option<Simd>,
+    /// A loop `r2` around the whole tile (a mode product on a middle mode); None for none.
+    pub outer2: Option<Outer2>,
+}
+
+/// The second, outer loop of a stage: `count` steps of `r2`, each moving the input by
+/// `in_stride` and the output by `out_stride`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Outer2 {
+    pub count: usize,
+    pub in_stride: usize,
+    pub out_stride: usize,
+}
+
+impl Outer2 {
+    /// The second loop of `stage`, if it has one.
+    pub fn of(stage: &Stage) -> Option<Outer2> {
+        (stage.outer2 > 1).then_some(Outer2 {
+            count: stage.outer2,
+            in_stride: stage.in_r2,
+            out_stride: stage.out_r2,
+        })
+    }
+}
+
+impl Tile {
+    /// The `r2 · in_stride` term of an input index, if the tile repeats.
+    pub fn r2_in(&self) -> Option<(&'static str, usize)> {
+        self.outer2.map(|o| ("r2", o.in_stride))
+    }
+
+    /// The `r2 · out_stride` term of an output index, if the tile repeats.
+    pub fn r2_out(&self) -> Option<(&'static str, usize)> {
+        self.outer2.map(|o| ("r2", o.out_stride))
+    }
 }
 
 /// How a [`Tile`] feeds SMLAD/SMLALD: j runs in groups of `group` (2 for int16 weights, 4 for
@@ -330,7 +365,8 @@ pub fn pack_tiles<T: Copy + Default>(
 /// j, one load per weight and per input, one MAC per output (two instructions for 64-bit
 /// integer accumulators) and `PER_J` of loop overhead; per block, the outputs' stores (and
 /// loads when accumulating) and `PER_BLOCK` of setup. The constants were fitted to the
-/// emulator's instruction counts of the benchmark layers on Cortex-M4.
+/// emulator's instruction counts of the benchmark layers on Cortex-M4. A stage's second loop
+/// (`outer2`) repeats the whole tile, so it scales every tile's cost alike and is left out.
 pub fn tile_cost(
     p: usize,
     q: usize,
@@ -552,52 +588,50 @@ fn lower_stage(
             fixed,
             init: (!offsets.is_empty()).then(|| format!("{}_zp", stage.factor)),
             simd,
+            outer2: Outer2::of(stage),
         }))];
     }
-    // Unrolled: the weights become literals, one sum per output row (zero weights vanish).
-    let per_r = |r_var: Option<&'static str>| -> Vec<Stmt> {
-        let r_terms = |coef: usize| r_var.map(|v| (v, coef));
-        (0..stage.p)
-            .filter_map(|i| {
-                let terms: Vec<(Coef, Access)> = (0..stage.q)
-                    .filter_map(|j| {
-                        let w = values.get(i * stage.q + j);
-                        (!w.is_zero()).then(|| {
-                            let idx = Affine::new(
-                                stage.in_offset + j * stage.in_j,
-                                &r_terms(stage.in_r).into_iter().collect::<Vec<_>>(),
-                            );
-                            (Coef::Literal(w), Access::flat(input.clone(), idx))
-                        })
+    // Unrolled: the weights become literals, one sum per output row (zero weights vanish),
+    // inside the loops over r and r2 that have more than one step.
+    let r = (stage.outer > 1).then_some(("r", stage.in_r, stage.out_r));
+    let r2 = (stage.outer2 > 1).then_some(("r2", stage.in_r2, stage.out_r2));
+    let in_terms: Vec<(&'static str, usize)> =
+        [r, r2].iter().flatten().map(|v| (v.0, v.1)).collect();
+    let out_terms: Vec<(&'static str, usize)> =
+        [r, r2].iter().flatten().map(|v| (v.0, v.2)).collect();
+    let sums: Vec<Stmt> = (0..stage.p)
+        .filter_map(|i| {
+            let terms: Vec<(Coef, Access)> = (0..stage.q)
+                .filter_map(|j| {
+                    let w = values.get(i * stage.q + j);
+                    (!w.is_zero()).then(|| {
+                        let idx = Affine::new(stage.in_offset + j * stage.in_j, &in_terms);
+                        (Coef::Literal(w), Access::flat(input.clone(), idx))
                     })
-                    .collect();
-                let offset = offsets.get(i).copied().unwrap_or(0);
-                if terms.is_empty() && offset == 0 && accumulate {
-                    return None;
-                }
-                let dst = Affine::new(
-                    out_base + i * stage.out_i,
-                    &r_terms(stage.out_r).into_iter().collect::<Vec<_>>(),
-                );
-                Some(Stmt::Sum {
-                    dst: Access::flat(output.clone(), dst),
-                    accumulate,
-                    terms,
-                    fixed,
-                    offset,
                 })
+                .collect();
+            let offset = offsets.get(i).copied().unwrap_or(0);
+            if terms.is_empty() && offset == 0 && accumulate {
+                return None;
+            }
+            let dst = Affine::new(out_base + i * stage.out_i, &out_terms);
+            Some(Stmt::Sum {
+                dst: Access::flat(output.clone(), dst),
+                accumulate,
+                terms,
+                fixed,
+                offset,
             })
-            .collect()
-    };
-    if stage.outer == 1 {
-        per_r(None)
-    } else {
-        vec![Stmt::Loop {
-            var: "r",
-            count: stage.outer,
-            body: per_r(Some("r")),
-        }]
-    }
+        })
+        .collect();
+    [r, r2].iter().flatten().fold(sums, |body, &(var, _, _)| {
+        let count = if var == "r" {
+            stage.outer
+        } else {
+            stage.outer2
+        };
+        vec![Stmt::Loop { var, count, body }]
+    })
 }
 
 /// Lowers one planned matrix to its kernel; `quant` makes it a fixed-point kernel whose input
@@ -788,5 +822,77 @@ mod tests {
         let wide = choose_tile(16, 16, 16, [2, 3], true, false);
         assert!(wide[0] * wide[1] <= 3, "{wide:?}");
         assert_eq!(choose_tile(1, 8, 1, [4, 6], false, true), [1, 1]);
+    }
+
+    /// A stage with a second loop: unrolled, the sums sit in `r2 { r { .. } }` with both
+    /// terms in every index; stored, the tile carries the loop for the printer.
+    #[test]
+    fn a_second_loop_wraps_the_stage() {
+        let stage = Stage {
+            factor: "f".to_owned(),
+            p: 2,
+            q: 2,
+            values: vec![1.0, 2.0, 3.0, 4.0],
+            unrolled: true,
+            outer: 3,
+            input: Operand::Temp,
+            in_offset: 0,
+            in_j: 3,
+            in_r: 1,
+            output: Operand::Dest,
+            out_offset: 0,
+            out_i: 3,
+            out_r: 1,
+            outer2: 4,
+            in_r2: 6,
+            out_r2: 6,
+            accumulate: true,
+            tile: [2, 3],
+            simd: false,
+        };
+        let body = lower_stage(&stage, Elem::F32, None, 0, &mut Vec::new());
+        let [Stmt::Loop {
+            var: "r2",
+            count: 4,
+            body,
+        }] = &body[..]
+        else {
+            panic!("{body:?}");
+        };
+        let [Stmt::Loop {
+            var: "r",
+            count: 3,
+            body,
+        }] = &body[..]
+        else {
+            panic!("{body:?}");
+        };
+        let Stmt::Sum { dst, terms, .. } = &body[1] else {
+            panic!("{body:?}");
+        };
+        assert_eq!(
+            dst.index,
+            Index::Flat(Affine::new(3, &[("r", 1), ("r2", 6)]))
+        );
+        assert_eq!(
+            terms[1].1.index,
+            Index::Flat(Affine::new(3, &[("r", 1), ("r2", 6)]))
+        );
+        let stored = Stage {
+            unrolled: false,
+            ..stage
+        };
+        let body = lower_stage(&stored, Elem::F32, None, 0, &mut Vec::new());
+        let [Stmt::Tile(t)] = &body[..] else {
+            panic!("{body:?}");
+        };
+        assert_eq!(
+            t.outer2,
+            Some(Outer2 {
+                count: 4,
+                in_stride: 6,
+                out_stride: 6
+            })
+        );
     }
 }

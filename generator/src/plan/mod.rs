@@ -153,11 +153,12 @@ pub enum Product {
     /// region of the temp (two regions, used in turn).
     MultiKron {
         factors: Factors,
-        /// The factors (0-based) in the order they are applied.
+        /// The factors (0-based) in the order they are applied: the cheapest permutation.
         order: Vec<usize>,
         /// Elements of the temp: both regions.
         temp_len: usize,
-        /// The other order's MACs, for the report.
+        /// MACs of [`Product::other_order`], for the report: the single-loop scheme not taken
+        /// (trailing or leading), or the cheaper of the two when a permutation beats both.
         other_order_macs: usize,
         /// Hybrid KP: the first rows of W kept dense (their stage comes first); 0 for none.
         #[serde(skip_serializing_if = "is_zero")]
@@ -230,18 +231,55 @@ impl Product {
                 dense_rows,
                 ..
             } => {
-                let names: Vec<String> = order.iter().map(|&k| factor_name(k)).collect();
+                let names = |order: &[usize]| {
+                    order
+                        .iter()
+                        .map(|&k| factor_name(k))
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                };
                 let macs = self.kron_macs();
+                let (how, other) = match self.other_order() {
+                    Some(other) if in_place(order) => (
+                        ", in place: the cheapest of all orders",
+                        format!(
+                            "{other_order_macs}: {}, the cheaper single-loop order",
+                            names(&other)
+                        ),
+                    ),
+                    _ => ("", other_order_macs.to_string()),
+                };
                 format!(
-                    "{}kron {}, order {} (one mode product each), temp {temp_len} values in two regions, {macs} MACs (other order {other_order_macs})",
+                    "{}kron {}, order {} (one mode product each{how}), temp {temp_len} values in two regions, {macs} MACs (other order {other})",
                     hybrid(*dense_rows),
                     factors.text(),
-                    names.join(" ")
+                    names(order)
                 )
             }
             Product::LowRank { rank, .. } => format!("low rank {rank}: T = V·x, then y += U·T"),
             Product::Sparse => "overlay only (pruned weight)".to_owned(),
         }
+    }
+
+    /// Three or more factors: the order whose MACs `other_order_macs` records. The other
+    /// single-loop scheme (trailing `K … 1`, leading `1 … K`) when one was taken; when a
+    /// permutation beat both, the cheaper of the two (ties: trailing, as the plan would).
+    pub fn other_order(&self) -> Option<Vec<usize>> {
+        let Product::MultiKron { factors, order, .. } = self else {
+            return None;
+        };
+        let k = factors.dims.len();
+        let trailing: Vec<usize> = (0..k).rev().collect();
+        let leading: Vec<usize> = (0..k).collect();
+        Some(if *order == trailing {
+            leading
+        } else if *order == leading {
+            trailing
+        } else if factors.order_macs(&leading) < factors.order_macs(&trailing) {
+            leading
+        } else {
+            trailing
+        })
     }
 
     /// Hybrid KP: the first rows of W kept dense (0 for every other product).
@@ -285,9 +323,12 @@ pub enum Operand {
 }
 
 /// Applying one stored matrix F (p x q) along one mode:
-/// for r < outer, i < p:
-/// `out[out_offset + i*out_i + r*out_r] (=|+=) Σ_j F[i][j] · in[in_offset + j*in_j + r*in_r]`.
-/// A dense mat-vec is one stage with outer = 1; a KP product is one stage per factor. The
+/// for r2 < outer2, r < outer, i < p:
+/// `out[out_offset + i*out_i + r*out_r + r2*out_r2]
+///   (=|+=) Σ_j F[i][j] · in[in_offset + j*in_j + r*in_r + r2*in_r2]`.
+/// A dense mat-vec is one stage with outer = outer2 = 1; a KP product is one stage per factor.
+/// The second loop (`outer2`) is only needed by a mode product on a middle mode of a tensor
+/// (a permuted product of three or more factors); every other stage has outer2 = 1. The
 /// offsets place a stage inside its operand: a region of the shared temp (so a product of more
 /// than two stages can keep two intermediates apart), or rows past the matrix's `dest_offset`.
 #[derive(Debug, Clone, Serialize)]
@@ -311,6 +352,14 @@ pub struct Stage {
     pub out_offset: usize,
     pub out_i: usize,
     pub out_r: usize,
+    /// The second, outer loop: its count (1 for none) and the input and output strides per
+    /// step. Left out of the JSON when unused, so plans without one read as before.
+    #[serde(skip_serializing_if = "is_one")]
+    pub outer2: usize,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub in_r2: usize,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub out_r2: usize,
     pub accumulate: bool,
     /// Register tile [rows of the factor, columns r] of a stored (not unrolled) stage.
     pub tile: [usize; 2],
@@ -321,28 +370,39 @@ pub struct Stage {
 
 impl Stage {
     pub fn macs(&self) -> usize {
-        self.outer * self.p * self.q
+        self.outer2 * self.outer * self.p * self.q
     }
 
     /// Elements of its output operand the stage spans from `out_offset` (one past the last
     /// written).
     pub fn output_span(&self) -> usize {
-        if self.p == 0 || self.outer == 0 {
+        if self.p == 0 || self.outer == 0 || self.outer2 == 0 {
             return 0;
         }
-        (self.p - 1) * self.out_i + (self.outer - 1) * self.out_r + 1
+        (self.p - 1) * self.out_i
+            + (self.outer - 1) * self.out_r
+            + (self.outer2 - 1) * self.out_r2
+            + 1
     }
 
-    /// Where output element (i, r) goes in the output operand, `base` being the matrix's
+    /// Where output element (i, r, r2) goes in the output operand, `base` being the matrix's
     /// `dest_offset` for the destination and 0 for the temp.
-    pub fn out_index(&self, base: usize, i: usize, r: usize) -> usize {
-        base + self.out_offset + i * self.out_i + r * self.out_r
+    pub fn out_index(&self, base: usize, i: usize, r: usize, r2: usize) -> usize {
+        base + self.out_offset + i * self.out_i + r * self.out_r + r2 * self.out_r2
     }
 
-    /// Where input element (j, r) is in the input operand.
-    pub fn in_index(&self, j: usize, r: usize) -> usize {
-        self.in_offset + j * self.in_j + r * self.in_r
+    /// Where input element (j, r, r2) is in the input operand.
+    pub fn in_index(&self, j: usize, r: usize, r2: usize) -> usize {
+        self.in_offset + j * self.in_j + r * self.in_r + r2 * self.in_r2
     }
+}
+
+/// Whether a multi-factor `order` is planned in place (neither trailing nor leading).
+pub fn in_place(order: &[usize]) -> bool {
+    let k = order.len();
+    let leading = order.iter().enumerate().all(|(i, &f)| f == i);
+    let trailing = order.iter().enumerate().all(|(i, &f)| f + i + 1 == k);
+    !(leading || trailing)
 }
 
 /// The words `explain` puts before a hybrid product.
@@ -357,6 +417,10 @@ fn hybrid(dense_rows: usize) -> String {
 
 fn is_zero(n: &usize) -> bool {
     *n == 0
+}
+
+fn is_one(n: &usize) -> bool {
+    *n == 1
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -510,24 +574,34 @@ fn stored_stage(
         out_offset: 0,
         out_i: 1,
         out_r: 0,
+        outer2: 1,
+        in_r2: 0,
+        out_r2: 0,
         accumulate,
         tile: [1, 1],
         simd: false,
     }
 }
 
-/// The stages of `y = (F1 ⊗ … ⊗ FK) x`, K ≥ 3, with x a row-major `n1 x … x nK` tensor. Each
-/// stage is one mode product that keeps the index arithmetic affine in one outer loop, so it
-/// lowers like any stage. Two schemes qualify, and the one with fewer MACs is taken (ties:
-/// trailing, which reads contiguously along the reduction as dual-MAC instructions need):
+/// The stages of `y = (F1 ⊗ … ⊗ FK) x`, K ≥ 3, with x a row-major `n1 x … x nK` tensor: one
+/// mode product per factor, in the order with the fewest MACs. Two schemes keep the index
+/// arithmetic affine in one outer loop, and the cheaper is taken (ties: trailing, which reads
+/// contiguously along the reduction as dual-MAC instructions need):
 /// - trailing (FK first): view the tensor as `R x n` with n its last mode; the result `m x R`
 ///   puts the new mode first (`out[i·R + r] = Σ_j F[i][j] in[r·n + j]`);
 /// - leading (F1 first): view it as `n x R`; the result `R x m` puts the new mode last
 ///   (`out[r·m + i] = Σ_j F[i][j] in[j·R + r]`).
 ///
-/// After all K stages either scheme leaves the modes in their original order, so the last
+/// When another permutation ([`Factors::best_order`]) costs strictly fewer MACs than both, its
+/// stages keep the layout canonical instead: each transforms its mode in place, with P the
+/// size of the modes before it and Q of those after (transformed or not yet):
+/// `out[p·mQ + i·Q + q] = Σ_j F[i][j] in[p·nQ + j·Q + q]`, which needs a second loop (p and q;
+/// the longer one is `outer`, which register tiles block). So products whose best order is
+/// trailing or leading are planned exactly as before.
+///
+/// After all K stages every scheme leaves the modes in their original order, so the last
 /// stage writes y row-major. Intermediates alternate between two regions of the temp.
-fn multi_kron(
+pub(crate) fn multi_kron(
     id: &str,
     factors: &[nalgebra::DMatrix<f64>],
     unroll: &dyn Fn(usize) -> bool,
@@ -539,34 +613,68 @@ fn multi_kron(
     let trailing: Vec<usize> = (0..k).rev().collect();
     let leading: Vec<usize> = (0..k).collect();
     let (t_macs, l_macs) = (shape.order_macs(&trailing), shape.order_macs(&leading));
-    let (order, other_order_macs, from_back) = if l_macs < t_macs {
-        (leading, t_macs, false)
+    let (best, best_macs) = shape.best_order();
+    // Which scheme: Some(from_back) for the single-loop ones, None for in place.
+    let (order, other_order_macs, from_back) = if best_macs < t_macs.min(l_macs) {
+        (best, t_macs.min(l_macs), None)
+    } else if l_macs < t_macs {
+        (leading, t_macs, Some(false))
     } else {
-        (trailing, l_macs, true)
+        (trailing, l_macs, Some(true))
     };
-    // Mode sizes in the current row-major layout, as (factor, size).
+    // Single-loop schemes: mode sizes in the current row-major layout, as (factor, size).
     let mut layout: Vec<(usize, usize)> = shape
         .dims
         .iter()
         .enumerate()
         .map(|(f, d)| (f, d.1))
         .collect();
+    // In place: which modes are transformed already (their size is then rows, not cols).
+    let mut done = vec![false; k];
     // Sizes of each stage's output, to size the two temp regions.
     let mut spans = Vec::new();
     let mut stages = Vec::new();
     for (s, &f) in order.iter().enumerate() {
         let (m, n) = shape.dims[f];
-        let rest: usize = layout.iter().filter(|e| e.0 != f).map(|e| e.1).product();
         let last = s + 1 == k;
-        let (in_j, in_r, out_i, out_r) = if from_back {
-            layout.pop();
-            layout.insert(0, (f, m));
-            (1, n, rest, 1)
-        } else {
-            layout.remove(0);
-            layout.push((f, m));
-            (rest, 1, 1, m)
+        // [outer, in_j, in_r, out_i, out_r, outer2, in_r2, out_r2]
+        let strides = match from_back {
+            Some(from_back) => {
+                let rest: usize = layout.iter().filter(|e| e.0 != f).map(|e| e.1).product();
+                if from_back {
+                    layout.pop();
+                    layout.insert(0, (f, m));
+                    [rest, 1, n, rest, 1, 1, 0, 0]
+                } else {
+                    layout.remove(0);
+                    layout.push((f, m));
+                    [rest, rest, 1, 1, m, 1, 0, 0]
+                }
+            }
+            None => {
+                let size = |l: usize| {
+                    if done[l] {
+                        shape.dims[l].0
+                    } else {
+                        shape.dims[l].1
+                    }
+                };
+                let before: usize = (0..f).map(size).product();
+                let after: usize = (f + 1..k).map(size).product();
+                done[f] = true;
+                // The longer loop is `outer`, the one register tiles block (q on ties: its
+                // accesses are contiguous).
+                let [outer, in_r, out_r, outer2, in_r2, out_r2] = if after >= before {
+                    [after, 1, 1, before, n * after, m * after]
+                } else {
+                    [before, n * after, m * after, after, 1, 1]
+                };
+                // An unused second loop has no strides (and so stays out of the JSON).
+                let (in_r2, out_r2) = if outer2 == 1 { (0, 0) } else { (in_r2, out_r2) };
+                [outer, after, in_r, after, out_r, outer2, in_r2, out_r2]
+            }
         };
+        let [outer, in_j, in_r, out_i, out_r, outer2, in_r2, out_r2] = strides;
         let input = if s == 0 {
             Operand::Input
         } else {
@@ -574,11 +682,14 @@ fn multi_kron(
         };
         let output = if last { Operand::Dest } else { Operand::Temp };
         let stage = Stage {
-            outer: rest,
+            outer,
             in_j,
             in_r,
             out_i,
             out_r,
+            outer2,
+            in_r2,
+            out_r2,
             ..stored_stage(
                 format!("{id}_{}", factor_name(f).to_lowercase()),
                 &factors[f],
@@ -1007,5 +1118,210 @@ fn plan_layer(
         output,
         matrices,
         constants,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nalgebra::DMatrix;
+
+    /// Seeded pseudo-random factors of the given shapes.
+    fn factors(dims: &[(usize, usize)], seed: u64) -> Vec<DMatrix<f64>> {
+        let mut state = seed;
+        let mut next = move || {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((state >> 11) as f64 / (1u64 << 53) as f64) - 0.5
+        };
+        dims.iter()
+            .map(|&(r, c)| DMatrix::from_fn(r, c, |_, _| next()))
+            .collect()
+    }
+
+    /// y = W x through the stages, in f64 (the stage semantics of [`Stage`]).
+    fn run(product: &Product, x: &[f64], rows: usize) -> Vec<f64> {
+        let mut temp = vec![0.0; product.temp_len().unwrap_or(0)];
+        let mut y = vec![0.0; rows];
+        for s in product.stages() {
+            let input = match s.input {
+                Operand::Input => x.to_vec(),
+                _ => temp.clone(),
+            };
+            let out = match s.output {
+                Operand::Dest => &mut y,
+                _ => &mut temp,
+            };
+            for r2 in 0..s.outer2 {
+                for r in 0..s.outer {
+                    for i in 0..s.p {
+                        let acc: f64 = (0..s.q)
+                            .map(|j| s.values[i * s.q + j] as f64 * input[s.in_index(j, r, r2)])
+                            .sum();
+                        let o = s.out_index(0, i, r, r2);
+                        if s.accumulate {
+                            out[o] += acc;
+                        } else {
+                            out[o] = acc;
+                        }
+                    }
+                }
+            }
+        }
+        y
+    }
+
+    /// np.kron left to right, from the f32-rounded factors the stages hold.
+    fn expanded(f: &[DMatrix<f64>]) -> DMatrix<f64> {
+        let rounded: Vec<DMatrix<f64>> = f.iter().map(|m| m.map(|v| v as f32 as f64)).collect();
+        rounded[1..]
+            .iter()
+            .fold(rounded[0].clone(), |w, m| w.kronecker(m))
+    }
+
+    fn check_against_kron(dims: &[(usize, usize)], seed: u64, unroll: bool) -> Product {
+        let f = factors(dims, seed);
+        let product = multi_kron("m", &f, &|_| unroll);
+        let w = expanded(&f);
+        let x: Vec<f64> = (0..w.ncols())
+            .map(|j| ((j * 7 + 3) % 11) as f64 / 11.0 - 0.4)
+            .collect();
+        let want = &w * nalgebra::DVector::from_column_slice(&x);
+        let got = run(&product, &x, w.nrows());
+        for (a, b) in got.iter().zip(want.iter()) {
+            assert!((a - b).abs() < 1e-9, "{dims:?}: {got:?} vs {want:?}");
+        }
+        // Temp stages stay inside the temp and never write the region they read.
+        let temp = product.temp_len().unwrap_or(0);
+        for s in product.stages() {
+            let read = s.in_offset..s.in_index(s.q - 1, s.outer - 1, s.outer2 - 1) + 1;
+            let written = s.out_offset..s.out_offset + s.output_span();
+            if s.output == Operand::Temp {
+                assert!(written.end <= temp, "{dims:?}");
+            }
+            if s.input == Operand::Temp {
+                assert!(read.end <= temp, "{dims:?}");
+                if s.output == Operand::Temp {
+                    let apart = read.end <= written.start || written.end <= read.start;
+                    assert!(apart, "{dims:?}: reads {read:?}, writes {written:?}");
+                }
+            }
+        }
+        // The MACs are the order's.
+        if let Product::MultiKron { factors, order, .. } = &product {
+            assert_eq!(product.kron_macs(), factors.order_macs(order), "{dims:?}");
+        }
+        product
+    }
+
+    fn order_of(p: &Product) -> (Vec<usize>, usize) {
+        match p {
+            Product::MultiKron {
+                order,
+                other_order_macs,
+                ..
+            } => (order.clone(), *other_order_macs),
+            _ => panic!("not a multi-factor product"),
+        }
+    }
+
+    #[test]
+    fn a_middle_first_permutation_beats_both_fixed_schemes() {
+        for (dims, order, macs, other) in [
+            (vec![(4, 3), (4, 4), (8, 1)], vec![1, 0, 2], 224, 240),
+            (vec![(4, 2), (4, 3), (8, 1)], vec![1, 0, 2], 184, 200),
+            // B's mode product has modes on both sides: it needs the second loop.
+            (vec![(2, 3), (2, 4), (3, 2)], vec![1, 0, 2], 96, 104),
+        ] {
+            let p = check_against_kron(&dims, 1, true);
+            assert_eq!(order_of(&p), (order.clone(), other), "{dims:?}");
+            assert_eq!(p.kron_macs(), macs, "{dims:?}");
+            assert!(in_place(&order));
+            assert_eq!(p.other_order(), Some(vec![0, 1, 2]), "{dims:?}");
+            // The last stage writes y in the canonical layout.
+            assert_eq!(p.stages().last().unwrap().output, Operand::Dest);
+        }
+        let p = check_against_kron(&[(2, 3), (2, 4), (3, 2)], 1, false);
+        let b = &p.stages()[0];
+        // P = 3 (mode A, not yet done), Q = 2 (mode C): the longer loop is outer.
+        assert_eq!((b.outer, b.in_j, b.in_r, b.out_i, b.out_r), (3, 2, 8, 2, 4));
+        assert_eq!((b.outer2, b.in_r2, b.out_r2), (2, 1, 1));
+        assert!(p.describe().contains("in place"), "{}", p.describe());
+        assert!(
+            p.describe().contains("(other order 104: A B C"),
+            "{}",
+            p.describe()
+        );
+    }
+
+    #[test]
+    fn trailing_and_leading_products_keep_their_stages() {
+        // 4x4 ⊗ 4x4 ⊗ 8x2: leading (A B C) is cheapest of all, planned as before this
+        // change, and without a second loop in the JSON.
+        let p = check_against_kron(&[(4, 4), (4, 4), (8, 2)], 2, true);
+        assert_eq!(order_of(&p), (vec![0, 1, 2], 1280));
+        let layout: Vec<_> = p
+            .stages()
+            .iter()
+            .map(|s| {
+                (
+                    [s.outer, s.in_j, s.in_r, s.out_i, s.out_r],
+                    [s.in_offset, s.out_offset, s.outer2, s.in_r2, s.out_r2],
+                )
+            })
+            .collect();
+        assert_eq!(
+            layout,
+            [
+                ([8, 8, 1, 1, 4], [0, 0, 1, 0, 0]),
+                ([8, 8, 1, 1, 4], [0, 32, 1, 0, 0]),
+                ([16, 16, 1, 1, 8], [32, 0, 1, 0, 0]),
+            ]
+        );
+        assert_eq!(p.kron_macs(), 512);
+        assert_eq!(p.temp_len(), Some(64));
+        assert!(!p.describe().contains("in place"));
+        for s in p.stages() {
+            let json = serde_json::to_string(s).unwrap();
+            assert!(!json.contains("r2"), "{json}");
+        }
+        // Trailing: 2x4 ⊗ 2x4 ⊗ 2x4 shrinks every mode, C first, B, then A.
+        let p = check_against_kron(&[(2, 4), (2, 4), (2, 4)], 3, false);
+        assert_eq!(order_of(&p).0, vec![2, 1, 0]);
+        assert_eq!(p.other_order(), Some(vec![0, 1, 2]));
+        assert!(p.stages().iter().all(|s| s.outer2 == 1));
+    }
+
+    #[test]
+    fn every_order_computes_the_kronecker_product() {
+        let sizes = [
+            (1, 2),
+            (2, 1),
+            (2, 2),
+            (2, 3),
+            (3, 2),
+            (4, 2),
+            (2, 4),
+            (3, 4),
+        ];
+        let mut state = 0x243f_6a88_85a3_08d3u64;
+        let mut next = |n: usize| {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 33) as usize % n
+        };
+        let (mut permuted, mut two_loops) = (0, 0);
+        for case in 0..300 {
+            let k = 3 + next(2);
+            let dims: Vec<_> = (0..k).map(|_| sizes[next(sizes.len())]).collect();
+            let p = check_against_kron(&dims, case, case % 2 == 0);
+            if in_place(&order_of(&p).0) {
+                permuted += 1;
+                two_loops += usize::from(p.stages().iter().any(|s| s.outer2 > 1));
+            }
+        }
+        assert!(permuted > 30 && two_loops > 10, "{permuted} {two_loops}");
     }
 }

@@ -256,17 +256,19 @@ impl Ranges {
 
 /// One stage in f64 (see [`Stage`]); `base` is the output operand's start.
 fn run_stage_f64(s: &Stage, input: &[f64], out: &mut [f64], base: usize) {
-    for r in 0..s.outer {
-        for i in 0..s.p {
-            let mut acc = 0.0;
-            for j in 0..s.q {
-                acc += s.values[i * s.q + j] as f64 * input[s.in_index(j, r)];
-            }
-            let o = s.out_index(base, i, r);
-            if s.accumulate {
-                out[o] += acc;
-            } else {
-                out[o] = acc;
+    for r2 in 0..s.outer2 {
+        for r in 0..s.outer {
+            for i in 0..s.p {
+                let mut acc = 0.0;
+                for j in 0..s.q {
+                    acc += s.values[i * s.q + j] as f64 * input[s.in_index(j, r, r2)];
+                }
+                let o = s.out_index(base, i, r, r2);
+                if s.accumulate {
+                    out[o] += acc;
+                } else {
+                    out[o] = acc;
+                }
             }
         }
     }
@@ -560,18 +562,20 @@ pub fn matvec_int(m: &MatrixPlan, q: &MatrixQuant, x: &[i32], dest: &mut [i32]) 
         } else {
             0
         };
-        for r in 0..s.outer {
-            for i in 0..s.p {
-                let mut acc: i64 = sq.row_offsets.get(i).copied().unwrap_or(0);
-                for j in 0..s.q {
-                    acc += sq.values[i * s.q + j] as i64 * input[s.in_index(j, r)] as i64;
-                }
-                let v = requant_acc(acc, sq);
-                let o = s.out_index(out_base, i, r);
-                if sq.narrow {
-                    temp[o] = fixed::saturate(v as i64, 16);
-                } else {
-                    dest[o] = dest[o].wrapping_add(v);
+        for r2 in 0..s.outer2 {
+            for r in 0..s.outer {
+                for i in 0..s.p {
+                    let mut acc: i64 = sq.row_offsets.get(i).copied().unwrap_or(0);
+                    for j in 0..s.q {
+                        acc += sq.values[i * s.q + j] as i64 * input[s.in_index(j, r, r2)] as i64;
+                    }
+                    let v = requant_acc(acc, sq);
+                    let o = s.out_index(out_base, i, r, r2);
+                    if sq.narrow {
+                        temp[o] = fixed::saturate(v as i64, 16);
+                    } else {
+                        dest[o] = dest[o].wrapping_add(v);
+                    }
                 }
             }
         }
@@ -913,6 +917,9 @@ mod tests {
             out_offset,
             out_i,
             out_r,
+            outer2: 1,
+            in_r2: 0,
+            out_r2: 0,
             accumulate: output == Operand::Dest,
             tile: [1, 1],
             simd: false,
@@ -1035,6 +1042,75 @@ mod tests {
             let codes: Vec<i32> = x.iter().map(|v| (v / input.scale).round() as i32).collect();
             let mut acc = vec![0i32; 12];
             matvec_int(&m, &q, &codes, &mut acc);
+            let want = &w * nalgebra::DVector::from_column_slice(&x);
+            for (a, b) in acc.iter().zip(want.iter()) {
+                let got = *a as f64 * dest_scale;
+                assert!((got - b).abs() < 2e-3, "{got} vs {b}");
+            }
+        }
+    }
+
+    /// A product planned in a middle-first order (B, then A, then C), each stage in place with
+    /// two loops: the f64 stages compute the Kronecker product and int16 follows them.
+    #[test]
+    fn a_permuted_three_factor_product_quantizes_like_the_fixed_orders() {
+        let m = |r: usize, c: usize, salt: usize| {
+            let v = values(r, c, salt);
+            nalgebra::DMatrix::from_row_slice(
+                r,
+                c,
+                &v.iter().map(|&v| v as f64).collect::<Vec<_>>(),
+            )
+        };
+        let f = [m(2, 3, 1), m(2, 4, 2), m(3, 2, 3)];
+        let w = f[0].kronecker(&f[1]).kronecker(&f[2]);
+        let product = crate::plan::multi_kron("m", &f, &|_| false);
+        let Product::MultiKron { order, .. } = &product else {
+            panic!("not a multi-factor product");
+        };
+        assert_eq!(order, &[1, 0, 2]);
+        assert!(product.stages().iter().any(|s| s.outer2 > 1));
+        let plan = MatrixPlan {
+            id: "m".to_owned(),
+            field: "w",
+            form: "kp",
+            rows: 12,
+            cols: 24,
+            dest: "y".to_owned(),
+            dest_offset: 0,
+            macs: product.kron_macs(),
+            product,
+            overlay: None,
+            dense_macs: 288,
+            stored_params: 6 + 8 + 6,
+            dense_params: 288,
+        };
+        let x = |k: usize| -> Vec<f64> {
+            (0..24)
+                .map(|j| ((j * 5 + k * 3) % 9) as f64 / 9.0 - 0.45)
+                .collect()
+        };
+        let mut ranges = Ranges::default();
+        for k in 0..8 {
+            let x = x(k);
+            let mut y = vec![0.0; 12];
+            matvec_f64(&plan, &x, &mut y, &mut ranges);
+            let want = &w * nalgebra::DVector::from_column_slice(&x);
+            for (a, b) in y.iter().zip(want.iter()) {
+                assert!((a - b).abs() < 1e-9, "{y:?} vs {want:?}");
+            }
+        }
+        assert!(ranges.get("m:t").max_abs() > 0.0);
+        assert!(ranges.get("m:t1").max_abs() > 0.0);
+        let input = InputCodes::of(QFormat::symmetric(16, 0.5));
+        let dest_scale = 2f64.powi(-12);
+        let q = quantize_matrix(&plan, 16, input, dest_scale, &ranges).unwrap();
+        assert_eq!(q.stages.len(), 3);
+        for k in 0..4 {
+            let x = x(k);
+            let codes: Vec<i32> = x.iter().map(|v| (v / input.scale).round() as i32).collect();
+            let mut acc = vec![0i32; 12];
+            matvec_int(&plan, &q, &codes, &mut acc);
             let want = &w * nalgebra::DVector::from_column_slice(&x);
             for (a, b) in acc.iter().zip(want.iter()) {
                 let got = *a as f64 * dest_scale;

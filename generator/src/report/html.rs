@@ -167,10 +167,16 @@ fn matrix_row(layer: usize, kind: &str, m: &MatrixReport) -> Vec<String> {
     let order = match (&m.order, &m.factor_order, m.other_order_macs) {
         (Some(o), _, Some(other)) => format!("{o:?} ({} MACs; other order {})", m.macs, other),
         (None, Some(f), Some(other)) => format!(
-            "factors {} ({} MACs; other order {})",
+            "factors {} ({} MACs; other order {}{})",
             crate::plan::shapes::order_text(f),
             m.macs,
-            other
+            other,
+            m.other_factor_order
+                .as_ref()
+                .map_or(String::new(), |o| format!(
+                    ": {}, the cheaper single-loop order",
+                    crate::plan::shapes::order_text(o)
+                ))
         ),
         _ => String::new(),
     };

@@ -58,11 +58,15 @@ pub struct MatrixReport {
     pub cols: usize,
     pub kron: Option<KronShape>,
     /// Three or more Kronecker factors: their shapes and the order they are applied in
-    /// (0-based); `order` and `other_order_macs` then compare the two schemes.
+    /// (0-based, the cheapest permutation); `other_order_macs` then holds the MACs of the
+    /// single-loop scheme not taken (trailing or leading), or, when a permutation beat both,
+    /// of the cheaper of the two, which `other_factor_order` then names.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub factors: Option<Factors>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub factor_order: Option<Vec<usize>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub other_factor_order: Option<Vec<usize>>,
     /// Hybrid KP: the first rows kept dense.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dense_rows: Option<usize>,
@@ -157,6 +161,11 @@ fn matrix_report(m: &MatrixPlan) -> MatrixReport {
         Product::MultiKron { factors, order, .. } => (Some(factors.clone()), Some(order.clone())),
         _ => (None, None),
     };
+    // Named only where a permutation won: otherwise it is the other scheme, as before.
+    let other_factor_order = factor_order
+        .as_deref()
+        .filter(|o| crate::plan::in_place(o))
+        .and_then(|_| m.product.other_order());
     let rank = match &m.product {
         Product::LowRank { rank, .. } => Some(*rank),
         _ => None,
@@ -169,6 +178,7 @@ fn matrix_report(m: &MatrixPlan) -> MatrixReport {
         kron,
         factors,
         factor_order,
+        other_factor_order,
         dense_rows,
         rank,
         order,
