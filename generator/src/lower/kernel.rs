@@ -593,12 +593,16 @@ fn lower_stage(
     }
     // Unrolled: the weights become literals, one sum per output row (zero weights vanish),
     // inside the loops over r and r2 that have more than one step.
-    let r = (stage.outer > 1).then_some(("r", stage.in_r, stage.out_r));
-    let r2 = (stage.outer2 > 1).then_some(("r2", stage.in_r2, stage.out_r2));
-    let in_terms: Vec<(&'static str, usize)> =
-        [r, r2].iter().flatten().map(|v| (v.0, v.1)).collect();
-    let out_terms: Vec<(&'static str, usize)> =
-        [r, r2].iter().flatten().map(|v| (v.0, v.2)).collect();
+    // (variable, count, input stride, output stride), innermost first.
+    let loops: Vec<(&'static str, usize, usize, usize)> = [
+        ("r", stage.outer, stage.in_r, stage.out_r),
+        ("r2", stage.outer2, stage.in_r2, stage.out_r2),
+    ]
+    .into_iter()
+    .filter(|l| l.1 > 1)
+    .collect();
+    let in_terms: Vec<(&'static str, usize)> = loops.iter().map(|l| (l.0, l.2)).collect();
+    let out_terms: Vec<(&'static str, usize)> = loops.iter().map(|l| (l.0, l.3)).collect();
     let sums: Vec<Stmt> = (0..stage.p)
         .filter_map(|i| {
             let terms: Vec<(Coef, Access)> = (0..stage.q)
@@ -624,12 +628,7 @@ fn lower_stage(
             })
         })
         .collect();
-    [r, r2].iter().flatten().fold(sums, |body, &(var, _, _)| {
-        let count = if var == "r" {
-            stage.outer
-        } else {
-            stage.outer2
-        };
+    loops.iter().fold(sums, |body, &(var, count, _, _)| {
         vec![Stmt::Loop { var, count, body }]
     })
 }

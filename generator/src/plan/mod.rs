@@ -268,9 +268,7 @@ impl Product {
         let Product::MultiKron { factors, order, .. } = self else {
             return None;
         };
-        let k = factors.dims.len();
-        let trailing: Vec<usize> = (0..k).rev().collect();
-        let leading: Vec<usize> = (0..k).collect();
+        let [trailing, leading] = single_loop_orders(factors.dims.len());
         Some(if *order == trailing {
             leading
         } else if *order == leading {
@@ -395,14 +393,37 @@ impl Stage {
     pub fn in_index(&self, j: usize, r: usize, r2: usize) -> usize {
         self.in_offset + j * self.in_j + r * self.in_r + r2 * self.in_r2
     }
+
+    /// The stage in f64, as documented above; `base` is the output operand's start (the
+    /// matrix's `dest_offset` for the destination, 0 for the temp).
+    pub fn run_f64(&self, input: &[f64], out: &mut [f64], base: usize) {
+        for r2 in 0..self.outer2 {
+            for r in 0..self.outer {
+                for i in 0..self.p {
+                    let mut acc = 0.0;
+                    for j in 0..self.q {
+                        acc += self.values[i * self.q + j] as f64 * input[self.in_index(j, r, r2)];
+                    }
+                    let o = self.out_index(base, i, r, r2);
+                    if self.accumulate {
+                        out[o] += acc;
+                    } else {
+                        out[o] = acc;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The two single-loop orders of a K-factor product: trailing (`K … 1`) and leading (`1 … K`).
+fn single_loop_orders(k: usize) -> [Vec<usize>; 2] {
+    [(0..k).rev().collect(), (0..k).collect()]
 }
 
 /// Whether a multi-factor `order` is planned in place (neither trailing nor leading).
 pub fn in_place(order: &[usize]) -> bool {
-    let k = order.len();
-    let leading = order.iter().enumerate().all(|(i, &f)| f == i);
-    let trailing = order.iter().enumerate().all(|(i, &f)| f + i + 1 == k);
-    !(leading || trailing)
+    !single_loop_orders(order.len()).iter().any(|o| o == order)
 }
 
 /// The words `explain` puts before a hybrid product.
@@ -610,8 +631,7 @@ pub(crate) fn multi_kron(
         dims: factors.iter().map(|f| (f.nrows(), f.ncols())).collect(),
     };
     let k = factors.len();
-    let trailing: Vec<usize> = (0..k).rev().collect();
-    let leading: Vec<usize> = (0..k).collect();
+    let [trailing, leading] = single_loop_orders(k);
     let (t_macs, l_macs) = (shape.order_macs(&trailing), shape.order_macs(&leading));
     let (best, best_macs) = shape.best_order();
     // Which scheme: Some(from_back) for the single-loop ones, None for in place.
@@ -1153,21 +1173,7 @@ mod tests {
                 Operand::Dest => &mut y,
                 _ => &mut temp,
             };
-            for r2 in 0..s.outer2 {
-                for r in 0..s.outer {
-                    for i in 0..s.p {
-                        let acc: f64 = (0..s.q)
-                            .map(|j| s.values[i * s.q + j] as f64 * input[s.in_index(j, r, r2)])
-                            .sum();
-                        let o = s.out_index(0, i, r, r2);
-                        if s.accumulate {
-                            out[o] += acc;
-                        } else {
-                            out[o] = acc;
-                        }
-                    }
-                }
-            }
+            s.run_f64(&input, out, 0);
         }
         y
     }

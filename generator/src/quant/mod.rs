@@ -254,26 +254,6 @@ impl Ranges {
     }
 }
 
-/// One stage in f64 (see [`Stage`]); `base` is the output operand's start.
-fn run_stage_f64(s: &Stage, input: &[f64], out: &mut [f64], base: usize) {
-    for r2 in 0..s.outer2 {
-        for r in 0..s.outer {
-            for i in 0..s.p {
-                let mut acc = 0.0;
-                for j in 0..s.q {
-                    acc += s.values[i * s.q + j] as f64 * input[s.in_index(j, r, r2)];
-                }
-                let o = s.out_index(base, i, r, r2);
-                if s.accumulate {
-                    out[o] += acc;
-                } else {
-                    out[o] = acc;
-                }
-            }
-        }
-    }
-}
-
 /// dest[offset ..] += W x through the plan's stages, recording the intermediate's range.
 fn matvec_f64(m: &MatrixPlan, x: &[f64], dest: &mut [f64], ranges: &mut Ranges) {
     let mut temp = vec![0.0; m.product.temp_len().unwrap_or(0)];
@@ -282,11 +262,11 @@ fn matvec_f64(m: &MatrixPlan, x: &[f64], dest: &mut [f64], ranges: &mut Ranges) 
             (Operand::Temp, Operand::Temp) => {
                 // Reads one region of the temp and writes the other.
                 let input = temp.clone();
-                run_stage_f64(s, &input, &mut temp, 0);
+                s.run_f64(&input, &mut temp, 0);
             }
-            (_, Operand::Temp) => run_stage_f64(s, x, &mut temp, 0),
-            (Operand::Temp, _) => run_stage_f64(s, &temp, dest, m.dest_offset),
-            _ => run_stage_f64(s, x, dest, m.dest_offset),
+            (_, Operand::Temp) => s.run_f64(x, &mut temp, 0),
+            (Operand::Temp, _) => s.run_f64(&temp, dest, m.dest_offset),
+            _ => s.run_f64(x, dest, m.dest_offset),
         }
         if s.output == Operand::Temp {
             let region = &temp[s.out_offset..s.out_offset + s.output_span()];
