@@ -375,7 +375,7 @@ def write_markdown(rows, path, kpgen_version, plot=None, seeds=None):
     """`plot`: path of the SVG written by write_svg, shown under the table (None: no plot);
     `seeds`: the seed study (load_seeds), for its table and the findings."""
     seeds = seeds or {}
-    settings = next(iter(seeds.values()), {}) if seeds else {}
+    seed_count = max((len(e.get("seeds", [])) for e in seeds.values()), default=0)
     study = seed_table(rows, seeds)
     found = findings(rows, seeds)
     problems = [f"- {r['dataset']}/{r['method']} {r['precision']}: {p}"
@@ -400,7 +400,7 @@ def write_markdown(rows, path, kpgen_version, plot=None, seeds=None):
         *(["## Seed study", "",
            "One committed example is one training run (seed 0), and on test sets this small one run's",
            "accuracy moves by several points. `examples/train/seeds.py` trained every recipe again with",
-           f"seeds 0 to {len(settings.get('seeds', [0])) - 1} (initialization, shuffling, dropout; the data split is fixed)",
+           f"seeds 0 to {seed_count - 1} (initialization, shuffling, dropout; the data split is fixed)",
            "on one machine and recorded the float model's accuracy on the whole test split",
            "(`examples/seeds.json`). The plot and the findings above use these means; the std is the",
            "sample standard deviation over seeds. Training is deterministic on one machine, not always",

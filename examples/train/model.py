@@ -39,32 +39,6 @@ def _divisors(n):
     return [d for d in range(1, n + 1) if n % d == 0]
 
 
-def kp_shapes_py(M, N):
-    """kpgen's factor rule for an M x N matrix -> (m1, n1, m2, n2).
-
-    Among m1*m2 = M, n1*n2 = N with neither factor the whole matrix: fewest
-    parameters among those whose rank bound reaches min(M, N); otherwise the
-    highest rank bound, then fewest parameters. Ties: fewest MACs, then the
-    smallest (m1, n1) so the answer is unique.
-    """
-    best = None
-    for m1 in _divisors(M):
-        for n1 in _divisors(N):
-            m2, n2 = M // m1, N // n1
-            if (m1, n1) == (1, 1) or (m2, n2) == (1, 1):
-                continue
-            params = m1 * n1 + m2 * n2
-            rank = min(m1, n1) * min(m2, n2)
-            macs = min(m2 * n1 * (n2 + m1), m1 * n2 * (n1 + m2))
-            full = rank >= min(M, N)
-            key = (0, 0, params, macs, m1, n1) if full else (1, -rank, params, macs, m1, n1)
-            if best is None or key < best[0]:
-                best = (key, (m1, n1, m2, n2))
-    if best is None:
-        raise ValueError(f"{M}x{N} has no non-trivial Kronecker factorization")
-    return best[1]
-
-
 def _ordered_factorizations(n, k):
     if k == 1:
         return [(n,)]
@@ -82,16 +56,14 @@ def _order_macs(dims, order):
 
 
 def kp_factors_py(M, N, K=2):
-    """kpgen's K-factor rule for an M x N matrix -> ((r1, c1), ..., (rK, cK)).
+    """kpgen's factor rule for an M x N matrix -> ((r1, c1), ..., (rK, cK)).
 
-    The two-factor rule over K factors (`kpgen shapes M N --factors K`): no factor
-    1 x 1; shapes whose rank bound (product of min(r, c)) reaches min(M, N) first,
-    then the highest rank bound; then fewest parameters, fewest MACs over every
-    factor order, and the smallest shapes, first factor first.
+    As `kpgen shapes M N --factors K`: no factor 1 x 1 (for two factors: neither is
+    the whole matrix); shapes whose rank bound (product of min(r, c)) reaches
+    min(M, N) first, then the highest rank bound; then fewest parameters, fewest
+    MACs over every factor order, and the smallest shapes, first factor first. For
+    example, 128x6 gives (8x3)(16x2) and 128x32 gives (8x8)(16x4).
     """
-    if K == 2:
-        m1, n1, m2, n2 = kp_shapes_py(M, N)
-        return ((m1, n1), (m2, n2))
     best = None
     cols = _ordered_factorizations(N, K)
     for rows in _ordered_factorizations(M, K):
