@@ -12,7 +12,7 @@ use std::time::Duration;
 use kpgen::base::sequences::TestInputs;
 use kpgen::base::tensor;
 use kpgen::qemu::Toolchain;
-use kpgen::spec::{Lang, Precision};
+use kpgen::spec::{Activations, Lang, Precision};
 use kpgen::verify::{self, Platform, RunOptions, Tolerance};
 
 fn examples() -> Vec<PathBuf> {
@@ -59,9 +59,34 @@ fn every_example_matches_its_trained_model_in_qemu() {
                 .and_then(|i| i.with_labels(&dir.join("test_y.npy"), model.output_size()))
                 .unwrap_or_else(|e| panic!("{}: {}", spec.display(), e.render()));
 
-        // kpgen's reference against the trainer's logits.
+        // kpgen's reference with exact activations against the trainer's logits.
         let logits = tensor::load_float("test_logits.npy", dir).unwrap();
-        let reference = verify::reference_outputs(model, &inputs);
+        let mut exact = model.clone();
+        exact.activations = Activations::Exact;
+        let reference = verify::reference_outputs(&exact, &inputs);
+        // The built model's table activations stay within 2e-3 (relative to max(1, |y|)) of
+        // the exact ones on every output.
+        let table = verify::reference_outputs(model, &inputs);
+        for (i, (t, e)) in table.iter().zip(&reference).enumerate() {
+            for (a, b) in t.iter().zip(e) {
+                assert!(
+                    (a - b).abs() <= 2e-3 * b.abs().max(1.0),
+                    "{}: sequence {i}: table activations {a} vs exact {b}",
+                    spec.display()
+                );
+            }
+        }
+        let flipped = table
+            .iter()
+            .zip(&reference)
+            .filter(|(t, e)| argmax(t) != argmax(e))
+            .count();
+        assert_eq!(
+            flipped,
+            0,
+            "{}: table activations change the class of {flipped} sequences",
+            spec.display()
+        );
         let classes = model.output_size();
         for (i, r) in reference.iter().enumerate() {
             let trained = &logits.data[i * classes..(i + 1) * classes];

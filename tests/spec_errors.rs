@@ -264,6 +264,10 @@ case!(
     replace("name: motion\n", "name: motion\nprecision: int4\n")
 );
 case!(
+    unknown_activations,
+    replace("name: motion\n", "name: motion\nactivations: fast\n")
+);
+case!(
     missing_calibration_file,
     replace(
         "name: motion\n",

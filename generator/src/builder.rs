@@ -19,7 +19,7 @@ use crate::base::input::Reader;
 use crate::explain::{self, Explanation};
 use crate::model::Model;
 use crate::output::{self, OutputError};
-use crate::spec::Precision;
+use crate::spec::{Activations, Precision};
 use crate::target::{self, Target};
 use crate::Generation;
 
@@ -30,6 +30,7 @@ pub struct Builder {
     spec: PathBuf,
     target: String,
     precision: Option<Precision>,
+    activations: Option<Activations>,
     calibrate: Option<PathBuf>,
     flash_budget: Option<u64>,
     ram_budget: Option<u64>,
@@ -76,6 +77,7 @@ impl Builder {
             spec: spec.into(),
             target: "cortex-m4".to_owned(),
             precision: None,
+            activations: None,
             calibrate: None,
             flash_budget: None,
             ram_budget: None,
@@ -93,6 +95,12 @@ impl Builder {
     /// The arithmetic, replacing the spec's `precision`.
     pub fn precision(mut self, precision: Precision) -> Self {
         self.precision = Some(precision);
+        self
+    }
+
+    /// How f32 code evaluates sigmoid and tanh, replacing the spec's `activations`.
+    pub fn activations(mut self, activations: Activations) -> Self {
+        self.activations = Some(activations);
         self
     }
 
@@ -154,6 +162,9 @@ impl Builder {
         let mut model = crate::load_for_target(&Reader::disk(), &self.spec, target)?;
         if let Some(p) = self.precision {
             model.precision = p;
+        }
+        if let Some(a) = self.activations {
+            model.activations = a;
         }
         if let Some(c) = &self.calibrate {
             model.calibration = Some(c.clone());

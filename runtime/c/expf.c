@@ -1,6 +1,7 @@
 /* kp_expf: range reduction x = n ln2 + r, |r| <= ln2/2, degree-6 Taylor polynomial, then a
  * 2^n scale built in the exponent bits. Inputs are clamped to [-87, 88] (the sigmoid and tanh
- * built on it saturate long before). Accuracy against double precision: see README.md. */
+ * built on it saturate long before; a NaN counts as -87). Accuracy against double precision:
+ * see README.md. */
 typedef union {
     float f;
     uint32_t u;
@@ -14,7 +15,8 @@ static inline float kp_expf(float x)
     if (x > 88.0f) {
         x = 88.0f;
     }
-    if (x < -87.0f) {
+    /* Written so that a NaN takes this branch too: no NaN reaches the conversion to int. */
+    if (!(x >= -87.0f)) {
         x = -87.0f;
     }
     nf = x * 1.442695f;

@@ -9,7 +9,8 @@ static inline void kp_softmax(float *y, int n)
         y[k] = kp_expf(y[k] - m);
         sum += y[k];
     }
+    sum = 1.0f / sum;
     for (int k = 0; k < n; ++k) {
-        y[k] = y[k] / sum;
+        y[k] = y[k] * sum;
     }
 }

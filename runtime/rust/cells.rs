@@ -1,12 +1,8 @@
-//! kpgen runtime: activations and cell updates, the same arithmetic as the C output.
-//! `expf`: range reduction x = n ln2 + r, |r| <= ln2/2, degree-6 Taylor polynomial, then a 2^n
-//! scale built in the exponent bits. Inputs are clamped to [-87, 88].
-// Not every model uses every cell.
-#![allow(dead_code)]
 
 #[inline]
 pub fn expf(x: f32) -> f32 {
-    let x = x.clamp(-87.0, 88.0);
+    // As in C: a NaN takes the lower clamp.
+    let x = if x >= -87.0 { x.min(88.0) } else { -87.0 };
     let nf = x * core::f32::consts::LOG2_E;
     let n = (nf + if nf >= 0.0 { 0.5 } else { -0.5 }) as i32;
     let r = x - n as f32 * 0.693_145_75_f32;
@@ -17,16 +13,6 @@ pub fn expf(x: f32) -> f32 {
                 + r * (0.166_666_67
                     + r * (0.041_666_668 + r * (0.008_333_334 + r * 0.001_388_888_9)))));
     p * f32::from_bits(((n + 127) as u32) << 23)
-}
-
-#[inline]
-pub fn sigmoidf(x: f32) -> f32 {
-    1.0 / (1.0 + expf(-x))
-}
-
-#[inline]
-pub fn tanhf(x: f32) -> f32 {
-    1.0 - 2.0 / (expf(2.0 * x) + 1.0)
 }
 
 /// `z` holds the gate pre-activations i, f, g, o (PyTorch order), H each.
@@ -106,7 +92,8 @@ pub fn softmax<const N: usize>(y: &mut [f32; N]) {
         *v = expf(*v - m);
         sum += *v;
     }
+    let inv = 1.0 / sum;
     for v in y.iter_mut() {
-        *v /= sum;
+        *v *= inv;
     }
 }

@@ -169,6 +169,7 @@ fn synthetic_model(name: &str, a: (usize, usize), b: (usize, usize), density: f6
             }),
         }],
         precision: Precision::F32,
+        activations: crate::spec::Activations::default(),
         calibration: None,
         sources: Vec::new(),
     }

@@ -49,6 +49,10 @@ pub struct BuildOptions {
     /// Arithmetic of the generated code, replacing the spec's `precision` (default f32).
     #[arg(long, value_enum)]
     pub precision: Option<kpgen::spec::Precision>,
+    /// How f32 code evaluates sigmoid and tanh, replacing the spec's `activations` (default
+    /// table: interpolated, absolute error below 1e-4; exact: polynomial exp and a division).
+    #[arg(long, value_enum)]
+    pub activations: Option<kpgen::spec::Activations>,
     /// Calibration inputs for int8/int16 (float .npy, sequences x steps x features), replacing
     /// the spec's `calibration`.
     #[arg(long, value_name = "FILE.npy")]

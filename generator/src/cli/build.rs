@@ -16,6 +16,9 @@ impl BuildOptions {
         if let Some(p) = self.precision {
             b = b.precision(p);
         }
+        if let Some(a) = self.activations {
+            b = b.activations(a);
+        }
         if let Some(c) = &self.calibrate {
             b = b.calibrate(c);
         }

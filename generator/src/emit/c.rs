@@ -26,10 +26,21 @@ const fn piece(name: &'static str, text: &'static str, calls: &'static [&'static
     Piece { name, text, calls }
 }
 
-/// The float runtime, in output order (callees before callers).
+/// The float runtime, in output order (callees before callers). `kp_sigmoidf` and `kp_tanhf`
+/// come from [`EXACT_ACTIVATIONS`] or [`TABLE_ACTIVATIONS`], by the program's `activations`.
 const FLOAT_RUNTIME: &[Piece] = &[
     piece("kp_fmaf", include_str!("../../../runtime/c/fmaf.c"), &[]),
     piece("kp_expf", include_str!("../../../runtime/c/expf.c"), &[]),
+    piece("KP_SIGMOID_F32", "", &[]),
+    piece(
+        "kp_sigmoid_tab",
+        include_str!("../../../runtime/c/sigmoid_tab.c"),
+        &["kp_fmaf", "KP_SIGMOID_F32"],
+    ),
+];
+
+/// Sigmoid and tanh from the polynomial exp and a division (`activations: exact`).
+const EXACT_ACTIVATIONS: &[Piece] = &[
     piece(
         "kp_sigmoidf",
         include_str!("../../../runtime/c/sigmoidf.c"),
@@ -40,6 +51,24 @@ const FLOAT_RUNTIME: &[Piece] = &[
         include_str!("../../../runtime/c/tanhf.c"),
         &["kp_expf"],
     ),
+];
+
+/// Sigmoid and tanh interpolated in one table (`activations: table`).
+const TABLE_ACTIVATIONS: &[Piece] = &[
+    piece(
+        "kp_sigmoidf",
+        include_str!("../../../runtime/c/sigmoidf_table.c"),
+        &["kp_sigmoid_tab"],
+    ),
+    piece(
+        "kp_tanhf",
+        include_str!("../../../runtime/c/tanhf_table.c"),
+        &["kp_sigmoid_tab"],
+    ),
+];
+
+/// The float cells and dense activations, after the activations they call.
+const FLOAT_CELLS: &[Piece] = &[
     piece(
         "kp_lstm_update",
         include_str!("../../../runtime/c/lstm.c"),
@@ -198,7 +227,7 @@ const LUT_CELL: &[&str] = &[
 
 /// The pieces of `table` that `calls` (C names) need, closed over their dependencies, in
 /// the table's order.
-fn pieces_for(table: &'static [Piece], calls: &BTreeSet<String>) -> Vec<&'static Piece> {
+fn pieces_for(table: &[&'static Piece], calls: &BTreeSet<String>) -> Vec<&'static Piece> {
     let mut needed: BTreeSet<&str> = calls.iter().map(String::as_str).collect();
     loop {
         let before = needed.len();
@@ -212,11 +241,31 @@ fn pieces_for(table: &'static [Piece], calls: &BTreeSet<String>) -> Vec<&'static
             break;
         }
     }
-    table.iter().filter(|p| needed.contains(p.name)).collect()
+    table
+        .iter()
+        .copied()
+        .filter(|p| needed.contains(p.name))
+        .collect()
 }
 
+/// The runtime pieces that are data, printed by [`generated_piece`].
+#[cfg(test)]
+const GENERATED_PIECES: &[&str] = &[
+    "KP_SIGMOID_F32",
+    "KP_SIGMOID_Q15",
+    "KP_TANH_Q15",
+    "KP_EXP_Q15",
+];
+
 /// The generated text of a runtime piece that is data: an activation table.
-fn generated_piece(name: &str) -> Option<String> {
+fn generated_piece(p: &Program, name: &str) -> Option<String> {
+    if name == "KP_SIGMOID_F32" {
+        let table = p.activation_table.as_ref()?;
+        return Some(format!(
+            "/* sigmoid at 0, 0.05, ..., 12.8, then 12.8 again (f32) */\n{}\n",
+            table_definition(Lang::C, table)
+        ));
+    }
     let values = match name {
         "KP_SIGMOID_Q15" => fixed::sigmoid_lut(),
         "KP_TANH_Q15" => fixed::tanh_lut(),
@@ -234,25 +283,36 @@ fn generated_piece(name: &str) -> Option<String> {
     ))
 }
 
+/// The runtime pieces a program draws from, in output order.
+fn runtime_table(p: &Program) -> Vec<&'static Piece> {
+    if p.fixed.is_some() {
+        return FIXED_RUNTIME.iter().collect();
+    }
+    let activations = if p.activation_table.is_some() {
+        TABLE_ACTIVATIONS
+    } else {
+        EXACT_ACTIVATIONS
+    };
+    FLOAT_RUNTIME
+        .iter()
+        .chain(activations)
+        .chain(FLOAT_CELLS)
+        .collect()
+}
+
 /// The runtime text of a program whose kernels and operations call `calls`. The float API of
 /// a fixed-point program always quantizes.
 fn runtime_for(p: &Program, calls: &Calls) -> String {
     let mut names: BTreeSet<String> = calls.iter().map(|c| format!("kp_{c}")).collect();
-    let (table, what) = if p.fixed.is_some() {
+    let what = if p.fixed.is_some() {
         names.insert("kp_quantize".to_owned());
-        (
-            FIXED_RUNTIME,
-            "fixed-point arithmetic, activation tables and cell updates",
-        )
+        "fixed-point arithmetic, activation tables and cell updates"
     } else {
-        (
-            FLOAT_RUNTIME,
-            "activations and cell updates (single precision, no libm)",
-        )
+        "activations and cell updates (single precision, no libm)"
     };
-    let pieces: Vec<String> = pieces_for(table, &names)
+    let pieces: Vec<String> = pieces_for(&runtime_table(p), &names)
         .into_iter()
-        .map(|piece| generated_piece(piece.name).unwrap_or_else(|| piece.text.to_owned()))
+        .map(|piece| generated_piece(p, piece.name).unwrap_or_else(|| piece.text.to_owned()))
         .collect();
     if pieces.is_empty() {
         return String::new();
@@ -571,7 +631,18 @@ mod tests {
     /// it: the tables cannot drift from runtime/c.
     #[test]
     fn declared_calls_match_the_sources() {
-        for table in [FLOAT_RUNTIME, FIXED_RUNTIME] {
+        let float = |acts: &'static [Piece]| -> Vec<&'static Piece> {
+            FLOAT_RUNTIME
+                .iter()
+                .chain(acts)
+                .chain(FLOAT_CELLS)
+                .collect()
+        };
+        for table in [
+            float(EXACT_ACTIVATIONS),
+            float(TABLE_ACTIVATIONS),
+            FIXED_RUNTIME.iter().collect(),
+        ] {
             for (k, p) in table.iter().enumerate() {
                 let mentioned: BTreeSet<&str> = table
                     .iter()
@@ -589,7 +660,7 @@ mod tests {
                     assert!(at < k, "{} comes after its caller {}", c, p.name);
                 }
                 if p.text.is_empty() {
-                    assert!(generated_piece(p.name).is_some(), "{} has no text", p.name);
+                    assert!(GENERATED_PIECES.contains(&p.name), "{} has no text", p.name);
                 } else {
                     assert!(
                         p.text.contains(&format!("{}(", p.name)),
@@ -605,10 +676,8 @@ mod tests {
     #[test]
     fn a_call_brings_its_callees_in_table_order() {
         let calls: BTreeSet<String> = ["kp_narrow_sigmoid".to_owned()].into();
-        let names: Vec<&str> = pieces_for(FIXED_RUNTIME, &calls)
-            .iter()
-            .map(|p| p.name)
-            .collect();
+        let fixed: Vec<&Piece> = FIXED_RUNTIME.iter().collect();
+        let names: Vec<&str> = pieces_for(&fixed, &calls).iter().map(|p| p.name).collect();
         assert_eq!(
             names,
             [

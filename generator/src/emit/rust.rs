@@ -10,8 +10,24 @@ use crate::lower::{FixedApi, Op, Program, Vector};
 use crate::quant::fixed;
 use crate::spec::Lang;
 
+/// The module's inner doc and attributes: the other runtime files hold items only, so a test
+/// can `include!` them.
+const HEADER: &str = include_str!("../../../runtime/rust/header.rs");
 const CELLS: &str = include_str!("../../../runtime/rust/cells.rs");
 const CELLS_Q: &str = include_str!("../../../runtime/rust/cells_q.rs");
+const ACT_EXACT: &str = include_str!("../../../runtime/rust/act_exact.rs");
+const ACT_TABLE: &str = include_str!("../../../runtime/rust/act_table.rs");
+
+/// The float runtime with the program's sigmoid and tanh (and their table).
+fn cells(p: &Program) -> String {
+    match &p.activation_table {
+        Some(table) => format!(
+            "{HEADER}{CELLS}{ACT_TABLE}\n{}\n",
+            table_definition(Lang::Rust, table)
+        ),
+        None => format!("{HEADER}{CELLS}{ACT_EXACT}"),
+    }
+}
 
 /// The fixed-point runtime with its code type and activation tables.
 fn cells_q(f: &FixedApi) -> String {
@@ -251,8 +267,8 @@ pub fn emit(p: &Program) -> Result<Vec<GeneratedFile>, askama::Error> {
         GeneratedFile {
             path: "rust/src/cells.rs".to_owned(),
             contents: match &p.fixed {
-                Some(f) => format!("{CELLS}{}", cells_q(f)),
-                None => CELLS.to_owned(),
+                Some(f) => format!("{}{}", cells(p), cells_q(f)),
+                None => cells(p),
             },
         },
     ])

@@ -127,6 +127,10 @@ pub fn spec(doc: &SpecDocument) -> (String, Value) {
         Some(p) => line!(t, "  line {:>3}  precision: {}", at(p), p.value.as_str()),
         None => line!(t, "            precision: omitted (f32)"),
     }
+    match &s.activations {
+        Some(a) => line!(t, "  line {:>3}  activations: {}", at(a), a.value.as_str()),
+        None => line!(t, "            activations: omitted (table)"),
+    }
     match &s.calibration {
         Some(c) => line!(t, "  line {:>3}  calibration: {}", at(c), c.value),
         None => line!(t, "            calibration: none"),
@@ -165,6 +169,7 @@ pub fn spec(doc: &SpecDocument) -> (String, Value) {
             "line": at(&s.input),
         },
         "precision": s.precision.as_ref().map(|p| json!({ "value": p.value, "line": at(p) })),
+        "activations": s.activations.as_ref().map(|a| json!({ "value": a.value, "line": at(a) })),
         "calibration": s.calibration.as_ref().map(|c| json!({ "value": c.value, "line": at(c) })),
         "layers": layers,
     });
@@ -215,12 +220,17 @@ pub fn model(m: &Model) -> (String, Value) {
     let mut t = String::new();
     line!(
         t,
-        "model {}: {} input features, {} steps, {} outputs, precision {}",
+        "model {}: {} input features, {} steps, {} outputs, precision {}{}",
         m.name,
         m.input_features,
         m.steps,
         m.output_size(),
-        m.precision.as_str()
+        m.precision.as_str(),
+        if m.precision.is_fixed() {
+            String::new()
+        } else {
+            format!(", {} activations", m.activations.as_str())
+        }
     );
     match &m.calibration {
         Some(c) => line!(t, "  calibration: {}", c.display()),
@@ -281,6 +291,7 @@ pub fn model(m: &Model) -> (String, Value) {
         "steps": m.steps,
         "output_size": m.output_size(),
         "precision": m.precision,
+        "activations": m.activations,
         "calibration": m.calibration.as_ref().map(|c| c.display().to_string()),
         "layers": layers,
         "sources": m.sources.iter().map(|s| s.display().to_string()).collect::<Vec<_>>(),

@@ -8,7 +8,7 @@ use crate::plan::{
     BufferRole, LayerConstants, LayerPlan, MatrixPlan, Plan, Product, Source, TEMP_BUFFER,
 };
 use crate::quant::{LayerQuant, QFormat, QuantPlan};
-use crate::spec::Activation;
+use crate::spec::{Activation, Activations};
 use kernel::{lower_matrix, Elem, Kernel, Table};
 
 /// A vector an operation reads or writes.
@@ -169,6 +169,9 @@ pub struct Program {
     pub steps: usize,
     pub output_size: usize,
     pub tables: Vec<Table>,
+    /// The float sigmoid table (`KP_SIGMOID_F32`) of f32 programs built with table
+    /// activations; `None` for exact activations and fixed point.
+    pub activation_table: Option<Table>,
     pub kernels: Vec<KernelDef>,
     /// State-struct arrays: name, length, element type.
     pub buffers: Vec<(String, usize, Elem)>,
@@ -542,6 +545,12 @@ pub fn program(plan: &Plan, quant: Option<&QuantPlan>) -> Program {
         steps: plan.steps,
         output_size: plan.output_size,
         tables,
+        activation_table: (quant.is_none() && plan.activations == Activations::Table).then(|| {
+            Table::Floats {
+                name: "kp_sigmoid_f32".to_owned(),
+                values: crate::model::cells::sigmoid_table().to_vec(),
+            }
+        }),
         kernels,
         buffers: plan
             .buffers

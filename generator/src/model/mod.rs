@@ -11,7 +11,8 @@ use serde_saphyr::Spanned;
 use crate::base::diagnostic::{Diagnostic, Diagnostics};
 use crate::base::tensor::{self, Tensor};
 use crate::spec::{
-    Activation, LayerKind, LayerSpec, Precision, ScalarSpec, SpecDocument, WeightMap, WeightSpec,
+    Activation, Activations, LayerKind, LayerSpec, Precision, ScalarSpec, SpecDocument, WeightMap,
+    WeightSpec,
 };
 
 #[derive(Debug, Clone)]
@@ -22,6 +23,9 @@ pub struct Model {
     pub layers: Vec<Layer>,
     /// The spec's `precision` (f32 when omitted); the CLI may override it.
     pub precision: Precision,
+    /// How f32 code evaluates sigmoid and tanh (the spec's `activations`, table when
+    /// omitted); the CLI may override it. The f64 reference follows it.
+    pub activations: Activations,
     /// The spec's `calibration` file, resolved against the spec's folder.
     pub calibration: Option<PathBuf>,
     /// Every file the model was read from (the spec, each tensor file): an output may never
@@ -396,6 +400,16 @@ impl Cell {
 }
 
 impl Model {
+    /// The activations the f64 reference computes: the build's `activations` in f32; the
+    /// exact functions in fixed point, whose Q15 tables approximate those.
+    pub fn reference_activations(&self) -> Activations {
+        if self.precision.is_fixed() {
+            Activations::Exact
+        } else {
+            self.activations
+        }
+    }
+
     pub fn output_size(&self) -> usize {
         self.layers.last().map_or(self.input_features, |l| l.units)
     }
@@ -1126,6 +1140,10 @@ pub fn load_model_with(
             .precision
             .as_ref()
             .map_or_else(Precision::default, |p| p.value),
+        activations: spec
+            .activations
+            .as_ref()
+            .map_or_else(Activations::default, |a| a.value),
         calibration: spec
             .calibration
             .as_ref()

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::model::cells::sigmoid;
 use crate::model::{factor_name, Cell, Layer, Model, SparseMatrix, Weight, WeightForm};
-use crate::spec::{Activation, LayerKind, Precision};
+use crate::spec::{Activation, Activations, LayerKind, Precision};
 use crate::target::Target;
 use shapes::{Factors, KronOrder, KronShape};
 
@@ -21,6 +21,8 @@ pub struct Plan {
     pub cflags: Vec<String>,
     pub arch_macros: Vec<String>,
     pub precision: Precision,
+    /// How f32 code evaluates sigmoid and tanh.
+    pub activations: Activations,
     pub input_features: usize,
     pub steps: usize,
     pub output_size: usize,
@@ -1010,6 +1012,7 @@ pub fn plan_model(model: &Model, target: &Target) -> Plan {
         cflags: target.c.cflags.clone(),
         arch_macros: target.c.arch_macros.clone(),
         precision: model.precision,
+        activations: model.activations,
         input_features: model.input_features,
         steps: model.steps,
         output_size: model.output_size(),

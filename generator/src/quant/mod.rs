@@ -27,7 +27,7 @@ use serde::Serialize;
 use crate::base::sequences::TestInputs;
 use crate::model::cells;
 use crate::plan::{LayerConstants, MatrixPlan, Operand, Plan, Product, Source, Stage};
-use crate::spec::{Activation, Precision};
+use crate::spec::{Activation, Activations, Precision};
 use fixed::{Requant, GATE_FRAC};
 
 /// A quantized vector format: real = (q − zero_point) · scale.
@@ -306,7 +306,7 @@ fn step_f64(plan: &Plan, bufs: &mut HashMap<String, Vec<f64>>, x: &[f64], ranges
                 let z = bufs[gates].clone();
                 let mut c = bufs[cell_state].clone();
                 let mut h = vec![0.0; n];
-                cells::lstm_cell(&z, &mut c, &mut h);
+                cells::lstm_cell(Activations::Exact, &z, &mut c, &mut h);
                 ranges.add_all(cell_state, &c);
                 bufs.insert(cell_state.clone(), c);
                 bufs.insert(hidden_name.clone(), h);
@@ -323,7 +323,7 @@ fn step_f64(plan: &Plan, bufs: &mut HashMap<String, Vec<f64>>, x: &[f64], ranges
                 let z = bufs[gates].clone();
                 let (zi, zh) = z.split_at(3 * n);
                 let h = bufs.get_mut(&hidden_name).expect("hidden");
-                cells::gru_cell(zi, zh, h);
+                cells::gru_cell(Activations::Exact, zi, zh, h);
             }
             LayerConstants::FastGrnn {
                 b_z,
@@ -339,7 +339,15 @@ fn step_f64(plan: &Plan, bufs: &mut HashMap<String, Vec<f64>>, x: &[f64], ranges
                 let wide = |v: &[f32]| v.iter().map(|&x| x as f64).collect::<Vec<_>>();
                 let h = bufs.get_mut(&hidden_name).expect("hidden");
                 let (zeta, nu) = (*zeta as f64, *nu as f64);
-                cells::fastgrnn_cell(&pre, &wide(b_z), &wide(b_h), zeta, nu, h);
+                cells::fastgrnn_cell(
+                    Activations::Exact,
+                    &pre,
+                    &wide(b_z),
+                    &wide(b_h),
+                    zeta,
+                    nu,
+                    h,
+                );
             }
             LayerConstants::Dense {
                 bias,
@@ -350,7 +358,7 @@ fn step_f64(plan: &Plan, bufs: &mut HashMap<String, Vec<f64>>, x: &[f64], ranges
                 bufs.insert(dest.clone(), bias.iter().map(|&b| b as f64).collect());
                 mv(&l.matrices[0], &input, bufs);
                 let mut y = bufs[dest].clone();
-                cells::activate(*activation, &mut y);
+                cells::activate(Activations::Exact, *activation, &mut y);
                 let out = l.output.clone().unwrap_or_else(|| "y".to_owned());
                 if acc.is_some() || out != *dest {
                     bufs.insert(out, y);

@@ -9,7 +9,7 @@ use crate::model::Model;
 use crate::plan::shapes::{Factors, KronOrder, KronShape};
 use crate::plan::{MatrixPlan, OverlayEncoding, Plan, Product};
 use crate::quant::QuantPlan;
-use crate::spec::{LayerKind, Precision};
+use crate::spec::{Activations, LayerKind, Precision};
 use crate::target::Target;
 
 #[derive(Debug, Clone, Serialize)]
@@ -17,6 +17,9 @@ pub struct Report {
     pub model: String,
     pub target: String,
     pub precision: Precision,
+    /// f32 builds: how sigmoid and tanh are evaluated (`table` or `exact`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub activations: Option<Activations>,
     /// Fixed point: formats, calibration, and per matrix the requantization and the proven
     /// accumulator bound (|acc| <= bound; int64 accumulators where int32 could overflow).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -246,6 +249,7 @@ pub fn build_report(model: &Model, plan: &Plan, quant: Option<&QuantPlan>) -> Re
         model: plan.name.clone(),
         target: plan.target.clone(),
         precision: plan.precision,
+        activations: (!plan.precision.is_fixed()).then_some(plan.activations),
         quantization: quant.cloned(),
         input_features: plan.input_features,
         input_steps: plan.steps,

@@ -59,6 +59,9 @@ pub struct Spec {
     /// to the spec; `--calibrate` overrides it.
     #[serde(default)]
     pub calibration: Option<Spanned<String>>,
+    /// How f32 builds evaluate sigmoid and tanh; `--activations` overrides it. Omitted = table.
+    #[serde(default)]
+    pub activations: Option<Spanned<Activations>>,
 }
 
 /// A language kpgen generates: what emit prints and what verify builds and runs.
@@ -112,6 +115,31 @@ impl Precision {
             Precision::F32 => 4,
             Precision::Int16 => 2,
             Precision::Int8 => 1,
+        }
+    }
+}
+
+/// How single-precision code evaluates sigmoid and tanh (fixed point always uses its Q15
+/// tables). The f64 reference computes the same definition, so `kpgen test` compares like with
+/// like.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, Default)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
+#[serde(rename_all = "lowercase")]
+pub enum Activations {
+    /// Linear interpolation in one 258-entry table of sigmoid over [0, 12.8] (tanh through
+    /// tanh(x) = 2 sigmoid(2x) - 1): no exp, no division; absolute error below 1e-4.
+    #[default]
+    Table,
+    /// A polynomial exp and one division per activation: float rounding error only, about
+    /// four times the instructions.
+    Exact,
+}
+
+impl Activations {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Activations::Table => "table",
+            Activations::Exact => "exact",
         }
     }
 }

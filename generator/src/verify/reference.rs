@@ -55,7 +55,12 @@ impl<'m> Reference<'m> {
                 Some(wh) => (wh * DVector::from_column_slice(h)).as_slice().to_vec(),
                 None => vec![0.0; h.len()],
             };
-            v = layer.cell.step(wx.as_slice(), recurrent, st);
+            v = layer.cell.step(
+                wx.as_slice(),
+                recurrent,
+                st,
+                self.model.reference_activations(),
+            );
         }
         v
     }
