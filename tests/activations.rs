@@ -1,6 +1,6 @@
 //! Accuracy of kpgen's own single-precision exp, sigmoid and tanh (the generated code uses no
 //! libm), measured against f64 over a dense grid, for the C runtime and the Rust runtime. The
-//! bounds asserted here are the ones README.md states.
+//! bounds asserted here are the ones docs/design.md states.
 
 use std::process::Command;
 

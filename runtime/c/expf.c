@@ -1,6 +1,6 @@
 /* kp_expf: range reduction x = n ln2 + r, |r| <= ln2/2, degree-6 Taylor polynomial, then a
  * 2^n scale built in the exponent bits. Inputs are clamped to [-87, 88] (the sigmoid and tanh
- * built on it saturate long before). Accuracy against double precision: see README.md. */
+ * built on it saturate long before). Accuracy against double precision: see docs/design.md. */
 typedef union {
     float f;
     uint32_t u;
