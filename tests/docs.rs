@@ -17,6 +17,9 @@
 //! text on stdout or stderr. Blocks tagged `text`, `console` or anything else are never run.
 //! Commands needing QEMU or the Arm cross compiler fail, never skip, when a tool is missing.
 //! Every failure names the file and line of the broken link, marker or command.
+//!
+//! README.md's headline tables must also be copies of the generated ones (docs/results.md,
+//! docs/benchmark-tables.md), so that no figure of the front door is typed by hand.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -246,6 +249,79 @@ fn relative_links_and_anchors_resolve() {
         }
     }
     assert!(broken.is_empty(), "broken links:\n{broken}");
+}
+
+/// The lines between the line starting with `begin` and the line `end`, or `None`.
+fn generated_block<'a>(text: &'a str, begin: &str, end: &str) -> Option<Vec<&'a str>> {
+    let mut lines = text.lines().skip_while(|l| !l.starts_with(begin));
+    lines.next()?;
+    let block: Vec<&str> = lines.by_ref().take_while(|l| l.trim() != end).collect();
+    Some(block)
+}
+
+/// README.md's headline tables are never typed: the results table is written by
+/// examples/results.py from the same rows as docs/results.md's, and the benchmark rows are
+/// rows of docs/benchmark-tables.md, which `kpgen bench --markdown` writes.
+#[test]
+fn readme_headline_tables_match_the_generated_ones() {
+    let root = repo();
+    let read = |n: &str| std::fs::read_to_string(root.join(n)).unwrap();
+    let (readme, results, bench) = (
+        read("README.md"),
+        read("docs/results.md"),
+        read("docs/benchmark-tables.md"),
+    );
+    let block = |text: &str, name: &str, file: &str| -> Vec<String> {
+        generated_block(
+            text,
+            &format!("<!-- {name}:begin"),
+            &format!("<!-- {name}:end -->"),
+        )
+        .unwrap_or_else(|| panic!("{file}: no {name}:begin / {name}:end markers"))
+        .into_iter()
+        .map(str::to_owned)
+        .collect()
+    };
+    let headline = block(&readme, "headline", "README.md");
+    let all = block(&results, "results", "docs/results.md");
+    let expected: Vec<String> = all
+        .iter()
+        .enumerate()
+        .filter(|(i, l)| *i < 2 || l.starts_with("| basic_motions |"))
+        .map(|(_, l)| l.clone())
+        .collect();
+    let differ: Vec<String> = (0..headline.len().max(expected.len()))
+        .filter(|&i| headline.get(i) != expected.get(i))
+        .map(|i| {
+            let show = |r: Option<&String>| r.map_or("(none)".to_owned(), String::clone);
+            format!(
+                "  row {}:\n    README.md:       {}\n    docs/results.md: {}",
+                i + 1,
+                show(headline.get(i)),
+                show(expected.get(i))
+            )
+        })
+        .collect();
+    assert!(
+        differ.is_empty(),
+        "README.md's headline table is not the basic_motions rows of docs/results.md's results \
+         table (run examples/results.py, which writes both):\n{}",
+        differ.join("\n")
+    );
+
+    let rows = block(&readme, "bench-headline", "README.md");
+    let measured = block(&bench, "bench", "docs/benchmark-tables.md");
+    assert!(
+        rows.len() > 2,
+        "README.md: the bench-headline block is empty"
+    );
+    for row in &rows {
+        assert!(
+            measured.contains(row),
+            "README.md: this benchmark row is not a row of docs/benchmark-tables.md (copy the \
+             current one):\n{row}"
+        );
+    }
 }
 
 /// What the marker above a shell block asks.
