@@ -114,10 +114,16 @@ fn without_code_spans(line: &str) -> String {
     out
 }
 
-/// The targets of the inline links and images `[text](target)` of one line.
+/// The targets of the inline links and images `[text](target)` of one line, and of a
+/// reference definition `[name]: target`.
 fn link_targets(line: &str) -> Vec<String> {
     let line = without_code_spans(line);
     let mut out = Vec::new();
+    if let Some(definition) = line.trim_start().strip_prefix('[') {
+        if let Some((_, target)) = definition.split_once("]: ") {
+            out.extend(target.split_whitespace().next().map(str::to_owned));
+        }
+    }
     let mut rest = line.as_str();
     while let Some(i) = rest.find("](") {
         let after = &rest[i + 2..];
@@ -186,7 +192,7 @@ fn anchors(text: &str) -> Vec<String> {
 }
 
 #[test]
-fn slugs_follow_github() {
+fn slugs_and_links_are_read_as_github_does() {
     assert_eq!(slug("Fixed point (int8, int16)"), "fixed-point-int8-int16");
     assert_eq!(
         slug("Build systems: CMake and Make"),
@@ -198,6 +204,11 @@ fn slugs_follow_github() {
         "hybrid-kp-and-three-factors"
     );
     assert_eq!(anchors("# A\n```\n# not\n```\n## A\n"), ["a", "a-1"]);
+    assert_eq!(
+        link_targets("see [a](x.md#b) and ![c](d.png), not `[e](f)`"),
+        ["x.md#b", "d.png"]
+    );
+    assert_eq!(link_targets("[ref]: docs/spec.md"), ["docs/spec.md"]);
 }
 
 #[test]
