@@ -1,7 +1,7 @@
 //! Accuracy of kpgen's own single-precision activations (the generated code uses no libm),
 //! measured against f64 over a dense grid, for the C runtime and the Rust runtime, in both
 //! definitions: `exact` (polynomial exp and a division) and `table` (one interpolated sigmoid
-//! table). The bounds asserted here are the ones README.md states. Non-finite and extreme
+//! table). The bounds asserted here are the ones docs/design.md states. Non-finite and extreme
 //! inputs go through the C runtime under clang's UBSan and through the Rust runtime: every
 //! result is defined, finite and in range.
 

@@ -1,7 +1,7 @@
 /* kp_expf: range reduction x = n ln2 + r, |r| <= ln2/2, degree-6 Taylor polynomial, then a
  * 2^n scale built in the exponent bits. Inputs are clamped to [-87, 88] (the sigmoid and tanh
  * built on it saturate long before; a NaN counts as -87). Accuracy against double precision:
- * see README.md. */
+ * see docs/design.md. */
 typedef union {
     float f;
     uint32_t u;

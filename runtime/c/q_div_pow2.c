@@ -1,4 +1,4 @@
-/* Fixed-point arithmetic, CMSIS-NN conventions (see README "Fixed point"). Right shifts of
+/* Fixed-point arithmetic, CMSIS-NN conventions (see docs/fixed-point.md). Right shifts of
  * negative values are arithmetic, as GCC and Clang define them.
  * arm_nn_divide_by_power_of_two: v / 2^e rounded half away from zero. */
 static inline int32_t kp_div_pow2(int32_t v, int32_t e)

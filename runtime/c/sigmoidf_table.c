@@ -1,5 +1,5 @@
 /* sigmoid(x) = 1 - sigmoid(-x): one table serves both signs. Absolute error below 3.1e-5
- * (see README.md); a NaN gives sigmoid(12.8). */
+ * (see docs/design.md); a NaN gives sigmoid(12.8). */
 static inline float kp_sigmoidf(float x)
 {
     const float y = kp_sigmoid_tab(20.0f * (x < 0.0f ? -x : x));

@@ -159,7 +159,8 @@ pub struct BenchArgs {
     /// Write all measurements as JSON (the format of --check's baseline).
     #[arg(long, value_name = "FILE.json")]
     pub json: Option<PathBuf>,
-    /// Write the markdown table here (it is always printed).
+    /// Write the markdown table here (it is always printed); in a file holding the lines
+    /// `<!-- bench:begin ... -->` and `<!-- bench:end -->` only what lies between them is replaced.
     #[arg(long, value_name = "FILE.md")]
     pub markdown: Option<PathBuf>,
     /// Fail (exit 1) when an instruction count exceeds this baseline's by more than 2%.

@@ -115,7 +115,12 @@ pub fn bench(args: &BenchArgs) -> ExitCode {
         }
     }
     if let Some(p) = &args.markdown {
-        if let Err(e) = write(p, &table) {
+        // A file with the bench markers (docs/benchmark-tables.md) keeps all but the table.
+        let text = std::fs::read_to_string(p)
+            .ok()
+            .and_then(|old| splice_between_markers(&old, &table))
+            .unwrap_or_else(|| table.clone());
+        if let Err(e) = write(p, &text) {
             return bad(e);
         }
     }
@@ -141,4 +146,41 @@ pub fn bench(args: &BenchArgs) -> ExitCode {
         say!("kpgen bench: no regression against the baseline (2% gate)");
     }
     ExitCode::SUCCESS
+}
+
+/// The line that opens the generated table in a Markdown file (it may go on with a comment).
+const BENCH_BEGIN: &str = "<!-- bench:begin";
+/// The line that closes it.
+const BENCH_END: &str = "<!-- bench:end -->";
+
+/// `old` with the lines between its bench markers replaced by `table`, or `None` when `old`
+/// lacks either marker line.
+fn splice_between_markers(old: &str, table: &str) -> Option<String> {
+    let begin = old.find(BENCH_BEGIN)?;
+    let after_begin = begin + old[begin..].find('\n')? + 1;
+    let end = after_begin + old[after_begin..].find(BENCH_END)?;
+    Some(format!(
+        "{}{}\n{}",
+        &old[..after_begin],
+        table.trim_end_matches('\n'),
+        &old[end..]
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::splice_between_markers;
+
+    #[test]
+    fn markdown_replaces_only_the_marked_table() {
+        let old =
+            "# Title\ntext\n<!-- bench:begin (note) -->\nold table\n<!-- bench:end -->\nafter\n";
+        assert_eq!(
+            splice_between_markers(old, "| new |\n").as_deref(),
+            Some(
+                "# Title\ntext\n<!-- bench:begin (note) -->\n| new |\n<!-- bench:end -->\nafter\n"
+            )
+        );
+        assert_eq!(splice_between_markers("no markers\n", "| new |"), None);
+    }
 }

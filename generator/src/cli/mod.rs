@@ -108,7 +108,7 @@ pub fn shown_path(p: &Path) -> String {
     kpgen::base::diagnostic::shown(&p.display().to_string())
 }
 
-/// Exit codes, documented in README.md.
+/// Exit codes, documented in docs/cli.md.
 pub const EXIT_TEST_FAILED: u8 = 1;
 
 pub const EXIT_BAD_INPUT: u8 = 2;

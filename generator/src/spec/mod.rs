@@ -491,7 +491,8 @@ fn refuse_tags_and_streams(path: &Path, text: &str) -> Result<(), Diagnostics> {
     Ok(())
 }
 
-const SPEC_HELP: &str = "a spec has `name`, `input: {features, steps}` and `layers`; see README.md, section \"Spec reference\"";
+const SPEC_HELP: &str =
+    "a spec has `name`, `input: {features, steps}` and `layers`; see docs/spec.md";
 
 /// Reads and parses a spec file from the file system (default limits).
 pub fn read_spec(path: &Path) -> Result<SpecDocument, Diagnostics> {
