@@ -1,19 +1,24 @@
-/* z: int32 Q.12 gate pre-activations i, f, g, o; c: int16 cell state with cf fraction bits;
- * h: codes with hf fraction bits. */
+/* z: int32 Q.12 gate pre-activations i, f, g, o; c: int16 cell state with cf fraction bits
+ * (3 <= cf <= 15); h: codes with hf fraction bits (7 or 15). Every product is a Q15 gate
+ * times a Q15 gate or an int16 state, at most 2^30 in magnitude, and every rounded shift adds
+ * at most 2^29: the arithmetic stays in int32 and equals the integer reference's bit for bit. */
 static inline void kp_lstm_q(const int32_t *z, int16_t *c, kp_code_t *h, int n, int32_t cf,
                              int32_t hf)
 {
+    const int32_t ig_shift = 30 - cf;
+    const int32_t ig_round = (int32_t)1 << (ig_shift - 1);
+    const int32_t h_shift = 30 - hf;
+    const int32_t h_round = (int32_t)1 << (h_shift - 1);
     for (int k = 0; k < n; ++k) {
-        const int64_t i = kp_lut(KP_SIGMOID_Q15, z[k]);
-        const int64_t f = kp_lut(KP_SIGMOID_Q15, z[n + k]);
-        const int64_t g = kp_lut(KP_TANH_Q15, z[2 * n + k]);
-        const int64_t o = kp_lut(KP_SIGMOID_Q15, z[3 * n + k]);
-        const int64_t cn = kp_rshift_round(f * c[k], 15) + kp_rshift_round(i * g, 30 - cf);
-        int64_t tc;
-        c[k] = (int16_t)kp_sat(cn, -32768, 32767);
-        tc = cf > 12 ? kp_rshift_round(c[k], cf - 12) : (int64_t)c[k] * (1 << (12 - cf));
-        h[k] = (kp_code_t)kp_sat(
-            kp_rshift_round(o * kp_lut(KP_TANH_Q15, kp_sat(tc, INT32_MIN, INT32_MAX)), 30 - hf),
-            KP_CODE_MIN, KP_CODE_MAX);
+        const int32_t i = kp_lut(KP_SIGMOID_Q15, z[k]);
+        const int32_t f = kp_lut(KP_SIGMOID_Q15, z[n + k]);
+        const int32_t g = kp_lut(KP_TANH_Q15, z[2 * n + k]);
+        const int32_t o = kp_lut(KP_SIGMOID_Q15, z[3 * n + k]);
+        const int32_t cn =
+            kp_clamp16(((f * c[k] + 16384) >> 15) + ((i * g + ig_round) >> ig_shift));
+        const int32_t tc = cf > 12 ? (cn + ((int32_t)1 << (cf - 13))) >> (cf - 12)
+                                   : cn * ((int32_t)1 << (12 - cf));
+        c[k] = (int16_t)cn;
+        h[k] = (kp_code_t)kp_clamp_code((o * kp_lut(KP_TANH_Q15, tc) + h_round) >> h_shift);
     }
 }

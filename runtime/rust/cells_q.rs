@@ -77,8 +77,15 @@ fn code(v: i64) -> Code {
     sat(v, CODE_MIN, CODE_MAX) as Code
 }
 
-/// `z`: Q.12 gate pre-activations i, f, g, o; `c`: cell state with `cf` fraction bits;
-/// `h`: codes with `hf` fraction bits.
+#[inline]
+fn code32(v: i32) -> Code {
+    v.clamp(CODE_MIN, CODE_MAX) as Code
+}
+
+/// `z`: Q.12 gate pre-activations i, f, g, o; `c`: cell state with `cf` fraction bits
+/// (3..=15); `h`: codes with `hf` fraction bits (7 or 15). Every product is a Q15 gate times a
+/// Q15 gate or an int16 state (at most 2^30) and every rounding adds at most 2^29: i32 holds
+/// it, bit for bit the integer reference's i64 arithmetic.
 #[inline]
 pub fn lstm_q<const H: usize, const G: usize>(
     z: &[i32; G],
@@ -87,42 +94,48 @@ pub fn lstm_q<const H: usize, const G: usize>(
     cf: i32,
     hf: i32,
 ) {
+    let (ig_shift, h_shift) = (30 - cf, 30 - hf);
+    let (ig_round, h_round) = (1i32 << (ig_shift - 1), 1i32 << (h_shift - 1));
     for k in 0..H {
-        let i = i64::from(lut(&SIGMOID_Q15, z[k]));
-        let f = i64::from(lut(&SIGMOID_Q15, z[H + k]));
-        let g = i64::from(lut(&TANH_Q15, z[2 * H + k]));
-        let o = i64::from(lut(&SIGMOID_Q15, z[3 * H + k]));
-        let cn = rshift_round(f * i64::from(c[k]), 15) + rshift_round(i * g, 30 - cf);
-        c[k] = sat(cn, -32768, 32767) as i16;
+        let i = lut(&SIGMOID_Q15, z[k]);
+        let f = lut(&SIGMOID_Q15, z[H + k]);
+        let g = lut(&TANH_Q15, z[2 * H + k]);
+        let o = lut(&SIGMOID_Q15, z[3 * H + k]);
+        let cn = (((f * i32::from(c[k]) + 16384) >> 15) + ((i * g + ig_round) >> ig_shift))
+            .clamp(-32768, 32767);
         let tc = if cf > 12 {
-            rshift_round(i64::from(c[k]), cf - 12)
+            (cn + (1 << (cf - 13))) >> (cf - 12)
         } else {
-            i64::from(c[k]) * (1 << (12 - cf))
+            cn * (1 << (12 - cf))
         };
-        let t = i64::from(lut(&TANH_Q15, sat(tc, i32::MIN, i32::MAX)));
-        h[k] = code(rshift_round(o * t, 30 - hf));
+        c[k] = cn as i16;
+        h[k] = code32((o * lut(&TANH_Q15, tc) + h_round) >> h_shift);
     }
 }
 
 /// `z`: Q.12, W_ih x + b_ih (r, z, n) then W_hh h + b_hh (r, z, n); `h`: codes with `hf`
-/// fraction bits.
+/// fraction bits (7 or 15). r times a recurrent pre-activation takes i64; the other products
+/// (at most 2^30) stay in i32.
 #[inline]
 pub fn gru_q<const H: usize, const G: usize>(z: &[i32; G], h: &mut [Code; H], hf: i32) {
+    let h_shift = 30 - hf;
+    let h_round = 1i32 << (h_shift - 1);
     for k in 0..H {
-        let r = i64::from(lut(&SIGMOID_Q15, z[k].wrapping_add(z[3 * H + k])));
-        let u = i64::from(lut(&SIGMOID_Q15, z[H + k].wrapping_add(z[4 * H + k])));
-        let rh = rshift_round(r * i64::from(z[5 * H + k]), 15);
-        let c = i64::from(lut(
+        let r = lut(&SIGMOID_Q15, z[k].wrapping_add(z[3 * H + k]));
+        let u = lut(&SIGMOID_Q15, z[H + k].wrapping_add(z[4 * H + k]));
+        let rh = rshift_round(i64::from(r) * i64::from(z[5 * H + k]), 15);
+        let c = lut(
             &TANH_Q15,
             sat(i64::from(z[2 * H + k]) + rh, i32::MIN, i32::MAX),
-        ));
-        let v = rshift_round((32768 - u) * c, 30 - hf) + rshift_round(u * i64::from(h[k]), 15);
-        h[k] = code(v);
+        );
+        let v = (((32768 - u) * c + h_round) >> h_shift) + ((u * i32::from(h[k]) + 16384) >> 15);
+        h[k] = code32(v);
     }
 }
 
 /// `pre`: Q.12 W x + U h; `b_z`, `b_h`: Q.12; `zeta`, `nu`: Q15 (after the sigmoid); `h`:
-/// codes with `hf` fraction bits.
+/// codes with `hf` fraction bits. coef = zeta (1 - z) + nu reaches 2^16, so coef times tanh
+/// takes i64; the other products (at most 2^30) stay in i32.
 #[inline]
 pub fn fastgrnn_q<const H: usize>(
     pre: &[i32; H],
@@ -134,11 +147,12 @@ pub fn fastgrnn_q<const H: usize>(
     hf: i32,
 ) {
     for k in 0..H {
-        let z = i64::from(lut(&SIGMOID_Q15, pre[k].wrapping_add(b_z[k])));
-        let c = i64::from(lut(&TANH_Q15, pre[k].wrapping_add(b_h[k])));
-        let coef = rshift_round(i64::from(zeta) * (32768 - z), 15) + i64::from(nu);
-        let v = rshift_round(coef * c, 30 - hf) + rshift_round(z * i64::from(h[k]), 15);
-        h[k] = code(v);
+        let z = lut(&SIGMOID_Q15, pre[k].wrapping_add(b_z[k]));
+        let c = lut(&TANH_Q15, pre[k].wrapping_add(b_h[k]));
+        let coef = ((zeta * (32768 - z) + 16384) >> 15) + nu;
+        let v = rshift_round(i64::from(coef) * i64::from(c), 30 - hf) as i32
+            + ((z * i32::from(h[k]) + 16384) >> 15);
+        h[k] = code32(v);
     }
 }
 

@@ -152,6 +152,21 @@ const FIXED_RUNTIME: &[Piece] = &[
     ),
     piece("kp_sat", include_str!("../../../runtime/c/q_sat.c"), &[]),
     piece(
+        "kp_clamp",
+        include_str!("../../../runtime/c/q_clamp.c"),
+        &[],
+    ),
+    piece(
+        "kp_clamp16",
+        include_str!("../../../runtime/c/q_clamp16.c"),
+        &["kp_clamp"],
+    ),
+    piece(
+        "kp_clamp_code",
+        include_str!("../../../runtime/c/q_clamp_code.c"),
+        &["kp_clamp"],
+    ),
+    piece(
         "kp_sat16",
         include_str!("../../../runtime/c/q_sat16.c"),
         &["kp_sat"],
@@ -164,7 +179,7 @@ const FIXED_RUNTIME: &[Piece] = &[
     piece(
         "kp_lut",
         include_str!("../../../runtime/c/q_lut.c"),
-        &["kp_sat"],
+        &["kp_clamp16"],
     ),
     piece("KP_SIGMOID_Q15", "", &[]),
     piece("KP_TANH_Q15", "", &[]),
@@ -177,7 +192,13 @@ const FIXED_RUNTIME: &[Piece] = &[
     piece(
         "kp_lstm_q",
         include_str!("../../../runtime/c/q_lstm.c"),
-        LUT_CELL,
+        &[
+            "kp_clamp16",
+            "kp_clamp_code",
+            "kp_lut",
+            "KP_SIGMOID_Q15",
+            "KP_TANH_Q15",
+        ],
     ),
     piece(
         "kp_gru_q",
@@ -187,7 +208,13 @@ const FIXED_RUNTIME: &[Piece] = &[
     piece(
         "kp_fastgrnn_q",
         include_str!("../../../runtime/c/q_fastgrnn.c"),
-        LUT_CELL,
+        &[
+            "kp_clamp_code",
+            "kp_rshift_round",
+            "kp_lut",
+            "KP_SIGMOID_Q15",
+            "KP_TANH_Q15",
+        ],
     ),
     piece(
         "kp_narrow_linear",
@@ -216,9 +243,10 @@ const FIXED_RUNTIME: &[Piece] = &[
     ),
 ];
 
-/// What the fixed-point cells call.
+/// What the fixed-point GRU calls.
 const LUT_CELL: &[&str] = &[
     "kp_sat",
+    "kp_clamp_code",
     "kp_rshift_round",
     "kp_lut",
     "KP_SIGMOID_Q15",
@@ -682,6 +710,8 @@ mod tests {
             names,
             [
                 "kp_sat",
+                "kp_clamp",
+                "kp_clamp16",
                 "kp_rshift_round",
                 "kp_lut",
                 "KP_SIGMOID_Q15",

@@ -83,7 +83,7 @@ fn render_main(
                 .iter()
                 .map(i32::to_string)
                 .collect(),
-            None => s.iter().map(|&v| float_lit(Lang::C, v)).collect(),
+            None => s.iter().map(|&v| input_lit(v)).collect(),
         }
     };
     let inputs_text = inputs
@@ -257,6 +257,18 @@ fn c_sources(dir: &Path, gen: &Generation) -> PathBuf {
 }
 
 /// Builds the firmware for `lang` in `dir`, runs it and decodes what it printed.
+/// A float input as C: NaN and the infinities through <math.h>'s constant macros, so a test
+/// can feed what a sensor glitch sends.
+fn input_lit(v: f32) -> String {
+    if v.is_nan() {
+        "NAN".to_owned()
+    } else if v.is_infinite() {
+        if v > 0.0 { "INFINITY" } else { "(-INFINITY)" }.to_owned()
+    } else {
+        float_lit(Lang::C, v)
+    }
+}
+
 pub fn build_and_run(
     platform: &Platform,
     target: &Target,

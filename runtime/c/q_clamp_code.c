@@ -1,0 +1,12 @@
+#if defined(__ARM_FEATURE_SAT)
+#include <arm_acle.h>
+#endif
+/* v limited to the code range, int8 or int16: one SSAT where the core has it. */
+static inline int32_t kp_clamp_code(int32_t v)
+{
+#if defined(__ARM_FEATURE_SAT)
+    return KP_CODE_MAX == 32767 ? __ssat(v, 16) : __ssat(v, 8);
+#else
+    return kp_clamp(v, KP_CODE_MIN, KP_CODE_MAX);
+#endif
+}
