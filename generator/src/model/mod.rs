@@ -9,9 +9,13 @@ use nalgebra::DMatrix;
 use serde_saphyr::Spanned;
 
 use crate::base::diagnostic::{Diagnostic, Diagnostics};
+/// A sparse matrix as its sorted non-zeros; it lives in `base` with its readers.
+pub use crate::base::sparse::SparseMatrix;
+use crate::base::sparse::{self, Array, Positions, Stored};
 use crate::base::tensor::{self, Tensor};
 use crate::spec::{
-    Activation, LayerKind, LayerSpec, Precision, ScalarSpec, SpecDocument, WeightMap, WeightSpec,
+    Activation, LayerKind, LayerSpec, Precision, ScalarSpec, SparseParts, SparseSpec, SpecDocument,
+    WeightMap, WeightSpec,
 };
 
 #[derive(Debug, Clone)]
@@ -97,37 +101,6 @@ pub enum WeightForm {
     },
     /// W = s, pruned: only its non-zeros are stored.
     Sparse(SparseMatrix),
-}
-
-/// A sparse matrix as (row, col, value) triples sorted by row then column.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SparseMatrix {
-    pub rows: usize,
-    pub cols: usize,
-    pub entries: Vec<(usize, usize, f64)>,
-}
-
-impl SparseMatrix {
-    pub fn from_dense(m: &DMatrix<f64>) -> Self {
-        let mut entries = Vec::new();
-        for r in 0..m.nrows() {
-            for c in 0..m.ncols() {
-                let v = m[(r, c)];
-                if v != 0.0 {
-                    entries.push((r, c, v));
-                }
-            }
-        }
-        SparseMatrix {
-            rows: m.nrows(),
-            cols: m.ncols(),
-            entries,
-        }
-    }
-
-    pub fn nnz(&self) -> usize {
-        self.entries.len()
-    }
 }
 
 impl Weight {
@@ -591,10 +564,7 @@ impl Loader<'_> {
 
     /// Loads a float tensor and checks that it is finite.
     fn tensor(&mut self, at: &Spanned<impl Sized>, field: &str, path: &str) -> Option<Tensor> {
-        let file = tensor::file_of(path, self.base());
-        if !self.sources.contains(&file) {
-            self.sources.push(file);
-        }
+        self.source(path);
         match tensor::load_float_with(self.reader, path, self.base()) {
             Ok(t) => {
                 if let Some((i, v)) = t.first_non_finite() {
@@ -837,23 +807,166 @@ impl Loader<'_> {
         Some(factors)
     }
 
-    /// A full-size matrix read as sparse (a doping overlay or a pruned weight).
-    fn full_size_sparse(
+    /// Records that the build reads the file `reference` names.
+    fn source(&mut self, reference: &str) {
+        let file = tensor::file_of(reference, self.base());
+        if !self.sources.contains(&file) {
+            self.sources.push(file);
+        }
+    }
+
+    /// One array of a sparse matrix given by its parts, any dtype (checked when assembled).
+    fn sparse_array(&mut self, at: &Spanned<String>, field: &str) -> Option<Array> {
+        self.source(&at.value);
+        match tensor::load_with(self.reader, &at.value, self.base()) {
+            Ok(tensor) => Some(Array {
+                name: at.value.clone(),
+                tensor,
+            }),
+            Err(e) => {
+                self.fail(at, field, e.to_string());
+                None
+            }
+        }
+    }
+
+    /// A sparse matrix (a doping overlay or a pruned weight) of `rows x cols`: a full-size
+    /// matrix, a scipy.sparse `save_npz` file, or the map of its arrays. Only the non-zeros
+    /// of the compact forms are read and kept.
+    fn sparse_matrix(
         &mut self,
-        s: &Spanned<String>,
+        s: &Spanned<SparseSpec>,
         field: &str,
         rows: usize,
         cols: Option<usize>,
         what: &str,
     ) -> Option<SparseMatrix> {
-        let m = self.matrix(s, field, &s.value)?;
+        let stored = match &s.value {
+            SparseSpec::Tensor(path) => {
+                let Some(file) = tensor::whole_npz(path, self.base()) else {
+                    return self.full_size_sparse(s, path, field, rows, cols, what);
+                };
+                self.source(path);
+                match sparse::read_scipy(self.reader, &file, path) {
+                    Ok(Some(stored)) => {
+                        if !fits(stored.rows, stored.cols, rows, cols) {
+                            self.fail(
+                                s,
+                                field,
+                                format!(
+                                    "`{path}` holds a {}x{} sparse matrix: {what} must be {}",
+                                    stored.rows,
+                                    stored.cols,
+                                    dims(rows, cols)
+                                ),
+                            );
+                            return None;
+                        }
+                        stored
+                    }
+                    // Not a scipy.sparse file: an archive of one full-size matrix.
+                    Ok(None) => return self.full_size_sparse(s, path, field, rows, cols, what),
+                    Err(e) => {
+                        self.fail(s, field, e);
+                        return None;
+                    }
+                }
+            }
+            SparseSpec::Parts(p) => self.sparse_parts(s, p, field, rows, cols, what)?,
+        };
+        match sparse::assemble(&stored) {
+            Ok(m) => Some(m),
+            Err(e) => {
+                self.fail(s, field, e);
+                None
+            }
+        }
+    }
+
+    /// The arrays of `{shape, values, rows, cols}` or `{shape, values, indptr, indices}`.
+    fn sparse_parts(
+        &mut self,
+        s: &Spanned<SparseSpec>,
+        p: &SparseParts,
+        field: &str,
+        rows: usize,
+        cols: Option<usize>,
+        what: &str,
+    ) -> Option<Stored> {
+        let sf = format!("{field}.shape");
+        let shape: Vec<i64> = p.shape.value.iter().map(|d| d.value).collect();
+        let (r, c) = match shape[..] {
+            [r, c] if r >= 1 && c >= 1 => (r as usize, c as usize),
+            _ => {
+                self.fail(
+                    &p.shape,
+                    &sf,
+                    format!(
+                        "{shape:?} is not a matrix's shape: expected [rows, columns], two                          positive whole numbers"
+                    ),
+                );
+                return None;
+            }
+        };
+        if !fits(r, c, rows, cols) {
+            self.fail(
+                &p.shape,
+                &sf,
+                format!("shape [{r}, {c}]: {what} must be {}", dims(rows, cols)),
+            );
+            return None;
+        }
+        let f = |name: &str| format!("{field}.{name}");
+        let pair = match (&p.rows, &p.cols, &p.indptr, &p.indices) {
+            (Some(a), Some(b), None, None) => Some((a, "rows", b, "cols", false)),
+            (None, None, Some(a), Some(b)) => Some((a, "indptr", b, "indices", true)),
+            _ => None,
+        };
+        let Some((a, an, b, bn, csr)) = pair else {
+            self.fail(
+                s,
+                field,
+                "expected `shape` and `values` with either `rows` and `cols` (coordinates) or                  `indptr` and `indices` (compressed rows)",
+            );
+            return None;
+        };
+        let values = self.sparse_array(&p.values, &f("values"));
+        let a = self.sparse_array(a, &f(an));
+        let b = self.sparse_array(b, &f(bn));
+        let (values, a, b) = (values?, a?, b?);
+        let positions = if csr {
+            Positions::Csr {
+                indptr: a,
+                indices: b,
+            }
+        } else {
+            Positions::Coo { row: a, col: b }
+        };
+        Some(Stored {
+            rows: r,
+            cols: c,
+            values,
+            positions,
+        })
+    }
+
+    /// A full-size matrix read as sparse (a doping overlay or a pruned weight).
+    fn full_size_sparse(
+        &mut self,
+        s: &Spanned<SparseSpec>,
+        path: &str,
+        field: &str,
+        rows: usize,
+        cols: Option<usize>,
+        what: &str,
+    ) -> Option<SparseMatrix> {
+        let m = self.matrix(s, field, path)?;
         if !fits(m.nrows(), m.ncols(), rows, cols) {
             self.fail(
                 s,
                 field,
                 format!(
-                    "`{}` is {}x{}: {what} must be the full {} matrix (zeros where it has no entry)",
-                    s.value,
+                    "`{path}` is {}x{}: {what} must be the full {} matrix (zeros where it has no entry)",
                     m.nrows(),
                     m.ncols(),
                     dims(rows, cols)
@@ -952,7 +1065,7 @@ impl Loader<'_> {
             let cols = Some(c);
             let dope = match &map.dope {
                 None => None,
-                Some(s) => Some(self.full_size_sparse(
+                Some(s) => Some(self.sparse_matrix(
                     s,
                     &format!("{field}.dope"),
                     rows,
@@ -987,8 +1100,7 @@ impl Loader<'_> {
             return Some(WeightForm::LowRank { u, v });
         }
         let s = map.sparse.as_ref()?;
-        let m =
-            self.full_size_sparse(s, &format!("{field}.sparse"), rows, cols, "a sparse weight")?;
+        let m = self.sparse_matrix(s, &format!("{field}.sparse"), rows, cols, "a sparse weight")?;
         Some(WeightForm::Sparse(m))
     }
 }
@@ -1325,11 +1437,11 @@ fn load_layer_with_units(
 }
 
 /// Refuses a spec whose densely stored tensors (plain weights, Kronecker and low-rank factors,
-/// biases) already exceed `flash_budget` bytes at float32, from their headers alone: before
-/// any tensor body is read or inflated, so a huge or bomb-like file costs nothing. Tensors
-/// whose header cannot be read are left to the full load, which reports them properly; sparse
-/// and doping matrices are not counted (their stored size is their non-zeros, known only once
-/// read).
+/// biases, and the non-zero values of sparse and doping matrices given as their non-zeros)
+/// already exceed `flash_budget` bytes at float32, from their headers alone: before any tensor
+/// body is read or inflated, so a huge or bomb-like file costs nothing. Tensors whose header
+/// cannot be read are left to the full load, which reports them properly; a sparse or doping
+/// matrix given as a full-size matrix is not counted (its non-zeros are known only once read).
 pub fn check_flash_from_headers(
     reader: &crate::base::input::Reader,
     doc: &SpecDocument,
@@ -1338,6 +1450,7 @@ pub fn check_flash_from_headers(
 ) -> Result<(), Diagnostics> {
     let base = doc.base_dir();
     let mut refs: Vec<&str> = Vec::new();
+    let mut values: u64 = 0;
     for layer in &doc.spec.layers.value {
         let l = &layer.value;
         for w in [&l.w_ih, &l.w_hh, &l.u, &l.w].into_iter().flatten() {
@@ -1348,6 +1461,17 @@ pub fn check_flash_from_headers(
                         refs.extend(list.value.iter().map(|s| s.value.as_str()));
                     }
                     refs.extend(m.dense_rows.iter().map(|u| u.value.as_str()));
+                    for s in [&m.dope, &m.sparse].into_iter().flatten() {
+                        match &s.value {
+                            SparseSpec::Tensor(p) => {
+                                if let Some(file) = tensor::whole_npz(p, base) {
+                                    let nnz = sparse::peek_scipy_nnz(reader, &file);
+                                    values = values.saturating_add(nnz.unwrap_or(0));
+                                }
+                            }
+                            SparseSpec::Parts(p) => refs.push(&p.values.value),
+                        }
+                    }
                 }
             }
         }
@@ -1358,7 +1482,6 @@ pub fn check_flash_from_headers(
             refs.push(&b.value);
         }
     }
-    let mut values: u64 = 0;
     for r in refs {
         if let Ok(shape) = tensor::peek_shape_with(reader, r, base) {
             let n = shape
@@ -1375,7 +1498,7 @@ pub fn check_flash_from_headers(
     Err(Diagnostic::new(
         crate::base::diagnostic::Place::file(&doc.path),
         format!(
-            "model `{}` stores at least {values} values densely (by its tensor headers), \
+            "model `{}` stores at least {values} values (by its tensor headers), \
              {bytes} bytes of flash at float32: over the {flash_budget}-byte flash budget of \
              target `{target_name}`; no tensor was read",
             doc.spec.name.value

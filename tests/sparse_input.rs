@@ -1,0 +1,204 @@
+//! Sparse matrices given as their non-zeros (issue 29): a doping overlay or a pruned weight
+//! written as a scipy.sparse `save_npz` file (CSR, CSC, COO) or as explicit index arrays (from
+//! an `.npz` or a `.safetensors` file) is the same model as the full-size matrix it compresses,
+//! so every precision generates byte-identical code; and `kpgen test --host` passes on one.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::{
+    nonzeros, scipy_members, write_npz, write_safetensors, Act, LayerSpec, ModelSpec, Npy,
+    WeightKind,
+};
+use kpgen::spec::Precision;
+
+/// Straight-line and CSR doping overlays, a doped hybrid three-factor product, and a pruned
+/// weight.
+fn overlay_model() -> ModelSpec {
+    ModelSpec::new(
+        "sparse_forms",
+        6,
+        Some(3),
+        vec![
+            LayerSpec::lstm(16, WeightKind::Dkp).with("w_hh", WeightKind::DkpCsr),
+            LayerSpec::gru(8, WeightKind::Dhkp3),
+            LayerSpec::dense(4, Act::None, WeightKind::Sparse),
+        ],
+    )
+}
+
+/// The compact forms a test writes for each full-size overlay.
+const FORMS: [&str; 5] = [
+    "scipy_csr",
+    "scipy_csc",
+    "scipy_coo",
+    "coo_map",
+    "csr_map_safetensors",
+];
+
+/// Writes the full-size matrix `file` (in `dir`) in compact `form` and returns the spec value
+/// naming it.
+fn compact(dir: &Path, file: &str, form: &str) -> String {
+    let t = kpgen::base::tensor::load(file, dir).unwrap();
+    let (rows, cols) = (t.shape[0], t.shape[1]);
+    let entries = nonzeros(cols, &t.data);
+    let stem = file.trim_end_matches(".npy");
+    match form {
+        "scipy_csr" | "scipy_csc" | "scipy_coo" => {
+            let format = &form[6..];
+            let mut entries = entries;
+            // COO in any order: written last to first.
+            if format == "coo" {
+                entries.reverse();
+            }
+            let name = format!("{stem}_{format}.npz");
+            let members = scipy_members(format, rows, cols, &entries);
+            write_npz(&dir.join(&name), &members, format == "csr");
+            name
+        }
+        "coo_map" => {
+            let name = format!("{stem}_parts.npz");
+            let r: Vec<i64> = entries.iter().map(|e| e.0 as i64).collect();
+            let c: Vec<i64> = entries.iter().map(|e| e.1 as i64).collect();
+            let v: Vec<f32> = entries.iter().map(|e| e.2).collect();
+            write_npz(
+                &dir.join(&name),
+                &[
+                    ("r", Npy::i64(&r)),
+                    ("c", Npy::i64(&c)),
+                    ("v", Npy::f32(&v)),
+                ],
+                false,
+            );
+            format!("{{shape: [{rows}, {cols}], values: {name}:v, rows: {name}:r, cols: {name}:c}}")
+        }
+        "csr_map_safetensors" => {
+            // Each row's columns last to first: unsorted CSR, which kpgen sorts.
+            let mut indptr = vec![0i64];
+            let (mut indices, mut values) = (Vec::new(), Vec::new());
+            for r in 0..rows {
+                for e in entries.iter().filter(|e| e.0 == r).rev() {
+                    indices.push(e.1 as i64);
+                    values.push(e.2);
+                }
+                indptr.push(indices.len() as i64);
+            }
+            let name = format!("{stem}.safetensors");
+            write_safetensors(
+                &dir.join(&name),
+                &[
+                    ("indptr", Npy::i32(&indptr)),
+                    ("indices", Npy::i32(&indices)),
+                    ("values", Npy::f32(&values)),
+                ],
+            );
+            format!(
+                "{{shape: [{rows}, {cols}], values: {name}:values, indptr: {name}:indptr, \
+                 indices: {name}:indices}}"
+            )
+        }
+        f => panic!("no form {f}"),
+    }
+}
+
+/// The spec text with every full-size `dope:` and `sparse:` matrix written in `form`.
+fn compact_spec(dir: &Path, spec: &str, form: &str) -> String {
+    let mut out = spec.to_owned();
+    let mut replaced = 0;
+    for key in ["dope: ", "sparse: "] {
+        for (i, _) in spec.match_indices(key) {
+            let rest = &spec[i + key.len()..];
+            let end = rest.find(['}', ',', '\n']).unwrap_or(rest.len());
+            let file = rest[..end].trim();
+            let value = compact(dir, file, form);
+            out = out.replacen(&format!("{key}{file}"), &format!("{key}{value}"), 1);
+            replaced += 1;
+        }
+    }
+    assert!(replaced >= 4, "only {replaced} sparse matrices in:\n{spec}");
+    out
+}
+
+fn generate(spec: &Path, precision: Precision) -> kpgen::Generation {
+    let mut model = kpgen::load(spec).unwrap_or_else(|d| panic!("{}", d.render()));
+    model.precision = precision;
+    kpgen::generate_model(&model, &common::target()).unwrap_or_else(|d| panic!("{}", d.render()))
+}
+
+#[test]
+fn compact_forms_generate_the_same_code_as_full_matrices() {
+    let dir = tempfile::tempdir().unwrap();
+    let full = overlay_model().write_into(dir.path());
+    let text = std::fs::read_to_string(&full).unwrap();
+    let specs: Vec<(&str, std::path::PathBuf)> = FORMS
+        .iter()
+        .map(|form| {
+            let path = dir.path().join(format!("spec_{form}.yaml"));
+            std::fs::write(&path, compact_spec(dir.path(), &text, form)).unwrap();
+            (*form, path)
+        })
+        .collect();
+    for precision in [Precision::F32, Precision::Int8, Precision::Int16] {
+        let want = generate(&full, precision);
+        let features = common::plan_features(&want.plan);
+        assert!(
+            features.contains(&common::Feature::OverlayCsr)
+                && features.contains(&common::Feature::OverlayStraightLine)
+                && features.contains(&common::Feature::Sparse),
+            "{features:?}"
+        );
+        for (form, spec) in &specs {
+            let got = generate(spec, precision);
+            assert_eq!(
+                got.files.len(),
+                want.files.len(),
+                "{form} {precision:?}: file count"
+            );
+            for (g, w) in got.files.iter().zip(&want.files) {
+                assert_eq!(g.path, w.path, "{form} {precision:?}");
+                assert!(
+                    g.contents == w.contents,
+                    "{form} {precision:?}: {} differs from the full-matrix build",
+                    g.path
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn kpgen_test_passes_on_a_scipy_overlay() {
+    let dir = tempfile::tempdir().unwrap();
+    let full = overlay_model().write_into(dir.path());
+    let text = std::fs::read_to_string(&full).unwrap();
+    std::fs::write(
+        dir.path().join("compact.yaml"),
+        compact_spec(dir.path(), &text, "scipy_csr"),
+    )
+    .unwrap();
+    for precision in ["f32", "int8"] {
+        let o = Command::new(env!("CARGO_BIN_EXE_kpgen"))
+            .current_dir(dir.path())
+            .args([
+                "test",
+                "compact.yaml",
+                "--host",
+                "cc",
+                "--count",
+                "2",
+                "--precision",
+                precision,
+            ])
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap();
+        let out = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            o.status.success() && out.contains("4 passed, 0 failed"),
+            "{precision}: {out}\n{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+}
