@@ -902,7 +902,8 @@ impl Loader<'_> {
                     &p.shape,
                     &sf,
                     format!(
-                        "{shape:?} is not a matrix's shape: expected [rows, columns], two                          positive whole numbers"
+                        "{shape:?} is not a matrix's shape: expected [rows, columns], two \
+                         positive whole numbers"
                     ),
                 );
                 return None;
@@ -926,7 +927,8 @@ impl Loader<'_> {
             self.fail(
                 s,
                 field,
-                "expected `shape` and `values` with either `rows` and `cols` (coordinates) or                  `indptr` and `indices` (compressed rows)",
+                "expected `shape` and `values` with either `rows` and `cols` (coordinates) or \
+                 `indptr` and `indices` (compressed rows)",
             );
             return None;
         };
