@@ -202,3 +202,46 @@ fn kpgen_test_passes_on_a_scipy_overlay() {
         );
     }
 }
+
+/// `kpgen explain --stage model` shows each overlay's non-zeros and density, whichever form it
+/// was given in; the spec view shows the map form's arrays.
+#[test]
+fn explain_shows_the_non_zeros_and_density() {
+    let dir = tempfile::tempdir().unwrap();
+    let full = overlay_model().write_into(dir.path());
+    let text = std::fs::read_to_string(&full).unwrap();
+    std::fs::write(
+        dir.path().join("compact.yaml"),
+        compact_spec(dir.path(), &text, "coo_map"),
+    )
+    .unwrap();
+    let explain = |spec: &str, args: &[&str]| {
+        let o = Command::new(env!("CARGO_BIN_EXE_kpgen"))
+            .current_dir(dir.path())
+            .args(["explain", spec])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8(o.stdout).unwrap()
+    };
+    for spec in ["spec.yaml", "compact.yaml"] {
+        let model = explain(spec, &["--stage", "model"]);
+        // w_hh of the LSTM: 129 non-zeros of 64 x 16 (CSR); the pruned head keeps 10%.
+        assert!(model.contains("+ S (129 non-zeros, 12.60%)"), "{model}");
+        assert!(
+            model.contains("w 4x8: sparse (3 non-zeros, 9.38%)"),
+            "{model}"
+        );
+        let json: serde_json::Value =
+            serde_json::from_str(&explain(spec, &["--stage", "model", "--json"])).unwrap();
+        let w_hh = &json["layers"][0]["weights"][1];
+        assert_eq!(w_hh["nnz"], 129, "{w_hh}");
+        assert!((w_hh["density"].as_f64().unwrap() - 129.0 / 1024.0).abs() < 1e-12);
+    }
+    let spec = explain("compact.yaml", &["--stage", "spec"]);
+    assert!(
+        spec.contains("dope {shape [64, 16], values l0_w_hh_S_parts.npz:v, rows l0_w_hh_S_parts.npz:r, cols l0_w_hh_S_parts.npz:c}"),
+        "{spec}"
+    );
+}

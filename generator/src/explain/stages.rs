@@ -217,7 +217,7 @@ fn weight(w: &Weight) -> (String, Value) {
         w.cols(),
         ranges.join(", ")
     );
-    let json = json!({
+    let mut json = json!({
         "field": w.field,
         "form": w.kind_name(),
         "rows": w.rows(),
@@ -228,6 +228,10 @@ fn weight(w: &Weight) -> (String, Value) {
             "name": p.name, "shape": [p.rows, p.cols], "min": p.min, "max": p.max,
         })).collect::<Vec<_>>(),
     });
+    if let Some(s) = w.sparse_part() {
+        json["nnz"] = json!(s.nnz());
+        json["density"] = json!(s.density());
+    }
     (text, json)
 }
 

@@ -198,7 +198,17 @@ impl Weight {
         }
     }
 
-    /// The form in words, as `kpgen explain` shows it: `kron A 8x3 ⊗ B 16x2 + S (12 non-zeros)`.
+    /// The sparse matrix of the form: a Kronecker product's doping overlay or a pruned weight.
+    pub fn sparse_part(&self) -> Option<&SparseMatrix> {
+        match &self.form {
+            WeightForm::Kron { dope, .. } => dope.as_ref(),
+            WeightForm::Sparse(s) => Some(s),
+            WeightForm::Dense(_) | WeightForm::LowRank { .. } => None,
+        }
+    }
+
+    /// The form in words, as `kpgen explain` shows it:
+    /// `kron A 8x3 ⊗ B 16x2 + S (12 non-zeros, 2.08%)`.
     pub fn describe(&self) -> String {
         let dims = |m: &DMatrix<f64>| format!("{}x{}", m.nrows(), m.ncols());
         match &self.form {
@@ -210,7 +220,7 @@ impl Weight {
             } => {
                 let overlay = dope
                     .as_ref()
-                    .map_or(String::new(), |s| format!(" + S ({} non-zeros)", s.nnz()));
+                    .map_or(String::new(), |s| format!(" + S ({})", nonzeros(s)));
                 let product: Vec<String> = factors
                     .iter()
                     .enumerate()
@@ -226,7 +236,7 @@ impl Weight {
                 }
             }
             WeightForm::LowRank { u, v } => format!("low rank U {} · V {}", dims(u), dims(v)),
-            WeightForm::Sparse(s) => format!("sparse ({} non-zeros)", s.nnz()),
+            WeightForm::Sparse(s) => format!("sparse ({})", nonzeros(s)),
         }
     }
 
@@ -284,6 +294,11 @@ impl Weight {
             WeightForm::Sparse(_) => "sparse",
         }
     }
+}
+
+/// A sparse matrix's non-zeros and density in words: `12 non-zeros, 2.08%`.
+fn nonzeros(s: &SparseMatrix) -> String {
+    format!("{} non-zeros, {:.2}%", s.nnz(), 100.0 * s.density())
 }
 
 /// Smallest and largest of some values; (0, 0) for none.
