@@ -1,7 +1,9 @@
 //! Sparse matrices given as their non-zeros (issue 29): a doping overlay or a pruned weight
 //! written as a scipy.sparse `save_npz` file (CSR, CSC, COO) or as explicit index arrays (from
 //! an `.npz` or a `.safetensors` file) is the same model as the full-size matrix it compresses,
-//! so every precision generates byte-identical code; and `kpgen test --host` passes on one.
+//! so every precision generates byte-identical code (for one model in all five forms, and for
+//! every bundled example and conformance model with an overlay or a pruned weight, the forms
+//! taken in turn); and `kpgen test --host` passes on one.
 
 mod common;
 
@@ -105,6 +107,18 @@ fn compact(dir: &Path, file: &str, form: &str) -> String {
 
 /// The spec text with every full-size `dope:` and `sparse:` matrix written in `form`.
 fn compact_spec(dir: &Path, spec: &str, form: &str) -> String {
+    let (out, replaced) = compact_spec_with(dir, spec, |_| form);
+    assert!(replaced >= 4, "only {replaced} sparse matrices in:\n{spec}");
+    out
+}
+
+/// The spec text with the k-th full-size `dope:` or `sparse:` matrix written in `form(k)`, and
+/// how many there were.
+fn compact_spec_with<'f>(
+    dir: &Path,
+    spec: &str,
+    form: impl Fn(usize) -> &'f str,
+) -> (String, usize) {
     let mut out = spec.to_owned();
     let mut replaced = 0;
     for key in ["dope: ", "sparse: "] {
@@ -112,19 +126,88 @@ fn compact_spec(dir: &Path, spec: &str, form: &str) -> String {
             let rest = &spec[i + key.len()..];
             let end = rest.find(['}', ',', '\n']).unwrap_or(rest.len());
             let file = rest[..end].trim();
-            let value = compact(dir, file, form);
+            let value = compact(dir, file, form(replaced));
             out = out.replacen(&format!("{key}{file}"), &format!("{key}{value}"), 1);
             replaced += 1;
         }
     }
-    assert!(replaced >= 4, "only {replaced} sparse matrices in:\n{spec}");
-    out
+    (out, replaced)
 }
 
 fn generate(spec: &Path, precision: Precision) -> kpgen::Generation {
     let mut model = kpgen::load(spec).unwrap_or_else(|d| panic!("{}", d.render()));
     model.precision = precision;
     kpgen::generate_model(&model, &common::target()).unwrap_or_else(|d| panic!("{}", d.render()))
+}
+
+/// Every file `compact` generates equals the one `full` generates, in every precision.
+fn assert_same_code(full: &Path, compact: &Path, what: &str) {
+    for precision in [Precision::F32, Precision::Int8, Precision::Int16] {
+        let want = generate(full, precision);
+        let got = generate(compact, precision);
+        let paths =
+            |g: &kpgen::Generation| g.files.iter().map(|f| f.path.clone()).collect::<Vec<_>>();
+        assert_eq!(paths(&got), paths(&want), "{what} {precision:?}");
+        for (g, w) in got.files.iter().zip(&want.files) {
+            assert!(
+                g.contents == w.contents,
+                "{what} {precision:?}: {} differs from the full-matrix build",
+                g.path
+            );
+        }
+    }
+}
+
+/// Every bundled example and conformance model that has a doping overlay or a pruned weight,
+/// with each of them in a compact form (the forms taken in turn), generates the same files as
+/// from its full-size matrices.
+#[test]
+fn every_example_and_conformance_model_with_an_overlay_generates_the_same_code() {
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    let mut checked = Vec::new();
+    let mut turn = 0;
+    let mut check = |dir: &Path, name: String, checked: &mut Vec<String>| {
+        let full = dir.join("spec.yaml");
+        let text = std::fs::read_to_string(&full).unwrap();
+        let (compact, n) = compact_spec_with(dir, &text, |k| FORMS[(turn + k) % FORMS.len()]);
+        if n == 0 {
+            return;
+        }
+        turn += n;
+        let path = dir.join("compact.yaml");
+        std::fs::write(&path, compact).unwrap();
+        assert_same_code(&full, &path, &name);
+        checked.push(name);
+    };
+    for set in ["basic_motions", "digits", "japanese_vowels"] {
+        for entry in std::fs::read_dir(examples.join(set)).unwrap() {
+            let from = entry.unwrap().path();
+            if !from.join("spec.yaml").is_file() {
+                continue;
+            }
+            let dir = tempfile::tempdir().unwrap();
+            for file in std::fs::read_dir(&from).unwrap() {
+                let file = file.unwrap().path();
+                if file.is_file() {
+                    std::fs::copy(&file, dir.path().join(file.file_name().unwrap())).unwrap();
+                }
+            }
+            let name = format!("{set}/{}", from.file_name().unwrap().to_string_lossy());
+            check(dir.path(), name, &mut checked);
+        }
+    }
+    let examples_checked = checked.len();
+    for case in common::all_cases()
+        .into_iter()
+        .chain(common::coverage_cases())
+    {
+        let dir = tempfile::tempdir().unwrap();
+        case.model.write_into(dir.path());
+        check(dir.path(), case.model.name.clone(), &mut checked);
+    }
+    eprintln!("same code from the compact forms: {}", checked.join(", "));
+    assert!(examples_checked >= 6, "{checked:?}");
+    assert!(checked.len() >= examples_checked + 10, "{checked:?}");
 }
 
 #[test]
