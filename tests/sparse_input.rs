@@ -328,3 +328,52 @@ fn explain_shows_the_non_zeros_and_density() {
         "{spec}"
     );
 }
+
+/// Any matrix may be a scipy.sparse file: a plain weight and a Kronecker factor given so are
+/// expanded and generate what their `.npy` files do; one declaring a shape too large to expand
+/// is refused without allocating it.
+#[test]
+fn any_matrix_may_be_a_scipy_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let full = ModelSpec::new(
+        "scipy_any",
+        6,
+        Some(3),
+        vec![
+            LayerSpec::lstm(8, WeightKind::Kp),
+            LayerSpec::dense(4, Act::None, WeightKind::Dense),
+        ],
+    )
+    .write_into(dir.path());
+    let text = std::fs::read_to_string(&full).unwrap();
+    let mut compact = text.clone();
+    for (file, format) in [("l0_w_hh_A.npy", "coo"), ("l1_w.npy", "csc")] {
+        assert!(text.contains(file), "{text}");
+        let t = kpgen::base::tensor::load(file, dir.path()).unwrap();
+        let name = file.replace(".npy", ".npz");
+        let members = scipy_members(
+            format,
+            t.shape[0],
+            t.shape[1],
+            &nonzeros(t.shape[1], &t.data),
+        );
+        write_npz(&dir.path().join(&name), &members, true);
+        compact = compact.replacen(file, &name, 1);
+    }
+    let path = dir.path().join("compact.yaml");
+    std::fs::write(&path, &compact).unwrap();
+    assert_same_code(&full, &path, "scipy factor and dense weight");
+
+    // 100000 x 100000 declared, one value: refused as a dense matrix, not allocated.
+    let members = scipy_members("csr", 100_000, 100_000, &[(0, 0, 1.0)]);
+    write_npz(&dir.path().join("huge.npz"), &members, true);
+    std::fs::write(&path, compact.replacen("l1_w.npz", "huge.npz", 1)).unwrap();
+    let err = kpgen::load(&path)
+        .unwrap_err()
+        .render()
+        .replace("\n  │ ", " ");
+    assert!(
+        err.contains("holds a 100000x100000 sparse matrix") && err.contains("layers[1].w"),
+        "{err}"
+    );
+}

@@ -49,6 +49,19 @@ impl SparseMatrix {
         self.entries.len()
     }
 
+    /// The full matrix, or `None` when it has more than `max_elements` elements (a declared
+    /// shape may be huge; nothing is allocated then).
+    pub fn to_dense(&self, max_elements: usize) -> Option<DMatrix<f64>> {
+        if self.rows.checked_mul(self.cols)? > max_elements {
+            return None;
+        }
+        let mut m = DMatrix::zeros(self.rows, self.cols);
+        for &(r, c, v) in &self.entries {
+            m[(r, c)] = v;
+        }
+        Some(m)
+    }
+
     /// Non-zeros per element of the full matrix.
     pub fn density(&self) -> f64 {
         self.nnz() as f64 / self.rows.saturating_mul(self.cols).max(1) as f64
@@ -161,6 +174,20 @@ pub fn peek_scipy_nnz(reader: &Reader, path: &Path) -> Option<u64> {
     shape
         .iter()
         .try_fold(1u64, |acc, &d| acc.checked_mul(d as u64))
+}
+
+/// The shape a scipy.sparse `save_npz` file at `path` declares (`None` when it is not such a
+/// file or its shape cannot be read: the full load reports it).
+pub fn peek_scipy_shape(reader: &Reader, path: &Path) -> Option<(usize, usize)> {
+    let mut npz = Npz::open(reader, path).ok()?;
+    if !npz.has("format") {
+        return None;
+    }
+    let shape = npz.tensor(Some("shape")).ok()?;
+    match (shape.dtype.is_float(), shape.data.as_slice()) {
+        (false, &[r, c]) if r >= 0.0 && c >= 0.0 => Some((r as usize, c as usize)),
+        _ => None,
+    }
 }
 
 /// A checked 1-D integer index array of `len` elements; `what` names its role.

@@ -624,6 +624,18 @@ impl Loader<'_> {
         field: &str,
         path: &str,
     ) -> Option<DMatrix<f64>> {
+        if let Some(file) = tensor::whole_npz(path, self.base()) {
+            self.source(path);
+            match sparse::read_scipy(self.reader, &file, path) {
+                Ok(Some(stored)) => return self.scipy_as_dense(at, field, path, &stored),
+                // Not a scipy.sparse file: an archive of one matrix.
+                Ok(None) => {}
+                Err(e) => {
+                    self.fail(at, field, e);
+                    return None;
+                }
+            }
+        }
         let t = self.tensor(at, field, path)?;
         if t.shape.len() != 2 {
             self.fail(
@@ -634,6 +646,40 @@ impl Loader<'_> {
             return None;
         }
         Some(DMatrix::from_row_slice(t.shape[0], t.shape[1], &t.data))
+    }
+
+    /// A scipy.sparse file where a dense matrix is expected (a plain weight, a factor): checked
+    /// as every sparse matrix is, then expanded, if it has no more elements than a float32
+    /// tensor file within the reader's limits could hold.
+    fn scipy_as_dense(
+        &mut self,
+        at: &Spanned<impl Sized>,
+        field: &str,
+        path: &str,
+        stored: &Stored,
+    ) -> Option<DMatrix<f64>> {
+        let s = match sparse::assemble(stored) {
+            Ok(s) => s,
+            Err(e) => {
+                self.fail(at, field, e);
+                return None;
+            }
+        };
+        let max = usize::try_from(self.reader.limits.file_bytes / 4).unwrap_or(usize::MAX);
+        let m = s.to_dense(max);
+        if m.is_none() {
+            self.fail(
+                at,
+                field,
+                format!(
+                    "`{path}` holds a {}x{} sparse matrix, expected here as a dense matrix: \
+                     more than the {max} values a tensor file may hold (for a pruned weight \
+                     write `{{sparse: {path}}}`)",
+                    s.rows, s.cols
+                ),
+            );
+        }
+        m
     }
 
     fn vector(&mut self, at: &Spanned<String>, field: &str, len: usize) -> Option<Vec<f64>> {
@@ -1500,7 +1546,11 @@ pub fn check_flash_from_headers(
         }
     }
     for r in refs {
-        if let Ok(shape) = tensor::peek_shape_with(reader, r, base) {
+        // A scipy.sparse file where a dense matrix goes is stored densely: its declared shape.
+        let scipy = tensor::whole_npz(r, base).and_then(|f| sparse::peek_scipy_shape(reader, &f));
+        if let Some((rows, cols)) = scipy {
+            values = values.saturating_add((rows as u64).saturating_mul(cols as u64));
+        } else if let Ok(shape) = tensor::peek_shape_with(reader, r, base) {
             let n = shape
                 .iter()
                 .try_fold(1u64, |acc, &d| acc.checked_mul(d as u64))
