@@ -550,6 +550,74 @@ mod tests {
         }
     }
 
+    /// Random arrays, valid and not: assembling never panics, and what it accepts is sorted,
+    /// without a position twice, inside the shape, finite and without zeros.
+    #[test]
+    fn random_arrays_assemble_or_are_refused() {
+        let mut rng = crate::base::sequences::SplitMix64(29);
+        let mut accepted = 0;
+        for round in 0..4000 {
+            let (rows, cols) = (1 + rng.below(5), 1 + rng.below(5));
+            let nnz = rng.below(8);
+            // Indices mostly in range, sometimes one past or negative.
+            let mut idx = |n: usize, bound: usize| -> Vec<f64> {
+                (0..n)
+                    .map(|_| match rng.below(20) {
+                        0 => -1.0,
+                        1 => bound as f64,
+                        _ => rng.below(bound) as f64,
+                    })
+                    .collect()
+            };
+            let positions = match round % 3 {
+                0 => Positions::Coo {
+                    row: ints("r", &idx(nnz, rows)),
+                    col: ints("c", &idx(nnz, cols)),
+                },
+                1 => {
+                    let mut p = idx(rows + 1, nnz + 1);
+                    p.sort_by(f64::total_cmp);
+                    p[0] = 0.0;
+                    p[rows] = nnz as f64;
+                    Positions::Csr {
+                        indptr: ints("p", &p),
+                        indices: ints("i", &idx(nnz, cols)),
+                    }
+                }
+                _ => Positions::Csc {
+                    indptr: ints("p", &idx(cols + 1, nnz + 1)),
+                    indices: ints("i", &idx(nnz, rows)),
+                },
+            };
+            let v: Vec<f64> = (0..nnz)
+                .map(|_| match rng.below(30) {
+                    0 => f64::NAN,
+                    1 => 0.0,
+                    _ => f64::from(rng.uniform(1.0)),
+                })
+                .collect();
+            let s = Stored {
+                rows,
+                cols,
+                values: values(&v),
+                positions,
+            };
+            if let Ok(m) = assemble(&s) {
+                accepted += 1;
+                assert!(m
+                    .entries
+                    .windows(2)
+                    .all(|w| (w[0].0, w[0].1) < (w[1].0, w[1].1)));
+                assert!(m
+                    .entries
+                    .iter()
+                    .all(|&(r, c, v)| r < rows && c < cols && v.is_finite() && v != 0.0));
+                assert!(m.nnz() <= nnz);
+            }
+        }
+        assert!(accepted > 100, "only {accepted} accepted");
+    }
+
     #[test]
     fn a_huge_declared_shape_allocates_nothing() {
         // 2^40 rows: the pointer array would need 2^40 + 1 elements; it has 3.
