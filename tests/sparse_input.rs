@@ -1,7 +1,7 @@
 //! Sparse matrices given as their non-zeros (issue 29): a doping overlay or a pruned weight
 //! written as a scipy.sparse `save_npz` file (CSR, CSC, COO) or as explicit index arrays (from
 //! an `.npz` or a `.safetensors` file) is the same model as the full-size matrix it compresses,
-//! so every precision generates byte-identical code (for one model in all five forms, and for
+//! so every precision generates byte-identical code (for one model in all six forms, and for
 //! every bundled example and conformance model with an overlay or a pruned weight, the forms
 //! taken in turn); and `kpgen test --host` passes on one.
 
@@ -31,13 +31,15 @@ fn overlay_model() -> ModelSpec {
     )
 }
 
-/// The compact forms a test writes for each full-size overlay.
-const FORMS: [&str; 5] = [
+/// The forms a test writes for each full-size overlay: the compact ones, and the full matrix as
+/// the one member of an `.npz` (not a scipy.sparse file, so read as a full-size matrix).
+const FORMS: [&str; 6] = [
     "scipy_csr",
     "scipy_csc",
     "scipy_coo",
     "coo_map",
     "csr_map_safetensors",
+    "full_npz",
 ];
 
 /// Writes the full-size matrix `file` (in `dir`) in compact `form` and returns the spec value
@@ -101,6 +103,16 @@ fn compact(dir: &Path, file: &str, form: &str) -> String {
                  indices: {name}:indices}}"
             )
         }
+        "full_npz" => {
+            let name = format!("{stem}_full.npz");
+            let data: Vec<f32> = t.data.iter().map(|&v| v as f32).collect();
+            write_npz(
+                &dir.join(&name),
+                &[("S", Npy::f32(&data).shaped(&[rows, cols]))],
+                true,
+            );
+            name
+        }
         f => panic!("no form {f}"),
     }
 }
@@ -159,7 +171,7 @@ fn assert_same_code(full: &Path, compact: &Path, what: &str) {
 }
 
 /// Every bundled example and conformance model that has a doping overlay or a pruned weight,
-/// with each of them in a compact form (the forms taken in turn), generates the same files as
+/// with each of them in another form (the forms taken in turn), generates the same files as
 /// from its full-size matrices.
 #[test]
 fn every_example_and_conformance_model_with_an_overlay_generates_the_same_code() {

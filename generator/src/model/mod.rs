@@ -636,6 +636,16 @@ impl Loader<'_> {
                 }
             }
         }
+        self.dense_matrix(at, field, path)
+    }
+
+    /// A matrix from a tensor reference, read as a tensor (never as a scipy.sparse file).
+    fn dense_matrix(
+        &mut self,
+        at: &Spanned<impl Sized>,
+        field: &str,
+        path: &str,
+    ) -> Option<DMatrix<f64>> {
         let t = self.tensor(at, field, path)?;
         if t.shape.len() != 2 {
             self.fail(
@@ -1013,7 +1023,8 @@ impl Loader<'_> {
         })
     }
 
-    /// A full-size matrix read as sparse (a doping overlay or a pruned weight).
+    /// A full-size matrix read as sparse (a doping overlay or a pruned weight); the caller has
+    /// already found it is not a scipy.sparse file.
     fn full_size_sparse(
         &mut self,
         s: &Spanned<SparseSpec>,
@@ -1023,7 +1034,7 @@ impl Loader<'_> {
         cols: Option<usize>,
         what: &str,
     ) -> Option<SparseMatrix> {
-        let m = self.matrix(s, field, path)?;
+        let m = self.dense_matrix(s, field, path)?;
         if !fits(m.nrows(), m.ncols(), rows, cols) {
             self.fail(
                 s,
