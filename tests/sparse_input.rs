@@ -409,4 +409,21 @@ fn numpy_written_scipy_files_read_back() {
         assert_eq!((m.rows, m.cols), (2, 3), "{file}");
         assert_eq!(m.entries, entries, "{file}");
     }
+    // A COO file as newer scipy may write it: one 2 x nnz `coords` instead of `row` and `col`.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("coords.npz");
+    write_npz(
+        &path,
+        &[
+            ("format", Npy::text("coo")),
+            ("shape", Npy::i64(&[2, 3])),
+            ("coords", Npy::i64(&[1, 0, 2, 1]).shaped(&[2, 2])),
+            ("data", Npy::f32(&[-3.0, 1.5])),
+        ],
+        false,
+    );
+    let stored = read_scipy(&Reader::disk(), &path, "coords.npz")
+        .unwrap()
+        .unwrap();
+    assert_eq!(assemble(&stored).unwrap().entries, [want[0], want[2]]);
 }
