@@ -499,11 +499,185 @@ fn budgets_are_checked_from_headers_before_reading() {
         .find_map(|l| l.trim().strip_prefix("w: "))
         .unwrap()
         .to_owned();
-    let err = refused(
+    let err = refused_wrapped(
         dir.path(),
         &text.replacen(&format!("w: {w}"), "w: lying.npy", 1),
         &[],
         "no tensor was read",
     );
     assert!(err.contains("100000002 values"), "{err}");
+}
+
+/// [`refused`], with `needle` looked for in the message unwrapped (miette wraps long lines).
+fn refused_wrapped(dir: &Path, spec: &str, extra: &[&str], needle: &str) -> String {
+    let err = refused(dir, spec, extra, "").replace("\n  │ ", " ");
+    assert!(err.contains(needle), "expected `{needle}` in:\n{err}");
+    err
+}
+
+/// A doping overlay given as its non-zeros that breaks a promise of its arrays: each is refused
+/// with exit 2, the spec's line and field and the array named, and nothing written. The spec's
+/// `w_hh` is 16x4; `S.npz` is written per case.
+#[test]
+fn sparse_matrices_that_lie_are_refused() {
+    use common::{scipy_members, write_npz, Npy};
+    let dir = tempfile::tempdir().unwrap();
+    let spec = good_spec(dir.path());
+    let kron_hh = spec
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("w_hh: "))
+        .unwrap()
+        .to_owned();
+    let with_dope = |dope: &str| {
+        spec.replacen(
+            &kron_hh,
+            &format!("{}, dope: {dope}}}", kron_hh.trim_end_matches('}')),
+            1,
+        )
+    };
+    let line = 1 + spec[..spec.find("w_hh: ").unwrap()].matches('\n').count();
+    let field = "layers[0].w_hh.dope";
+    // One entry at (1, 2) as scipy CSR, then the member `key` replaced.
+    let csr = |key: &str, npy: Npy| {
+        let mut members = scipy_members("csr", 16, 4, &[(1, 2, 0.5)]);
+        for m in &mut members {
+            if m.0 == key {
+                m.1 = npy.clone();
+            }
+        }
+        members
+    };
+    let mut truncated = Npy::f32(&[0.5]).shaped(&[1000]);
+    truncated.bytes.truncate(4);
+    let huge = Npy::f32(&[0.5]).shaped(&[1 << 40]);
+    let cases: Vec<(Vec<(&str, Npy)>, &str)> = vec![
+        (
+            csr("indices", Npy::i32(&[4])),
+            "`S.npz:indices` holds 4 at position 0: column indices must be from 0 to 3",
+        ),
+        (
+            csr("indices", Npy::f32(&[2.0])),
+            "`S.npz:indices` is float32: column indices must be an integer array",
+        ),
+        (
+            csr("indices", Npy::i32(&[2, 3])),
+            "`S.npz:indices` holds 2 column indices: expected 1 (one per value)",
+        ),
+        (
+            csr(
+                "indptr",
+                Npy::i32(&[0, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1]),
+            ),
+            "`S.npz:indptr` decreases at row 1 (1 then 0): row pointers must never decrease",
+        ),
+        (
+            csr("indptr", Npy::i32(&[0, 1])),
+            "`S.npz:indptr` holds 2 row pointers: expected 17",
+        ),
+        (
+            csr("shape", Npy::i64(&[16, 5])),
+            "`S.npz` holds a 16x5 sparse matrix: the overlay must be 16x4",
+        ),
+        (
+            csr("data", Npy::f32(&[f32::NAN])),
+            "`S.npz:data` holds a non-finite value (NaN) at position 0 (row 1, column 2)",
+        ),
+        (
+            csr("data", Npy::i32(&[1])),
+            "`S.npz:data` is int32: the values must be floats",
+        ),
+        (
+            csr("data", truncated),
+            "truncated: header says 1000 elements of float32",
+        ),
+        (
+            csr("format", Npy::text("bsr")),
+            "format \"bsr\": kpgen reads csr, csc and coo",
+        ),
+        (
+            scipy_members("coo", 16, 4, &[(1, 2, 0.5), (3, 0, 0.25), (1, 2, 0.5)]),
+            "row 1, column 2 is given twice (values 0 and 2 of `S.npz:data`)",
+        ),
+        // A header claiming 2^40 non-zeros: refused from the header, before any body is read.
+        (csr("data", huge.clone()), "no tensor was read"),
+    ];
+    for (members, needle) in &cases {
+        write_npz(&dir.path().join("S.npz"), members, false);
+        let err = refused_wrapped(dir.path(), &with_dope("S.npz"), &[], needle);
+        if !needle.contains("no tensor was read") {
+            assert!(
+                err.contains(&format!("spec.yaml:{line}:")) && err.contains(field),
+                "no line {line} or field {field} in:\n{err}"
+            );
+        }
+    }
+    // With a budget that admits 2^40 values, the load refuses the lie before allocating for it.
+    write_npz(&dir.path().join("S.npz"), &csr("data", huge), false);
+    refused_wrapped(
+        dir.path(),
+        &with_dope("S.npz"),
+        &["--flash-budget", "99999999999999"],
+        "truncated: header says 1099511627776 elements",
+    );
+    // The explicit form: the same checks, plus its own shape and keys.
+    write_npz(
+        &dir.path().join("P.npz"),
+        &[
+            ("r", Npy::i64(&[1, 16])),
+            ("c", Npy::i64(&[2, 0])),
+            ("v", Npy::f32(&[0.5, 0.25])),
+        ],
+        false,
+    );
+    let explicit = [
+        (
+            "{shape: [16, 4], values: P.npz:v, rows: P.npz:r, cols: P.npz:c}",
+            "`P.npz:r` holds 16 at position 1: row indices must be from 0 to 15",
+            field.to_owned(),
+        ),
+        (
+            "{shape: [15, 4], values: P.npz:v, rows: P.npz:r, cols: P.npz:c}",
+            "shape [15, 4]: the overlay must be 16x4",
+            format!("{field}.shape"),
+        ),
+        (
+            "{shape: [16, 4], values: P.npz:v, rows: P.npz:r}",
+            "either `rows` and `cols` (coordinates) or `indptr` and `indices`",
+            field.to_owned(),
+        ),
+        (
+            "{shape: [16, 4], values: P.npz:v, rows: P.npz:r, cols: P.npz:x}",
+            "no member \"x\"",
+            format!("{field}.cols"),
+        ),
+        (
+            "{shape: [16, 4], values: P.npz:v, rows: P.npz:r, cols: P.npz:c, order: C}",
+            "unknown field `order`",
+            format!("spec.yaml:{line}:"),
+        ),
+    ];
+    for (value, needle, field) in &explicit {
+        let err = refused_wrapped(dir.path(), &with_dope(value), &[], needle);
+        assert!(err.contains(field.as_str()), "no field {field} in:\n{err}");
+    }
+    // Unsorted compressed rows are sorted, not refused; stored zeros are dropped.
+    write_npz(
+        &dir.path().join("S.npz"),
+        &[
+            ("format", Npy::text("csr")),
+            ("shape", Npy::i64(&[16, 4])),
+            (
+                "indptr",
+                Npy::i32(&[0, 0, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3]),
+            ),
+            ("indices", Npy::i32(&[3, 0, 1])),
+            ("data", Npy::f32(&[0.5, 0.25, 0.0])),
+        ],
+        true,
+    );
+    std::fs::write(dir.path().join("spec.yaml"), with_dope("S.npz")).unwrap();
+    let o = kpgen_in(dir.path(), &["explain", "spec.yaml", "--stage", "model"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("+ S (2 non-zeros"), "{out}");
 }

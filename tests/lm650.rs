@@ -5,7 +5,8 @@
 //!
 //! The factors are seeded random (no text corpus is usable offline), written here from Rust with
 //! the same shapes, overlay size and scaling as `examples/lm650/make_factors.py` (the values
-//! differ: that script uses numpy's generator), so the test needs no Python.
+//! differ: that script uses numpy's generator), each overlay as the scipy.sparse CSR file the
+//! committed spec names, so the test needs no Python.
 
 mod common;
 
@@ -50,12 +51,24 @@ fn write_dkp(dir: &Path, name: &str, rng: &mut SplitMix64) {
         positions.swap(k, j);
     }
     let nonzeros = values(rng, NNZ, (0.5 / (NNZ as f64 / ROWS as f64)).sqrt());
-    let mut s = vec![0f32; ROWS * COLS];
-    for (&p, v) in positions[..NNZ].iter().zip(nonzeros) {
+    let entries: Vec<(usize, usize, f32)> = positions[..NNZ]
+        .iter()
+        .zip(nonzeros)
         // A value of exactly zero would not be a stored non-zero.
-        s[p as usize] = if v == 0.0 { 1e-3 } else { v };
-    }
-    write_npy_f32(&dir.join(format!("S_{name}.npy")), &[ROWS, COLS], &s).unwrap();
+        .map(|(&p, v)| {
+            let p = p as usize;
+            (p / COLS, p % COLS, if v == 0.0 { 1e-3 } else { v })
+        })
+        .collect();
+    // As make_factors.py writes it: the file scipy.sparse.save_npz writes for CSR.
+    let path = dir.join(format!("S_{name}.npz"));
+    common::write_npz(
+        &path,
+        &common::scipy_members("csr", ROWS, COLS, &entries),
+        true,
+    );
+    let size = std::fs::metadata(&path).unwrap().len();
+    assert!(size < 1 << 20, "{}: {size} bytes", path.display());
 }
 
 #[test]

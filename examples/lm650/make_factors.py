@@ -18,10 +18,14 @@ numpy only; run with the trainer's venv:
 
     target/train-venv/bin/python examples/lm650/make_factors.py
 
-Writes examples/lm650/factors/*.npy (float32, 26 MB, mostly the four full-size overlays S, which
-the spec format takes as full matrices; regenerate, do not commit) and
-factors/inputs.npy (3 sequences x 4 steps x 650 features, uniform in [-1, 1)) for
-`kpgen test --inputs`, and factors/calib.npy (16 more such sequences) for `--calibrate`.
+Writes examples/lm650/factors/: the factors A, B and biases as float32 .npy, each overlay S as
+its non-zeros in the file `scipy.sparse.save_npz(path, S.tocsr())` writes (written here with numpy
+alone: members format, shape, data, indices, indptr), so no file is over 1 MB (336 KB for each S,
+1.6 MB in all, where the full-size overlays took 26 MB; regenerate, do not commit),
+factors/inputs.npy (3 sequences x 4
+steps x 650 features, uniform in [-1, 1)) for `kpgen test --inputs`, and factors/calib.npy (16 more
+such sequences) for `--calibrate`. `--full` writes each S as its full-size .npy instead (the
+spec then names S_*.npy), to compare the two forms: kpgen generates the same code from both.
 """
 
 import os
@@ -61,6 +65,22 @@ def dkp(rng):
     )
 
 
+def save_csr(path, s):
+    """What scipy.sparse.save_npz(path, csr_matrix(s)) writes, with numpy alone: CSR, column
+    indices sorted within each row, int32 indices."""
+    rows, cols = np.nonzero(s)  # row-major order: sorted by row, then column
+    indptr = np.zeros(s.shape[0] + 1, dtype=np.int32)
+    np.cumsum(np.bincount(rows, minlength=s.shape[0]), out=indptr[1:])
+    np.savez_compressed(
+        path,
+        indices=cols.astype(np.int32),
+        indptr=indptr,
+        format=b"csr",
+        shape=np.array(s.shape, dtype=np.int64),
+        data=s[rows, cols],
+    )
+
+
 def sigmoid(x):
     return 1.0 / (1.0 + np.exp(-x))
 
@@ -78,7 +98,10 @@ def main():
             a, b, s = dkp(rng)
             np.save(os.path.join(out, f"A_{name}{layer}.npy"), a)
             np.save(os.path.join(out, f"B_{name}{layer}.npy"), b)
-            np.save(os.path.join(out, f"S_{name}{layer}.npy"), s)
+            if "--full" in sys.argv[1:]:
+                np.save(os.path.join(out, f"S_{name}{layer}.npy"), s)
+            else:
+                save_csr(os.path.join(out, f"S_{name}{layer}.npz"), s)
             mats[name] = np.kron(a.astype(np.float64), b.astype(np.float64)) + s
         biases = {}
         for name in ("ih", "hh"):

@@ -16,6 +16,7 @@ use std::sync::OnceLock;
 use arbitrary::{Arbitrary, Unstructured};
 use kpgen::base::diagnostic::{Diagnostic, Diagnostics, Place};
 use kpgen::base::input::{Limits, Memory, Reader};
+use kpgen::base::sparse;
 use kpgen::base::tensor::{self, Tensor, TensorError};
 use kpgen::model::Model;
 use kpgen::spec::SpecDocument;
@@ -102,9 +103,29 @@ fn npy_body(data: &[u8]) {
 }
 
 /// The `.npz` reader: the input is the archive. The tensor is loaded without a member name, then
-/// by each member the archive lists (at most 8), then by a name it does not hold.
+/// by each member the archive lists (at most 8), then by a name it does not hold. The archive is
+/// also read as a scipy.sparse `save_npz` file: what it holds is assembled, and a matrix that
+/// assembles must be sorted, without a position twice, inside its shape and finite.
 pub fn npz(data: &[u8]) {
     archive("t.npz", data);
+    let mem = one_file("t.npz", data);
+    let reader = Reader::new(&mem, Limits::default());
+    let path = Path::new("t.npz");
+    black_box(sparse::peek_scipy_nnz(&reader, path));
+    black_box(sparse::peek_scipy_shape(&reader, path));
+    if let Ok(Some(stored)) = sparse::read_scipy(&reader, path, "t.npz") {
+        if let Ok(m) = sparse::assemble(&stored) {
+            assert!(m
+                .entries
+                .windows(2)
+                .all(|w| (w[0].0, w[0].1) < (w[1].0, w[1].1)));
+            assert!(m
+                .entries
+                .iter()
+                .all(|&(r, c, v)| r < m.rows && c < m.cols && v.is_finite() && v != 0.0));
+            black_box(m.to_dense(1 << 16));
+        }
+    }
 }
 
 /// The `.safetensors` reader, as [`npz`].

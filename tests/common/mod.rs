@@ -1071,3 +1071,202 @@ pub fn check_suite(what: &str, suite: &kpgen::verify::Suite) -> Result<(), Strin
         Err(bad.join("\n"))
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Sparse matrices given as their non-zeros: the files scipy.sparse and PyTorch users write,
+// written here without either (an .npz is a zip of .npy files).
+// ---------------------------------------------------------------------------------------------
+
+/// One array to write: its numpy `descr` (`<f4`, `<i4`, `<i8`, `|S3`, ...), shape and
+/// little-endian bytes.
+#[derive(Debug, Clone)]
+pub struct Npy {
+    pub descr: String,
+    pub shape: Vec<usize>,
+    pub bytes: Vec<u8>,
+}
+
+impl Npy {
+    pub fn f32(data: &[f32]) -> Self {
+        Npy {
+            descr: "<f4".into(),
+            shape: vec![data.len()],
+            bytes: data.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        }
+    }
+
+    pub fn i32(data: &[i64]) -> Self {
+        Npy {
+            descr: "<i4".into(),
+            shape: vec![data.len()],
+            bytes: data
+                .iter()
+                .flat_map(|&v| (v as i32).to_le_bytes())
+                .collect(),
+        }
+    }
+
+    pub fn i64(data: &[i64]) -> Self {
+        Npy {
+            descr: "<i8".into(),
+            shape: vec![data.len()],
+            bytes: data.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        }
+    }
+
+    /// A 0-d byte string, as scipy writes a sparse matrix's `format`.
+    pub fn text(s: &str) -> Self {
+        Npy {
+            descr: format!("|S{}", s.len()),
+            shape: vec![],
+            bytes: s.as_bytes().to_vec(),
+        }
+    }
+
+    pub fn shaped(mut self, shape: &[usize]) -> Self {
+        self.shape = shape.to_vec();
+        self
+    }
+
+    /// The `.npy` file: a v1.0 header padded to 64 bytes, then the data.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let dims = match self.shape.as_slice() {
+            [] => "()".to_owned(),
+            [d] => format!("({d},)"),
+            s => format!(
+                "({})",
+                s.iter()
+                    .map(usize::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        };
+        let mut header = format!(
+            "{{'descr': '{}', 'fortran_order': False, 'shape': {dims}, }}",
+            self.descr
+        );
+        while !(10 + header.len() + 1).is_multiple_of(64) {
+            header.push(' ');
+        }
+        header.push('\n');
+        let mut out = b"\x93NUMPY\x01\x00".to_vec();
+        out.extend_from_slice(&(header.len() as u16).to_le_bytes());
+        out.extend_from_slice(header.as_bytes());
+        out.extend_from_slice(&self.bytes);
+        out
+    }
+}
+
+/// Writes an `.npz` holding `members` (`name` becomes `name.npy`), deflated or stored.
+pub fn write_npz(path: &Path, members: &[(&str, Npy)], deflate: bool) {
+    let file = std::fs::File::create(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut zip = zip::ZipWriter::new(file);
+    let method = if deflate {
+        zip::CompressionMethod::Deflated
+    } else {
+        zip::CompressionMethod::Stored
+    };
+    let options = zip::write::SimpleFileOptions::default().compression_method(method);
+    for (name, npy) in members {
+        zip.start_file(format!("{name}.npy"), options).unwrap();
+        std::io::Write::write_all(&mut zip, &npy.to_bytes()).unwrap();
+    }
+    zip.finish().unwrap();
+}
+
+/// Writes `members` as a `.safetensors` file (`<f4` as F32, `<i4` as I32, `<i8` as I64).
+pub fn write_safetensors(path: &Path, members: &[(&str, Npy)]) {
+    let mut header = String::from("{");
+    let mut data = Vec::new();
+    for (i, (name, npy)) in members.iter().enumerate() {
+        let dtype = match npy.descr.as_str() {
+            "<f4" => "F32",
+            "<i4" => "I32",
+            "<i8" => "I64",
+            d => panic!("no safetensors dtype for {d}"),
+        };
+        let shape: Vec<String> = npy.shape.iter().map(usize::to_string).collect();
+        if i > 0 {
+            header.push(',');
+        }
+        write!(
+            header,
+            "\"{name}\":{{\"dtype\":\"{dtype}\",\"shape\":[{}],\"data_offsets\":[{},{}]}}",
+            shape.join(","),
+            data.len(),
+            data.len() + npy.bytes.len()
+        )
+        .unwrap();
+        data.extend_from_slice(&npy.bytes);
+    }
+    header.push('}');
+    let mut out = (header.len() as u64).to_le_bytes().to_vec();
+    out.extend_from_slice(header.as_bytes());
+    out.extend_from_slice(&data);
+    std::fs::write(path, out).unwrap();
+}
+
+/// The non-zeros of a row-major `rows x cols` matrix as (row, col, value).
+pub fn nonzeros(cols: usize, data: &[f64]) -> Vec<(usize, usize, f32)> {
+    data.iter()
+        .enumerate()
+        .filter(|(_, v)| **v != 0.0)
+        .map(|(i, v)| (i / cols, i % cols, *v as f32))
+        .collect()
+}
+
+/// Compressed pointers and indices of `entries` (sorted by `major`) over `lines` lines.
+fn compress(
+    entries: &[(usize, usize, f32)],
+    lines: usize,
+    major: impl Fn(&(usize, usize, f32)) -> (usize, usize),
+) -> (Vec<i64>, Vec<i64>, Vec<f32>) {
+    let mut sorted = entries.to_vec();
+    sorted.sort_by_key(|e| major(e));
+    let mut indptr = vec![0i64; lines + 1];
+    for e in &sorted {
+        indptr[major(e).0 + 1] += 1;
+    }
+    for i in 0..lines {
+        indptr[i + 1] += indptr[i];
+    }
+    let indices = sorted.iter().map(|e| major(e).1 as i64).collect();
+    let values = sorted.iter().map(|e| e.2).collect();
+    (indptr, indices, values)
+}
+
+/// The members `scipy.sparse.save_npz` writes for `entries` of a `rows x cols` matrix in
+/// `format` (`csr`, `csc` or `coo`; COO keeps the order given), index arrays as int32.
+pub fn scipy_members(
+    format: &str,
+    rows: usize,
+    cols: usize,
+    entries: &[(usize, usize, f32)],
+) -> Vec<(&'static str, Npy)> {
+    let mut members = vec![
+        ("format", Npy::text(format)),
+        ("shape", Npy::i64(&[rows as i64, cols as i64])),
+    ];
+    match format {
+        "csr" | "csc" => {
+            let (indptr, indices, values) = if format == "csr" {
+                compress(entries, rows, |e| (e.0, e.1))
+            } else {
+                compress(entries, cols, |e| (e.1, e.0))
+            };
+            members.push(("indices", Npy::i32(&indices)));
+            members.push(("indptr", Npy::i32(&indptr)));
+            members.push(("data", Npy::f32(&values)));
+        }
+        "coo" => {
+            let r: Vec<i64> = entries.iter().map(|e| e.0 as i64).collect();
+            let c: Vec<i64> = entries.iter().map(|e| e.1 as i64).collect();
+            let v: Vec<f32> = entries.iter().map(|e| e.2).collect();
+            members.push(("row", Npy::i32(&r)));
+            members.push(("col", Npy::i32(&c)));
+            members.push(("data", Npy::f32(&v)));
+        }
+        f => panic!("no scipy format {f}"),
+    }
+    members
+}

@@ -235,6 +235,13 @@ pub fn file_of(spec: &str, base_dir: &Path) -> PathBuf {
     base_dir.join(split_spec(spec).0)
 }
 
+/// The archive a reference names when it is a whole `.npz` file (no `:member`), relative to
+/// `base_dir`: such a file may hold a scipy.sparse matrix (see [`crate::base::sparse`]).
+pub fn whole_npz(spec: &str, base_dir: &Path) -> Option<PathBuf> {
+    let (file, member) = split_spec(spec);
+    (member.is_none() && format_of(file) == Some(Format::Npz)).then(|| base_dir.join(file))
+}
+
 /// Loads the tensor named by `spec` (see the module docs), relative to `base_dir`, from the
 /// file system with the default limits.
 pub fn load(spec: &str, base_dir: &Path) -> Result<Tensor, TensorError> {
@@ -342,9 +349,11 @@ struct NpyHeader {
     end: usize,
 }
 
-/// Parses the magic, version and header of a `.npy` file (`bytes` may be just a prefix of it,
-/// as long as it holds the whole header).
-fn npy_header(bytes: &[u8], origin: &Origin) -> Result<NpyHeader, TensorError> {
+/// The header dict of a `.npy` file and the offset of its first data byte.
+fn npy_header_dict(
+    bytes: &[u8],
+    origin: &Origin,
+) -> Result<(BTreeMap<String, Py>, usize), TensorError> {
     let bad = |reason: String| TensorError::BadNpyHeader {
         origin: origin.clone(),
         reason,
@@ -400,7 +409,17 @@ fn npy_header(bytes: &[u8], origin: &Origin) -> Result<NpyHeader, TensorError> {
         Cow::Owned(raw.iter().map(|&b| b as char).collect())
     };
     let header = parse_py_dict(&text).map_err(bad)?;
+    Ok((header, header_end))
+}
 
+/// Parses the magic, version and header of a `.npy` file (`bytes` may be just a prefix of it,
+/// as long as it holds the whole header).
+fn npy_header(bytes: &[u8], origin: &Origin) -> Result<NpyHeader, TensorError> {
+    let bad = |reason: String| TensorError::BadNpyHeader {
+        origin: origin.clone(),
+        reason,
+    };
+    let (header, header_end) = npy_header_dict(bytes, origin)?;
     let descr = match header.get("descr") {
         Some(Py::Str(s)) => s.clone(),
         Some(other) => {
@@ -479,10 +498,6 @@ pub fn peek_shape_with(
         path: path.clone(),
         member: member.map(str::to_owned),
     };
-    let bad_archive = |reason: String| TensorError::BadArchive {
-        path: path.clone(),
-        reason,
-    };
     match format_of(file) {
         Some(Format::Npy) => {
             let prefix = reader
@@ -506,19 +521,7 @@ pub fn peek_shape_with(
             };
             safetensors_shape(&header[&name], &origin)
         }
-        Some(Format::Npz) => {
-            let bytes = reader.tensor(&path).map_err(|e| read_error(&path, e))?;
-            let mut zip = zip::ZipArchive::new(io::Cursor::new(bytes))
-                .map_err(|e| bad_archive(e.to_string()))?;
-            let (index, _, _) = npz_member(&zip, &path, member)?;
-            let entry = zip
-                .by_index(index)
-                .map_err(|e| bad_archive(e.to_string()))?;
-            let mut prefix = Vec::new();
-            io::Read::read_to_end(&mut io::Read::take(entry, NPY_HEADER_PREFIX), &mut prefix)
-                .map_err(|e| bad_archive(e.to_string()))?;
-            Ok(npy_header(&prefix, &origin)?.shape)
-        }
+        Some(Format::Npz) => Npz::open(reader, &path)?.shape(member),
         None => Err(TensorError::UnknownFormat {
             path: path.clone(),
             ext: None,
@@ -904,24 +907,184 @@ fn load_npz(
     path: &Path,
     member: Option<&str>,
 ) -> Result<Tensor, TensorError> {
-    let bad = |reason: String| TensorError::BadArchive {
-        path: path.to_path_buf(),
-        reason,
+    Npz::from_bytes(reader, bytes, path)?.tensor(member)
+}
+
+/// A `.npz` archive read once; its members are inflated one at a time when asked for, each
+/// checked against its declared size and bounded by the reader's limits.
+pub struct Npz<'r, 'a> {
+    reader: &'r Reader<'a>,
+    path: PathBuf,
+    zip: zip::ZipArchive<io::Cursor<Vec<u8>>>,
+}
+
+impl<'r, 'a> Npz<'r, 'a> {
+    /// Reads the archive at `path` (already resolved against the spec's folder).
+    pub fn open(reader: &'r Reader<'a>, path: &Path) -> Result<Self, TensorError> {
+        let bytes = reader.tensor(path).map_err(|e| read_error(path, e))?;
+        Self::from_bytes(reader, bytes, path)
+    }
+
+    fn from_bytes(
+        reader: &'r Reader<'a>,
+        bytes: Vec<u8>,
+        path: &Path,
+    ) -> Result<Self, TensorError> {
+        let zip =
+            zip::ZipArchive::new(io::Cursor::new(bytes)).map_err(|e| TensorError::BadArchive {
+                path: path.to_path_buf(),
+                reason: e.to_string(),
+            })?;
+        Ok(Npz {
+            reader,
+            path: path.to_path_buf(),
+            zip,
+        })
+    }
+
+    fn bad(&self, reason: String) -> TensorError {
+        TensorError::BadArchive {
+            path: self.path.clone(),
+            reason,
+        }
+    }
+
+    /// The members' keys (file names without `.npy`), in archive order.
+    pub fn keys(&self) -> Vec<String> {
+        self.zip
+            .file_names_raw()
+            .map(|n| {
+                let n = String::from_utf8_lossy(n);
+                n.strip_suffix(".npy").unwrap_or(&n).to_string()
+            })
+            .collect()
+    }
+
+    /// Whether the archive holds member `key` (`key.npy`).
+    pub fn has(&self, key: &str) -> bool {
+        self.keys().iter().any(|k| k == key)
+    }
+
+    /// The member `member` names (the only one when `None`), inflated, with its origin; at
+    /// most `limit` bytes of it when given (enough for a header).
+    fn member_bytes(
+        &mut self,
+        member: Option<&str>,
+        limit: Option<u64>,
+    ) -> Result<(Vec<u8>, Origin), TensorError> {
+        let (index, name, key) = npz_member(&self.zip, &self.path, member)?;
+        let origin = Origin {
+            path: self.path.clone(),
+            member: Some(key),
+        };
+        let entry = self
+            .zip
+            .by_index(index)
+            .map_err(|e| TensorError::BadArchive {
+                path: self.path.clone(),
+                reason: e.to_string(),
+            })?;
+        let bytes = match limit {
+            Some(n) => {
+                let mut prefix = Vec::new();
+                io::Read::read_to_end(&mut io::Read::take(entry, n), &mut prefix)
+                    .map(|_| prefix)
+                    .map_err(|e| e.to_string())
+            }
+            // Checked against the declared size before inflating, and bounded while inflating.
+            None => {
+                let declared = entry.size();
+                self.reader.inflate(entry, declared).map_err(|e| match e {
+                    ReadError::Io(e) => format!("cannot extract {name}: {e}"),
+                    e => format!("member {name}: {e}"),
+                })
+            }
+        }
+        .map_err(|reason| self.bad(reason))?;
+        Ok((bytes, origin))
+    }
+
+    /// The tensor `member` names (the only one when `None`).
+    pub fn tensor(&mut self, member: Option<&str>) -> Result<Tensor, TensorError> {
+        let (bytes, origin) = self.member_bytes(member, None)?;
+        parse_npy(&bytes, &origin)
+    }
+
+    /// The shape of member `member`, from its header alone (inflated only that far).
+    pub fn shape(&mut self, member: Option<&str>) -> Result<Vec<usize>, TensorError> {
+        let (prefix, origin) = self.member_bytes(member, Some(NPY_HEADER_PREFIX))?;
+        Ok(npy_header(&prefix, &origin)?.shape)
+    }
+
+    /// A member holding one short string (numpy `|S` bytes or `<U` unicode), as scipy writes
+    /// a sparse matrix's `format`.
+    pub fn text(&mut self, member: &str) -> Result<String, TensorError> {
+        let (bytes, origin) = self.member_bytes(Some(member), Some(NPY_HEADER_PREFIX))?;
+        npy_text(&bytes, &origin)
+    }
+}
+
+/// The string of a 0-d or one-element `.npy` array of dtype `|S<n>` or `<U<n>`/`>U<n>`
+/// (at most 64 characters: this reads names such as `csr`, not text).
+fn npy_text(bytes: &[u8], origin: &Origin) -> Result<String, TensorError> {
+    let (header, end) = npy_header_dict(bytes, origin)?;
+    let descr = match header.get("descr") {
+        Some(Py::Str(s)) => s.clone(),
+        _ => String::new(),
     };
-    let mut zip = zip::ZipArchive::new(io::Cursor::new(bytes)).map_err(|e| bad(e.to_string()))?;
-    let (index, name, key) = npz_member(&zip, path, member)?;
-    let origin = Origin {
-        path: path.to_path_buf(),
-        member: Some(key),
+    let unsupported = || TensorError::UnsupportedDType {
+        origin: origin.clone(),
+        descr: format!("{descr:?}"),
+        supported: "a short string (|S or <U)",
     };
-    let entry = zip.by_index(index).map_err(|e| bad(e.to_string()))?;
-    // Checked against the declared size before inflating, and bounded while inflating.
-    let declared = entry.size();
-    let buf = reader.inflate(entry, declared).map_err(|e| match e {
-        ReadError::Io(e) => bad(format!("cannot extract {name}: {e}")),
-        e => bad(format!("member {name}: {e}")),
-    })?;
-    parse_npy(&buf, &origin)
+    let (kind, big) = match descr.get(..2) {
+        Some("|S" | "<S" | ">S") => ('S', false),
+        Some("<U" | "|U") => ('U', false),
+        Some(">U") => ('U', true),
+        _ => return Err(unsupported()),
+    };
+    let n: usize = descr[2..]
+        .parse()
+        .ok()
+        .filter(|&n| n <= 64)
+        .ok_or_else(unsupported)?;
+    let single = match header.get("shape") {
+        Some(Py::Tuple(items)) => items.is_empty() || matches!(items.as_slice(), [Py::Int(1)]),
+        _ => false,
+    };
+    if !single {
+        return Err(TensorError::BadNpyHeader {
+            origin: origin.clone(),
+            reason: "expected a single string".into(),
+        });
+    }
+    let size = if kind == 'S' { n } else { 4 * n };
+    let payload = bytes
+        .get(end..end + size)
+        .ok_or_else(|| TensorError::Truncated {
+            origin: origin.clone(),
+            count: 1,
+            dtype: DType::U8,
+            expected: size,
+            found: bytes.len().saturating_sub(end),
+        })?;
+    let text: String = if kind == 'S' {
+        payload.iter().map(|&b| b as char).collect()
+    } else {
+        payload
+            .chunks_exact(4)
+            .map(|c| {
+                let b = [c[0], c[1], c[2], c[3]];
+                let u = if big {
+                    u32::from_be_bytes(b)
+                } else {
+                    u32::from_le_bytes(b)
+                };
+                char::from_u32(u).unwrap_or(char::REPLACEMENT_CHARACTER)
+            })
+            .collect()
+    };
+    Ok(text.trim_end_matches('\0').to_owned())
 }
 
 // ---------------------------------------------------------------------------

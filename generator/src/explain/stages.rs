@@ -8,7 +8,7 @@ use serde_saphyr::Spanned;
 use crate::model::{value_range, Cell, Model, Weight};
 use crate::plan::{LayerConstants, OverlayEncoding, Plan, Source, Stage};
 use crate::quant::{LayerQuant, QFormat, QuantPlan, StageQuant};
-use crate::spec::{Activation, LayerSpec, ScalarSpec, SpecDocument, WeightSpec};
+use crate::spec::{Activation, LayerSpec, ScalarSpec, SparseSpec, SpecDocument, WeightSpec};
 
 // `writeln!` into a String cannot fail.
 macro_rules! line {
@@ -21,6 +21,32 @@ macro_rules! line {
 
 fn at<T>(s: &Spanned<T>) -> u64 {
     s.referenced.line()
+}
+
+/// A sparse matrix as written: a tensor reference, or its arrays.
+fn sparse_spec(s: &SparseSpec) -> (String, Value) {
+    match s {
+        SparseSpec::Tensor(p) => (p.clone(), json!(p)),
+        SparseSpec::Parts(p) => {
+            let shape: Vec<i64> = p.shape.value.iter().map(|d| d.value).collect();
+            let mut text = vec![format!("shape {shape:?}")];
+            let mut obj = serde_json::Map::new();
+            obj.insert("shape".into(), json!(shape));
+            for (name, v) in [
+                ("values", Some(&p.values)),
+                ("rows", p.rows.as_ref()),
+                ("cols", p.cols.as_ref()),
+                ("indptr", p.indptr.as_ref()),
+                ("indices", p.indices.as_ref()),
+            ] {
+                if let Some(v) = v {
+                    text.push(format!("{name} {}", v.value));
+                    obj.insert(name.into(), json!(v.value));
+                }
+            }
+            (format!("{{{}}}", text.join(", ")), Value::Object(obj))
+        }
+    }
 }
 
 fn weight_spec(w: &WeightSpec) -> (String, Value) {
@@ -41,16 +67,18 @@ fn weight_spec(w: &WeightSpec) -> (String, Value) {
                 obj.insert("dense_rows".into(), json!(u.value));
             }
             if let Some(d) = &m.dope {
-                parts.push(format!("dope {}", d.value));
-                obj.insert("dope".into(), json!(d.value));
+                let (text, value) = sparse_spec(&d.value);
+                parts.push(format!("dope {text}"));
+                obj.insert("dope".into(), value);
             }
             if let Some(l) = &m.lowrank {
                 parts.push(format!("lowrank [{}]", names(l).join(", ")));
                 obj.insert("lowrank".into(), json!(names(l)));
             }
             if let Some(s) = &m.sparse {
-                parts.push(format!("sparse {}", s.value));
-                obj.insert("sparse".into(), json!(s.value));
+                let (text, value) = sparse_spec(&s.value);
+                parts.push(format!("sparse {text}"));
+                obj.insert("sparse".into(), value);
             }
             if parts.is_empty() {
                 parts.push("(an empty map)".into());
@@ -194,7 +222,7 @@ fn weight(w: &Weight) -> (String, Value) {
         w.cols(),
         ranges.join(", ")
     );
-    let json = json!({
+    let mut json = json!({
         "field": w.field,
         "form": w.kind_name(),
         "rows": w.rows(),
@@ -205,6 +233,10 @@ fn weight(w: &Weight) -> (String, Value) {
             "name": p.name, "shape": [p.rows, p.cols], "min": p.min, "max": p.max,
         })).collect::<Vec<_>>(),
     });
+    if let Some(s) = w.sparse_part() {
+        json["nnz"] = json!(s.nnz());
+        json["density"] = json!(s.density());
+    }
     (text, json)
 }
 

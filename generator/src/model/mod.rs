@@ -9,10 +9,13 @@ use nalgebra::DMatrix;
 use serde_saphyr::Spanned;
 
 use crate::base::diagnostic::{Diagnostic, Diagnostics};
+/// A sparse matrix as its sorted non-zeros; it lives in `base` with its readers.
+pub use crate::base::sparse::SparseMatrix;
+use crate::base::sparse::{self, Array, Positions, Stored};
 use crate::base::tensor::{self, Tensor};
 use crate::spec::{
-    Activation, Activations, LayerKind, LayerSpec, Precision, ScalarSpec, SpecDocument, WeightMap,
-    WeightSpec,
+    Activation, Activations, LayerKind, LayerSpec, Precision, ScalarSpec, SparseParts, SparseSpec,
+    SpecDocument, WeightMap, WeightSpec,
 };
 
 #[derive(Debug, Clone)]
@@ -101,37 +104,6 @@ pub enum WeightForm {
     },
     /// W = s, pruned: only its non-zeros are stored.
     Sparse(SparseMatrix),
-}
-
-/// A sparse matrix as (row, col, value) triples sorted by row then column.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SparseMatrix {
-    pub rows: usize,
-    pub cols: usize,
-    pub entries: Vec<(usize, usize, f64)>,
-}
-
-impl SparseMatrix {
-    pub fn from_dense(m: &DMatrix<f64>) -> Self {
-        let mut entries = Vec::new();
-        for r in 0..m.nrows() {
-            for c in 0..m.ncols() {
-                let v = m[(r, c)];
-                if v != 0.0 {
-                    entries.push((r, c, v));
-                }
-            }
-        }
-        SparseMatrix {
-            rows: m.nrows(),
-            cols: m.ncols(),
-            entries,
-        }
-    }
-
-    pub fn nnz(&self) -> usize {
-        self.entries.len()
-    }
 }
 
 impl Weight {
@@ -229,7 +201,17 @@ impl Weight {
         }
     }
 
-    /// The form in words, as `kpgen explain` shows it: `kron A 8x3 ⊗ B 16x2 + S (12 non-zeros)`.
+    /// The sparse matrix of the form: a Kronecker product's doping overlay or a pruned weight.
+    pub fn sparse_part(&self) -> Option<&SparseMatrix> {
+        match &self.form {
+            WeightForm::Kron { dope, .. } => dope.as_ref(),
+            WeightForm::Sparse(s) => Some(s),
+            WeightForm::Dense(_) | WeightForm::LowRank { .. } => None,
+        }
+    }
+
+    /// The form in words, as `kpgen explain` shows it:
+    /// `kron A 8x3 ⊗ B 16x2 + S (12 non-zeros, 2.08%)`.
     pub fn describe(&self) -> String {
         let dims = |m: &DMatrix<f64>| format!("{}x{}", m.nrows(), m.ncols());
         match &self.form {
@@ -241,7 +223,7 @@ impl Weight {
             } => {
                 let overlay = dope
                     .as_ref()
-                    .map_or(String::new(), |s| format!(" + S ({} non-zeros)", s.nnz()));
+                    .map_or(String::new(), |s| format!(" + S ({})", nonzeros(s)));
                 let product: Vec<String> = factors
                     .iter()
                     .enumerate()
@@ -257,7 +239,7 @@ impl Weight {
                 }
             }
             WeightForm::LowRank { u, v } => format!("low rank U {} · V {}", dims(u), dims(v)),
-            WeightForm::Sparse(s) => format!("sparse ({} non-zeros)", s.nnz()),
+            WeightForm::Sparse(s) => format!("sparse ({})", nonzeros(s)),
         }
     }
 
@@ -315,6 +297,11 @@ impl Weight {
             WeightForm::Sparse(_) => "sparse",
         }
     }
+}
+
+/// A sparse matrix's non-zeros and density in words: `12 non-zeros, 2.08%`.
+fn nonzeros(s: &SparseMatrix) -> String {
+    format!("{} non-zeros, {:.2}%", s.nnz(), 100.0 * s.density())
 }
 
 /// Smallest and largest of some values; (0, 0) for none.
@@ -605,10 +592,7 @@ impl Loader<'_> {
 
     /// Loads a float tensor and checks that it is finite.
     fn tensor(&mut self, at: &Spanned<impl Sized>, field: &str, path: &str) -> Option<Tensor> {
-        let file = tensor::file_of(path, self.base());
-        if !self.sources.contains(&file) {
-            self.sources.push(file);
-        }
+        self.source(path);
         match tensor::load_float_with(self.reader, path, self.base()) {
             Ok(t) => {
                 if let Some((i, v)) = t.first_non_finite() {
@@ -653,6 +637,28 @@ impl Loader<'_> {
         field: &str,
         path: &str,
     ) -> Option<DMatrix<f64>> {
+        if let Some(file) = tensor::whole_npz(path, self.base()) {
+            self.source(path);
+            match sparse::read_scipy(self.reader, &file, path) {
+                Ok(Some(stored)) => return self.scipy_as_dense(at, field, path, &stored),
+                // Not a scipy.sparse file: an archive of one matrix.
+                Ok(None) => {}
+                Err(e) => {
+                    self.fail(at, field, e);
+                    return None;
+                }
+            }
+        }
+        self.dense_matrix(at, field, path)
+    }
+
+    /// A matrix from a tensor reference, read as a tensor (never as a scipy.sparse file).
+    fn dense_matrix(
+        &mut self,
+        at: &Spanned<impl Sized>,
+        field: &str,
+        path: &str,
+    ) -> Option<DMatrix<f64>> {
         let t = self.tensor(at, field, path)?;
         if t.shape.len() != 2 {
             self.fail(
@@ -663,6 +669,40 @@ impl Loader<'_> {
             return None;
         }
         Some(DMatrix::from_row_slice(t.shape[0], t.shape[1], &t.data))
+    }
+
+    /// A scipy.sparse file where a dense matrix is expected (a plain weight, a factor): checked
+    /// as every sparse matrix is, then expanded, if it has no more elements than a float32
+    /// tensor file within the reader's limits could hold.
+    fn scipy_as_dense(
+        &mut self,
+        at: &Spanned<impl Sized>,
+        field: &str,
+        path: &str,
+        stored: &Stored,
+    ) -> Option<DMatrix<f64>> {
+        let s = match sparse::assemble(stored) {
+            Ok(s) => s,
+            Err(e) => {
+                self.fail(at, field, e);
+                return None;
+            }
+        };
+        let max = usize::try_from(self.reader.limits.file_bytes / 4).unwrap_or(usize::MAX);
+        let m = s.to_dense(max);
+        if m.is_none() {
+            self.fail(
+                at,
+                field,
+                format!(
+                    "`{path}` holds a {}x{} sparse matrix, expected here as a dense matrix: \
+                     more than the {max} values a tensor file may hold (for a pruned weight \
+                     write `{{sparse: {path}}}`)",
+                    s.rows, s.cols
+                ),
+            );
+        }
+        m
     }
 
     fn vector(&mut self, at: &Spanned<String>, field: &str, len: usize) -> Option<Vec<f64>> {
@@ -851,23 +891,169 @@ impl Loader<'_> {
         Some(factors)
     }
 
-    /// A full-size matrix read as sparse (a doping overlay or a pruned weight).
-    fn full_size_sparse(
+    /// Records that the build reads the file `reference` names.
+    fn source(&mut self, reference: &str) {
+        let file = tensor::file_of(reference, self.base());
+        if !self.sources.contains(&file) {
+            self.sources.push(file);
+        }
+    }
+
+    /// One array of a sparse matrix given by its parts, any dtype (checked when assembled).
+    fn sparse_array(&mut self, at: &Spanned<String>, field: &str) -> Option<Array> {
+        self.source(&at.value);
+        match tensor::load_with(self.reader, &at.value, self.base()) {
+            Ok(tensor) => Some(Array {
+                name: at.value.clone(),
+                tensor,
+            }),
+            Err(e) => {
+                self.fail(at, field, e.to_string());
+                None
+            }
+        }
+    }
+
+    /// A sparse matrix (a doping overlay or a pruned weight) of `rows x cols`: a full-size
+    /// matrix, a scipy.sparse `save_npz` file, or the map of its arrays. Only the non-zeros
+    /// of the compact forms are read and kept.
+    fn sparse_matrix(
         &mut self,
-        s: &Spanned<String>,
+        s: &Spanned<SparseSpec>,
         field: &str,
         rows: usize,
         cols: Option<usize>,
         what: &str,
     ) -> Option<SparseMatrix> {
-        let m = self.matrix(s, field, &s.value)?;
+        let stored = match &s.value {
+            SparseSpec::Tensor(path) => {
+                let Some(file) = tensor::whole_npz(path, self.base()) else {
+                    return self.full_size_sparse(s, path, field, rows, cols, what);
+                };
+                self.source(path);
+                match sparse::read_scipy(self.reader, &file, path) {
+                    Ok(Some(stored)) => {
+                        if !fits(stored.rows, stored.cols, rows, cols) {
+                            self.fail(
+                                s,
+                                field,
+                                format!(
+                                    "`{path}` holds a {}x{} sparse matrix: {what} must be {}",
+                                    stored.rows,
+                                    stored.cols,
+                                    dims(rows, cols)
+                                ),
+                            );
+                            return None;
+                        }
+                        stored
+                    }
+                    // Not a scipy.sparse file: an archive of one full-size matrix.
+                    Ok(None) => return self.full_size_sparse(s, path, field, rows, cols, what),
+                    Err(e) => {
+                        self.fail(s, field, e);
+                        return None;
+                    }
+                }
+            }
+            SparseSpec::Parts(p) => self.sparse_parts(s, p, field, rows, cols, what)?,
+        };
+        match sparse::assemble(&stored) {
+            Ok(m) => Some(m),
+            Err(e) => {
+                self.fail(s, field, e);
+                None
+            }
+        }
+    }
+
+    /// The arrays of `{shape, values, rows, cols}` or `{shape, values, indptr, indices}`.
+    fn sparse_parts(
+        &mut self,
+        s: &Spanned<SparseSpec>,
+        p: &SparseParts,
+        field: &str,
+        rows: usize,
+        cols: Option<usize>,
+        what: &str,
+    ) -> Option<Stored> {
+        let sf = format!("{field}.shape");
+        let shape: Vec<i64> = p.shape.value.iter().map(|d| d.value).collect();
+        let (r, c) = match shape[..] {
+            [r, c] if r >= 1 && c >= 1 => (r as usize, c as usize),
+            _ => {
+                self.fail(
+                    &p.shape,
+                    &sf,
+                    format!(
+                        "{shape:?} is not a matrix's shape: expected [rows, columns], two \
+                         positive whole numbers"
+                    ),
+                );
+                return None;
+            }
+        };
+        if !fits(r, c, rows, cols) {
+            self.fail(
+                &p.shape,
+                &sf,
+                format!("shape [{r}, {c}]: {what} must be {}", dims(rows, cols)),
+            );
+            return None;
+        }
+        let f = |name: &str| format!("{field}.{name}");
+        let pair = match (&p.rows, &p.cols, &p.indptr, &p.indices) {
+            (Some(a), Some(b), None, None) => Some((a, "rows", b, "cols", false)),
+            (None, None, Some(a), Some(b)) => Some((a, "indptr", b, "indices", true)),
+            _ => None,
+        };
+        let Some((a, an, b, bn, csr)) = pair else {
+            self.fail(
+                s,
+                field,
+                "expected `shape` and `values` with either `rows` and `cols` (coordinates) or \
+                 `indptr` and `indices` (compressed rows)",
+            );
+            return None;
+        };
+        let values = self.sparse_array(&p.values, &f("values"));
+        let a = self.sparse_array(a, &f(an));
+        let b = self.sparse_array(b, &f(bn));
+        let (values, a, b) = (values?, a?, b?);
+        let positions = if csr {
+            Positions::Csr {
+                indptr: a,
+                indices: b,
+            }
+        } else {
+            Positions::Coo { row: a, col: b }
+        };
+        Some(Stored {
+            rows: r,
+            cols: c,
+            values,
+            positions,
+        })
+    }
+
+    /// A full-size matrix read as sparse (a doping overlay or a pruned weight); the caller has
+    /// already found it is not a scipy.sparse file.
+    fn full_size_sparse(
+        &mut self,
+        s: &Spanned<SparseSpec>,
+        path: &str,
+        field: &str,
+        rows: usize,
+        cols: Option<usize>,
+        what: &str,
+    ) -> Option<SparseMatrix> {
+        let m = self.dense_matrix(s, field, path)?;
         if !fits(m.nrows(), m.ncols(), rows, cols) {
             self.fail(
                 s,
                 field,
                 format!(
-                    "`{}` is {}x{}: {what} must be the full {} matrix (zeros where it has no entry)",
-                    s.value,
+                    "`{path}` is {}x{}: {what} must be the full {} matrix (zeros where it has no entry)",
                     m.nrows(),
                     m.ncols(),
                     dims(rows, cols)
@@ -966,7 +1152,7 @@ impl Loader<'_> {
             let cols = Some(c);
             let dope = match &map.dope {
                 None => None,
-                Some(s) => Some(self.full_size_sparse(
+                Some(s) => Some(self.sparse_matrix(
                     s,
                     &format!("{field}.dope"),
                     rows,
@@ -1001,8 +1187,7 @@ impl Loader<'_> {
             return Some(WeightForm::LowRank { u, v });
         }
         let s = map.sparse.as_ref()?;
-        let m =
-            self.full_size_sparse(s, &format!("{field}.sparse"), rows, cols, "a sparse weight")?;
+        let m = self.sparse_matrix(s, &format!("{field}.sparse"), rows, cols, "a sparse weight")?;
         Some(WeightForm::Sparse(m))
     }
 }
@@ -1343,11 +1528,11 @@ fn load_layer_with_units(
 }
 
 /// Refuses a spec whose densely stored tensors (plain weights, Kronecker and low-rank factors,
-/// biases) already exceed `flash_budget` bytes at float32, from their headers alone: before
-/// any tensor body is read or inflated, so a huge or bomb-like file costs nothing. Tensors
-/// whose header cannot be read are left to the full load, which reports them properly; sparse
-/// and doping matrices are not counted (their stored size is their non-zeros, known only once
-/// read).
+/// biases, and the non-zero values of sparse and doping matrices given as their non-zeros)
+/// already exceed `flash_budget` bytes at float32, from their headers alone: before any tensor
+/// body is read or inflated, so a huge or bomb-like file costs nothing. Tensors whose header
+/// cannot be read are left to the full load, which reports them properly; a sparse or doping
+/// matrix given as a full-size matrix is not counted (its non-zeros are known only once read).
 pub fn check_flash_from_headers(
     reader: &crate::base::input::Reader,
     doc: &SpecDocument,
@@ -1356,6 +1541,7 @@ pub fn check_flash_from_headers(
 ) -> Result<(), Diagnostics> {
     let base = doc.base_dir();
     let mut refs: Vec<&str> = Vec::new();
+    let mut values: u64 = 0;
     for layer in &doc.spec.layers.value {
         let l = &layer.value;
         for w in [&l.w_ih, &l.w_hh, &l.u, &l.w].into_iter().flatten() {
@@ -1366,6 +1552,17 @@ pub fn check_flash_from_headers(
                         refs.extend(list.value.iter().map(|s| s.value.as_str()));
                     }
                     refs.extend(m.dense_rows.iter().map(|u| u.value.as_str()));
+                    for s in [&m.dope, &m.sparse].into_iter().flatten() {
+                        match &s.value {
+                            SparseSpec::Tensor(p) => {
+                                if let Some(file) = tensor::whole_npz(p, base) {
+                                    let nnz = sparse::peek_scipy_nnz(reader, &file);
+                                    values = values.saturating_add(nnz.unwrap_or(0));
+                                }
+                            }
+                            SparseSpec::Parts(p) => refs.push(&p.values.value),
+                        }
+                    }
                 }
             }
         }
@@ -1376,9 +1573,12 @@ pub fn check_flash_from_headers(
             refs.push(&b.value);
         }
     }
-    let mut values: u64 = 0;
     for r in refs {
-        if let Ok(shape) = tensor::peek_shape_with(reader, r, base) {
+        // A scipy.sparse file where a dense matrix goes is stored densely: its declared shape.
+        let scipy = tensor::whole_npz(r, base).and_then(|f| sparse::peek_scipy_shape(reader, &f));
+        if let Some((rows, cols)) = scipy {
+            values = values.saturating_add((rows as u64).saturating_mul(cols as u64));
+        } else if let Ok(shape) = tensor::peek_shape_with(reader, r, base) {
             let n = shape
                 .iter()
                 .try_fold(1u64, |acc, &d| acc.checked_mul(d as u64))
@@ -1393,7 +1593,7 @@ pub fn check_flash_from_headers(
     Err(Diagnostic::new(
         crate::base::diagnostic::Place::file(&doc.path),
         format!(
-            "model `{}` stores at least {values} values densely (by its tensor headers), \
+            "model `{}` stores at least {values} values (by its tensor headers), \
              {bytes} bytes of flash at float32: over the {flash_budget}-byte flash budget of \
              target `{target_name}`; no tensor was read",
             doc.spec.name.value

@@ -959,7 +959,7 @@ fn plan_overlay(target: &Target, s: &SparseMatrix) -> OverlayPlan {
     };
     OverlayPlan {
         nnz,
-        density: nnz as f64 / (s.rows * s.cols).max(1) as f64,
+        density: s.density(),
         encoding,
         index_bytes,
         entries: s

@@ -224,12 +224,13 @@ pub enum WeightSpec {
 pub struct WeightMap {
     /// W = kron(A, B), numpy's np.kron convention.
     pub kron: Option<Spanned<Vec<Spanned<String>>>>,
-    /// The doping overlay S of W = kron(A, B) + S: a full-size matrix, zeros where not doped.
-    pub dope: Option<Spanned<String>>,
+    /// The doping overlay S of W = kron(A, B) + S: a full-size matrix, zeros where not doped,
+    /// or its non-zeros.
+    pub dope: Option<Spanned<SparseSpec>>,
     /// W = U·V, U rows x r, V r x cols.
     pub lowrank: Option<Spanned<Vec<Spanned<String>>>>,
-    /// W = S, a full-size matrix whose zeros are pruned.
-    pub sparse: Option<Spanned<String>>,
+    /// W = S, a pruned matrix: a full-size matrix whose zeros are dropped, or its non-zeros.
+    pub sparse: Option<Spanned<SparseSpec>>,
     /// Hybrid KP: W = [U ; kron(A, B, ...)], U the first r rows of W kept dense (r x cols).
     pub dense_rows: Option<Spanned<String>>,
 }
@@ -251,6 +252,75 @@ impl<'de> Deserialize<'de> for WeightSpec {
             }
         }
         d.deserialize_any(V)
+    }
+}
+
+/// A sparse matrix (`dope`, `sparse`): a tensor reference, which is either a full-size matrix
+/// (zeros where it has no entry) or a whole scipy.sparse `save_npz` file, or the map of its
+/// non-zeros' arrays.
+#[derive(Debug)]
+pub enum SparseSpec {
+    Tensor(String),
+    Parts(Box<SparseParts>),
+}
+
+/// `{shape: [M, N], values: V, rows: R, cols: C}` (coordinates) or `{shape: [M, N], values: V,
+/// indptr: P, indices: I}` (compressed rows); each array is any tensor reference. The model
+/// stage checks that exactly one pair of index arrays is given.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SparseParts {
+    /// The full matrix's rows and columns.
+    pub shape: Spanned<Vec<Spanned<i64>>>,
+    /// The non-zero values, a 1-D float array.
+    pub values: Spanned<String>,
+    /// Row index of each value (coordinates).
+    pub rows: Option<Spanned<String>>,
+    /// Column index of each value (coordinates).
+    pub cols: Option<Spanned<String>>,
+    /// Row pointers, M + 1 of them (compressed rows).
+    pub indptr: Option<Spanned<String>>,
+    /// Column index of each value (compressed rows).
+    pub indices: Option<Spanned<String>>,
+}
+
+impl<'de> Deserialize<'de> for SparseSpec {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = SparseSpec;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a tensor path (a full-size matrix or a scipy.sparse .npz file) or a map {shape: [M, N], values: V, rows: R, cols: C} or {shape: [M, N], values: V, indptr: P, indices: I}")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<SparseSpec, E> {
+                Ok(SparseSpec::Tensor(v.to_owned()))
+            }
+            fn visit_map<M: MapAccess<'de>>(self, map: M) -> Result<SparseSpec, M::Error> {
+                let m = SparseParts::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                Ok(SparseSpec::Parts(Box::new(m)))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl SparseSpec {
+    /// The tensor references it names, as written.
+    pub fn references(&self) -> Vec<&str> {
+        match self {
+            SparseSpec::Tensor(p) => vec![p],
+            SparseSpec::Parts(p) => [
+                Some(&p.values),
+                p.rows.as_ref(),
+                p.cols.as_ref(),
+                p.indptr.as_ref(),
+                p.indices.as_ref(),
+            ]
+            .into_iter()
+            .flatten()
+            .map(|s| s.value.as_str())
+            .collect(),
+        }
     }
 }
 

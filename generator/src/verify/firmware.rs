@@ -257,13 +257,18 @@ fn c_sources(dir: &Path, gen: &Generation) -> PathBuf {
 }
 
 /// Builds the firmware for `lang` in `dir`, runs it and decodes what it printed.
-/// A float input as C: NaN and the infinities through <math.h>'s constant macros, so a test
-/// can feed what a sensor glitch sends.
+/// A float input as C: NaN and the infinities through the compilers' constant builtins (the
+/// bare-metal toolchain has no <math.h>), so a test can feed what a sensor glitch sends.
 fn input_lit(v: f32) -> String {
     if v.is_nan() {
-        "NAN".to_owned()
+        "__builtin_nanf(\"\")".to_owned()
     } else if v.is_infinite() {
-        if v > 0.0 { "INFINITY" } else { "(-INFINITY)" }.to_owned()
+        if v > 0.0 {
+            "__builtin_inff()"
+        } else {
+            "(-__builtin_inff())"
+        }
+        .to_owned()
     } else {
         float_lit(Lang::C, v)
     }
