@@ -31,12 +31,24 @@ ACT = {
 
 def _tensor(entry, base):
     """A spec tensor: a path, {kron: [A, B, ...]} (np.kron left to right, two or more
-    factors) with optional dense_rows: U (W = [U ; kron]) and dope: S (+ S, full size),
-    {lowrank: [U, V]} (W = U @ V) or {sparse: S} (W = S, zeros pruned)."""
-    def load(p):
-        a = np.load(os.path.join(base, p))
-        assert a.dtype == np.float32, f"{p}: {a.dtype}, expected float32"
-        return a.astype(np.float64)
+    factors) with optional dense_rows: U (W = [U ; kron]) and dope: S (+ S), {lowrank: [U, V]}
+    (W = U @ V) or {sparse: S} (W = S, zeros pruned); S a full-size path or the explicit form
+    {shape, values, rows, cols} with `file.npz:member` arrays."""
+    def load(p, dtype=np.float32):
+        path, _, member = p.partition(":")
+        a = np.load(os.path.join(base, path))
+        if member:
+            a = a[member]
+        assert a.dtype == dtype, f"{p}: {a.dtype}, expected {dtype}"
+        return a.astype(np.float64) if dtype == np.float32 else a
+
+    def sparse(s):  # a path, or kpgen's explicit form {shape, values, rows, cols}
+        if isinstance(s, str):
+            return load(s)
+        assert set(s) == {"shape", "values", "rows", "cols"}, f"bad sparse form {s!r}"
+        W = np.zeros(tuple(s["shape"]))
+        W[load(s["rows"], np.int32), load(s["cols"], np.int32)] = load(s["values"])
+        return W
 
     if isinstance(entry, str):
         return load(entry)
@@ -49,7 +61,7 @@ def _tensor(entry, base):
         assert U.ndim == V.ndim == 2 and U.shape[1] == V.shape[0], (U.shape, V.shape)
         return U @ V
     if "sparse" in entry:
-        return load(entry["sparse"])
+        return sparse(entry["sparse"])
     factors = [load(p) for p in entry["kron"]]
     assert len(factors) >= 2, f"kron needs two or more factors: {entry!r}"
     W = factors[0]
@@ -60,7 +72,7 @@ def _tensor(entry, base):
         assert U.ndim == 2 and U.shape[1] == W.shape[1], (U.shape, W.shape)
         W = np.vstack([U, W])
     if "dope" in entry:
-        W = W + load(entry["dope"])
+        W = W + sparse(entry["dope"])
     return W
 
 

@@ -22,16 +22,18 @@ trap 'rm -rf "$out"' EXIT
 "$py" "$here/train.py" "$here/recipes/smoke.yaml" --epochs 2 --subset 8 --out "$out"
 "$py" "$here/reference.py" "$out"
 for f in spec.yaml metrics.json test_x.npy test_len.npy test_y.npy test_logits.npy calib_x.npy calib_len.npy \
-         l0_w_ih_C.npy l0_w_hh_rows.npy l0_w_hh_S.npy l1_w_ih_U.npy l1_w_hh.npy l2_w_rows.npy l2_u_C.npy \
-         l2_u_S.npy l3_w_U.npy; do
+         l0_w_ih_C.npy l0_w_hh_rows.npy l0_w_hh_S.npz l1_w_ih_U.npy l1_w_hh.npz l2_w_rows.npy l2_u_C.npy \
+         l2_u_S.npz l3_w_U.npy; do
     [ -f "$out/$f" ] || { echo "smoke: missing $f" >&2; exit 1; }
 done
 spec_has() { grep -qF "$1" "$out/spec.yaml"; }
 { spec_has 'w_ih: {kron: [l0_w_ih_A.npy, l0_w_ih_B.npy, l0_w_ih_C.npy]}' &&
-  spec_has 'w_hh: {kron: [l0_w_hh_A.npy, l0_w_hh_B.npy], dense_rows: l0_w_hh_rows.npy, dope: l0_w_hh_S.npy}' &&
-  spec_has 'w_hh: {sparse: l1_w_hh.npy}' && spec_has 'w_ih: {lowrank: [l1_w_ih_U.npy, l1_w_ih_V.npy]}' &&
+  spec_has 'w_hh: {kron: [l0_w_hh_A.npy, l0_w_hh_B.npy], dense_rows: l0_w_hh_rows.npy, dope: {shape: [' &&
+  spec_has 'values: l0_w_hh_S.npz:values, rows: l0_w_hh_S.npz:rows, cols: l0_w_hh_S.npz:cols}}' &&
+  spec_has 'w_hh: {sparse: {shape: [' && spec_has 'values: l1_w_hh.npz:values, rows: l1_w_hh.npz:rows' && spec_has 'w_ih: {lowrank: [l1_w_ih_U.npy, l1_w_ih_V.npy]}' &&
   spec_has 'w: {kron: [l2_w_A.npy, l2_w_B.npy], dense_rows: l2_w_rows.npy}' &&
-  spec_has 'u: {kron: [l2_u_A.npy, l2_u_B.npy, l2_u_C.npy], dope: l2_u_S.npy}'; } \
+  spec_has 'u: {kron: [l2_u_A.npy, l2_u_B.npy, l2_u_C.npy], dope: {shape: [' &&
+  spec_has 'values: l2_u_S.npz:values, rows: l2_u_S.npz:rows, cols: l2_u_S.npz:cols}}'; } \
     || { echo "smoke: unexpected spec.yaml:" >&2; cat "$out/spec.yaml" >&2; exit 1; }
 if [ -n "${KPGEN:-}" ]; then
     for p in f32 int8 int16; do

@@ -228,18 +228,22 @@ def spec_yaml(name, features, steps, layers):
              "# features (see metrics.json 'normalization').",
              f"name: {name}", f"input: {{features: {int(features)}, steps: {int(steps)}}}",
              f"calibration: {CALIB_FILE}  # training sequences, for int8/int16 builds", "layers:"]
+    def flow(v):  # YAML flow style: {k: v, ...} and [a, b, ...], nested
+        if isinstance(v, dict):
+            return "{" + ", ".join(f"{k}: {flow(x)}" for k, x in v.items()) + "}"
+        if isinstance(v, list):
+            return "[" + ", ".join(flow(x) for x in v) + "]"
+        return str(v)
+
     for layer in layers:
         first = True
         for k, v in layer.items():
-            if isinstance(v, dict):
-                v = "{" + ", ".join(f"{kk}: [{', '.join(vv)}]" if isinstance(vv, list) else f"{kk}: {vv}"
-                                    for kk, vv in v.items()) + "}"
-            lines.append(f"{'  - ' if first else '    '}{k}: {v}")
+            lines.append(f"{'  - ' if first else '    '}{k}: {flow(v)}")
             first = False
     return "\n".join(lines) + "\n"
 
 
-_OWNED = re.compile(r"^(l\d+_.*\.npy|test_(x|len|y|logits)\.npy|calib_(x|len)\.npy|spec\.yaml|metrics\.json)$")
+_OWNED = re.compile(r"^(l\d+_.*\.npz?|test_(x|len|y|logits)\.npy|calib_(x|len)\.npy|spec\.yaml|metrics\.json)$")
 
 
 def export_calibration(out, train, count=CALIB_SEQUENCES):
@@ -264,6 +268,16 @@ def export(out, name, layers, params, masks, ds):
         np.save(os.path.join(out, fn), np.ascontiguousarray(np.asarray(a, dtype=np.float32)))
         return fn
 
+    def save_sparse(fn, a):
+        """A doping overlay or pruned matrix as its non-zeros (row-major order): values, rows
+        and cols in one .npz, named by kpgen's explicit sparse form."""
+        a = np.asarray(a, dtype=np.float32)
+        rows, cols = np.nonzero(a)
+        np.savez(os.path.join(out, fn), values=a[rows, cols], rows=rows.astype(np.int32),
+                 cols=cols.astype(np.int32))
+        return {"shape": [int(a.shape[0]), int(a.shape[1])], "values": f"{fn}:values",
+                "rows": f"{fn}:rows", "cols": f"{fn}:cols"}
+
     spec_layers = []
     for i, (layer, p) in enumerate(zip(layers, params)):
         entry = {"kind": layer.kind, "units": layer.units}
@@ -274,7 +288,7 @@ def export(out, name, layers, params, masks, ds):
             elif m.kind == "dense":
                 entry[f] = save(f"{pre}.npy", v["W"])
             elif m.kind == "pruned":
-                entry[f] = {"sparse": save(f"{pre}.npy", v["W"] * masks[i][f])}
+                entry[f] = {"sparse": save_sparse(f"{pre}.npz", v["W"] * masks[i][f])}
             elif m.kind == "lowrank":
                 entry[f] = {"lowrank": [save(f"{pre}_U.npy", v["U"]), save(f"{pre}_V.npy", v["V"])]}
             else:
@@ -283,7 +297,7 @@ def export(out, name, layers, params, masks, ds):
                 if m.dense_rows:
                     entry[f]["dense_rows"] = save(f"{pre}_rows.npy", v["R"])
                 if m.kind == "dkp":
-                    entry[f]["dope"] = save(f"{pre}_S.npy", v["S"] * masks[i][f])
+                    entry[f]["dope"] = save_sparse(f"{pre}_S.npz", v["S"] * masks[i][f])
         if layer.kind == "dense":
             entry["activation"] = layer.activation
         spec_layers.append(entry)
