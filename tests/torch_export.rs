@@ -64,9 +64,12 @@ fn reproduce_with(cell: &str, extra: &[&str]) {
     );
     assert!(run.status.success(), "train_export.py failed:\n{log}");
 
-    // kpgen's f64 reference against PyTorch's float32 forward pass.
+    // kpgen's f64 reference against PyTorch's float32 forward pass (exact activations, as
+    // PyTorch computes them; the default table activations are held to these by
+    // tests/examples.rs).
     let spec = out.join("spec.yaml");
-    let model = kpgen::load(&spec).unwrap_or_else(|e| panic!("{}", e.render()));
+    let mut model = kpgen::load(&spec).unwrap_or_else(|e| panic!("{}", e.render()));
+    model.activations = kpgen::spec::Activations::Exact;
     if extra.contains(&"--dense-rows") {
         let w_ih = model.layers[0].cell.weights()[0];
         assert_eq!(w_ih.kind_name(), "hkp", "{}", w_ih.describe());
@@ -102,7 +105,7 @@ fn reproduce_with(cell: &str, extra: &[&str]) {
         .arg(out.join("test_len.npy"))
         .arg("--labels")
         .arg(out.join("test_y.npy"))
-        .args(["--host", "cc", "--no-dense"])
+        .args(["--host", "cc", "--no-dense", "--activations", "exact"])
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&test.stdout);

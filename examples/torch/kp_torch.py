@@ -9,7 +9,8 @@
 
 Parameter names follow PyTorch's nn.LSTM / nn.Linear where they apply (`weight_ih_l0`,
 `bias_hh_l0`, `head.weight`); a structured weight's factors are `<name>.A`, `<name>.B`, its
-overlay `<name>.S` and hybrid rows `<name>.U` (a hybrid weight's product is `<name>.kp.A`,
+overlay's non-zeros `<name>.S.values`, `.S.rows`, `.S.cols` (int32, row-major; the spec
+reads them as `dope: {shape, values, rows, cols}`) and hybrid rows `<name>.U` (a hybrid weight's product is `<name>.kp.A`,
 `<name>.kp.B`). `kpgen_spec` writes the kpgen spec that reads exactly these names from the
 exported .safetensors file (a hybrid weight as `{kron: [...], dense_rows: U}`).
 """
@@ -193,8 +194,13 @@ def tensors(model: KPClassifier):
         out[name] = p.detach().to(torch.float32).contiguous()
     for name, m in model.named_modules():
         if isinstance(m, KPLinear) and m.S is not None:
-            # The overlay as kpgen reads it: the full matrix, zero where not doped.
-            out[f"{name}.S"] = (m.S * m.mask).detach().to(torch.float32).contiguous()
+            # The overlay as its non-zeros (coordinates, row-major), kpgen's explicit sparse form.
+            # (The full-size parameter, unmasked, is not exported.)
+            out.pop(f"{name}.S")
+            s = (m.S * m.mask).detach().to(torch.float32).to_sparse_coo().coalesce()
+            out[f"{name}.S.values"] = s.values().contiguous()
+            out[f"{name}.S.rows"] = s.indices()[0].to(torch.int32).contiguous()
+            out[f"{name}.S.cols"] = s.indices()[1].to(torch.int32).contiguous()
     return out
 
 
@@ -204,7 +210,9 @@ def kpgen_spec(name, model: KPClassifier, inputs, steps, weights_file):
     f = f"{weights_file}:{cell}"
     hh = f"{{kron: [{f}.weight_hh_l0.A, {f}.weight_hh_l0.B]"
     if layer.weight_hh_l0.S is not None:
-        hh += f", dope: {f}.weight_hh_l0.S"
+        S, w = layer.weight_hh_l0.S, f"{f}.weight_hh_l0.S"
+        hh += (f", dope: {{shape: [{S.shape[0]}, {S.shape[1]}], values: {w}.values, "
+               f"rows: {w}.rows, cols: {w}.cols}}")
     hh += "}"
     if isinstance(layer.weight_ih_l0, HKPLinear):
         w = f"{f}.weight_ih_l0"
