@@ -85,6 +85,29 @@ pub enum CmsisSource {
     Skip,
 }
 
+/// Why a benchmark run stopped.
+#[derive(Debug, Clone, PartialEq)]
+pub enum BenchError {
+    /// A tool, a fetch or a build step failed (exit 3).
+    Tool(String),
+    /// A measurement could not be made or checked (exit 1).
+    Failed(String),
+}
+
+impl std::fmt::Display for BenchError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BenchError::Tool(e) | BenchError::Failed(e) => f.write_str(e),
+        }
+    }
+}
+
+impl From<String> for BenchError {
+    fn from(e: String) -> BenchError {
+        BenchError::Failed(e)
+    }
+}
+
 pub struct BenchOptions {
     pub layers: Vec<BenchLayer>,
     pub targets: Vec<Target>,
@@ -128,14 +151,20 @@ fn jobs_of(o: &BenchOptions) -> Vec<Job> {
 pub fn run(
     o: &BenchOptions,
     progress: &(dyn Fn(crate::base::progress::Progress) + Sync),
-) -> Result<BenchRun, String> {
-    let toolchain = crate::qemu::Toolchain::locate().map_err(|e| e.to_string())?;
+) -> Result<BenchRun, BenchError> {
+    let tool = |e: String| BenchError::Tool(e);
+    let toolchain = crate::qemu::Toolchain::locate().map_err(|e| tool(e.to_string()))?;
     std::fs::create_dir_all(&o.work_dir)
-        .map_err(|e| format!("create {}: {e}", o.work_dir.display()))?;
-    let plugin = crate::qemu::insn_mix::build_plugin(&o.work_dir).map_err(|e| e.to_string())?;
+        .map_err(|e| tool(format!("create {}: {e}", o.work_dir.display())))?;
+    let plugin =
+        crate::qemu::insn_mix::build_plugin(&o.work_dir).map_err(|e| tool(e.to_string()))?;
     let cmsis = match &o.cmsis {
-        CmsisSource::Fetch => Some(cmsis::CmsisDsp::fetch(&o.work_dir.join("cache"))?),
-        CmsisSource::Dir(d) => Some(cmsis::CmsisDsp::at(d, &o.work_dir.join("cache"))?),
+        CmsisSource::Fetch => {
+            Some(cmsis::CmsisDsp::fetch(&o.work_dir.join("cache")).map_err(tool)?)
+        }
+        CmsisSource::Dir(d) => {
+            Some(cmsis::CmsisDsp::at(d, &o.work_dir.join("cache")).map_err(tool)?)
+        }
         CmsisSource::Skip => None,
     };
     let env = firmware::Env {
@@ -193,7 +222,7 @@ pub fn run(
         }
     });
     if let Some(e) = failure.into_inner().unwrap_or(None) {
-        return Err(e);
+        return Err(BenchError::Failed(e));
     }
     let mut results = results.into_inner().unwrap_or_default();
     results.sort_by_key(|(i, _)| *i);

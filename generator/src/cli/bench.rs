@@ -7,7 +7,9 @@ use std::time::Instant;
 use kpgen::target;
 
 use super::args::BenchArgs;
-use super::{report_errors, shown_path, ProgressView, EXIT_BAD_INPUT, EXIT_TEST_FAILED};
+use super::{
+    report_errors, shown_path, ProgressView, EXIT_BAD_INPUT, EXIT_TEST_FAILED, EXIT_TOOL_FAILED,
+};
 
 pub fn bench(args: &BenchArgs) -> ExitCode {
     use kpgen::bench;
@@ -94,7 +96,10 @@ pub fn bench(args: &BenchArgs) -> ExitCode {
         Ok(r) => r,
         Err(e) => {
             say!("kpgen bench: {e}");
-            return ExitCode::from(EXIT_TEST_FAILED);
+            return ExitCode::from(match e {
+                bench::BenchError::Tool(_) => EXIT_TOOL_FAILED,
+                bench::BenchError::Failed(_) => EXIT_TEST_FAILED,
+            });
         }
     };
     let table = bench::report::markdown(&run);
