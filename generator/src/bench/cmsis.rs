@@ -68,6 +68,15 @@ fn run(cmd: &mut Command, what: &str) -> Result<String, String> {
         .map_err(|e| e.to_string())
 }
 
+/// Writes the header stand-ins into `dir` (CMSIS-NN's build uses them too).
+pub fn write_shim(dir: &Path) -> Result<(), String> {
+    std::fs::create_dir_all(dir).map_err(|e| io_err("create the shim folder", e))?;
+    for (name, text) in SHIM {
+        std::fs::write(dir.join(name), text).map_err(|e| io_err("write the shim", e))?;
+    }
+    Ok(())
+}
+
 impl CmsisDsp {
     /// Uses the source tree at `root` (a CMSIS-DSP checkout or unpacked sdist).
     pub fn at(root: &Path, cache: &Path) -> Result<CmsisDsp, String> {
@@ -80,10 +89,7 @@ impl CmsisDsp {
             ));
         }
         let shim = cache.join("cmsis-shim");
-        std::fs::create_dir_all(&shim).map_err(|e| io_err("create the shim folder", e))?;
-        for (name, text) in SHIM {
-            std::fs::write(shim.join(name), text).map_err(|e| io_err("write the shim", e))?;
-        }
+        write_shim(&shim)?;
         Ok(CmsisDsp {
             root: root.to_owned(),
             shim,

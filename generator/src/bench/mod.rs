@@ -8,6 +8,8 @@
 pub mod cmsis;
 pub mod firmware;
 pub mod layer;
+pub mod model;
+pub mod nn;
 pub mod report;
 
 use std::collections::BTreeMap;
@@ -72,6 +74,9 @@ pub struct BenchRun {
     pub reason: String,
     pub cmsis_dsp: String,
     pub measurements: Vec<Measurement>,
+    /// `--model`: per-step rows of each recurrent layer, kpgen beside CMSIS-NN.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub model_rows: Vec<model::ModelRow>,
 }
 
 /// Where the CMSIS-DSP sources come from.
@@ -117,6 +122,10 @@ pub struct BenchOptions {
     pub work_dir: PathBuf,
     pub cmsis: CmsisSource,
     pub jobs: usize,
+    /// Specs whose LSTM/GRU layers get model rows (int8 and int16 of `precisions`).
+    pub model_specs: Vec<PathBuf>,
+    /// A CMSIS-NN source tree for the model rows' baseline.
+    pub cmsis_nn: Option<PathBuf>,
 }
 
 /// One unit of work.
@@ -158,6 +167,10 @@ pub fn run(
         .map_err(|e| tool(format!("create {}: {e}", o.work_dir.display())))?;
     let plugin =
         crate::qemu::insn_mix::build_plugin(&o.work_dir).map_err(|e| tool(e.to_string()))?;
+    let cmsis_nn = match &o.cmsis_nn {
+        Some(d) => Some(nn::CmsisNn::at(d).map_err(tool)?),
+        None => None,
+    };
     let cmsis = match &o.cmsis {
         CmsisSource::Fetch => {
             Some(cmsis::CmsisDsp::fetch(&o.work_dir.join("cache")).map_err(tool)?)
@@ -226,10 +239,29 @@ pub fn run(
     }
     let mut results = results.into_inner().unwrap_or_default();
     results.sort_by_key(|(i, _)| *i);
+    // Model rows: one firmware at a time (each runs a whole sequence).
+    let mut model_rows = Vec::new();
+    for spec in &o.model_specs {
+        for target in &o.targets {
+            for &p in o.precisions.iter().filter(|p| **p != Precision::F32) {
+                let rows =
+                    model::model_rows(&env, spec, target, p, cmsis_nn.as_ref()).map_err(|e| {
+                        BenchError::Failed(format!("{} on {}: {e}", spec.display(), target.name))
+                    })?;
+                for r in &rows {
+                    progress(crate::base::progress::Progress::Note(
+                        &report::model_progress_line(r),
+                    ));
+                }
+                model_rows.extend(rows);
+            }
+        }
+    }
     Ok(BenchRun {
         reason: String::new(),
         cmsis_dsp: cmsis.map_or("not run".to_owned(), |_| cmsis::VERSION.to_owned()),
         measurements: results.into_iter().flat_map(|(_, m)| m).collect(),
+        model_rows,
     })
 }
 
@@ -308,6 +340,7 @@ mod tests {
             reason: String::new(),
             cmsis_dsp: String::new(),
             measurements: ms,
+            model_rows: Vec::new(),
         }
     }
 

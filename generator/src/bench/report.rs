@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
+use super::model::{ModelRow, CMSIS_NN};
 use super::{BenchRun, Measurement, CMSIS, KPGEN};
 
 use crate::report::thousands;
@@ -49,8 +50,81 @@ fn pairs(run: &BenchRun) -> Vec<(&Measurement, Option<&Measurement>)> {
         .collect()
 }
 
-/// The markdown table: one row per layer, core and precision.
+/// The markdown tables: the kernels (one row per layer, core and precision), then the model
+/// rows of `--model`, each when there is something in it.
 pub fn markdown(run: &BenchRun) -> String {
+    let mut out = String::new();
+    if !run.measurements.is_empty() || run.model_rows.is_empty() {
+        out.push_str(&kernel_markdown(run));
+    }
+    if !run.model_rows.is_empty() {
+        if !out.is_empty() {
+            out.push('\n');
+        }
+        out.push_str(&model_markdown(&run.model_rows));
+    }
+    out
+}
+
+pub fn model_progress_line(r: &ModelRow) -> String {
+    format!(
+        "kpgen bench --model: {} layer {} {:<11} {:<5} {:<11} {:>9} instr/step {}",
+        r.model,
+        r.layer,
+        r.target,
+        r.precision,
+        r.implementation,
+        opt(r.instructions_per_step),
+        r.status
+    )
+}
+
+/// Per-step rows of each recurrent layer: kpgen's form, its dense expansion and CMSIS-NN's
+/// LSTM on the same core and precision; "÷ CMSIS-NN" is CMSIS-NN's instructions over the row's.
+pub fn model_markdown(rows: &[ModelRow]) -> String {
+    let mut out = String::from(
+        "| model | layer | shape (in × units) | core | prec | implementation | form | instr/step | \
+         est. cycles/step | speed-up vs CMSIS-NN | check |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|\n",
+    );
+    for r in rows {
+        let cmsis = rows
+            .iter()
+            .find(|c| {
+                c.implementation == CMSIS_NN
+                    && (&c.model, c.layer, &c.target, &c.precision)
+                        == (&r.model, r.layer, &r.target, &r.precision)
+            })
+            .and_then(|c| c.instructions_per_step);
+        let speed = match (cmsis, r.instructions_per_step) {
+            (Some(c), Some(k)) if r.implementation != CMSIS_NN => {
+                format!("{:.2}x", c as f64 / k.max(1) as f64)
+            }
+            _ => "–".to_owned(),
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} {} | {} × {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            r.model,
+            r.layer,
+            r.kind,
+            r.inputs,
+            r.units,
+            r.target.trim_start_matches("cortex-"),
+            r.precision,
+            r.implementation,
+            r.form,
+            opt(r.instructions_per_step),
+            opt(r.cycles_per_step),
+            speed,
+            r.status.replace('|', "/"),
+        );
+    }
+    out
+}
+
+/// The kernel table: one row per layer, core and precision.
+fn kernel_markdown(run: &BenchRun) -> String {
     let mut out = String::new();
     out.push_str(
         "| layer | core | prec | MACs kpgen / dense | kpgen instr | instr/MAC | CMSIS-DSP instr | \

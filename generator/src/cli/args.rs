@@ -150,6 +150,14 @@ pub struct BenchArgs {
     /// Measure kpgen only.
     #[arg(long)]
     pub no_cmsis: bool,
+    /// Model rows instead of kernel rows for the --spec files: per time step of each LSTM/GRU
+    /// layer, kpgen's layer and its dense expansion (int8 and int16).
+    #[arg(long)]
+    pub model: bool,
+    /// A CMSIS-NN source tree (Include/, Source/): adds its arm_lstm_unidirectional_s8/_s16
+    /// beside kpgen in the model rows.
+    #[arg(long, value_name = "DIR", requires = "model")]
+    pub cmsis_nn: Option<PathBuf>,
     /// Build and cache folder.
     #[arg(long, default_value = "target/kpgen-bench")]
     pub work_dir: PathBuf,

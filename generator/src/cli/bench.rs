@@ -27,14 +27,22 @@ pub fn bench(args: &BenchArgs) -> ExitCode {
             Err(e) => return bad(e),
         }
     }
-    for spec in &args.specs {
+    for spec in args.specs.iter().filter(|_| !args.model) {
         match bench::layer::model_layers(spec) {
             Ok(l) => layers.extend(l),
             Err(d) => return report_errors(&d),
         }
     }
-    if layers.is_empty() {
+    if args.model && args.specs.is_empty() {
+        return bad("--model measures the layers of --spec files: give at least one --spec".into());
+    }
+    if layers.is_empty() && !args.model {
         return bad("nothing to benchmark: give --standard, --layer or --spec".into());
+    }
+    if let Some(d) = &args.cmsis_nn {
+        if let Err(e) = bench::nn::CmsisNn::at(d) {
+            return bad(e);
+        }
     }
     let names: Vec<String> = if args.targets.is_empty() {
         [
@@ -67,6 +75,7 @@ pub fn bench(args: &BenchArgs) -> ExitCode {
         None => None,
     };
     use kpgen::spec::Precision;
+    let no_kernels = layers.is_empty();
     let options = bench::BenchOptions {
         layers,
         targets,
@@ -77,7 +86,8 @@ pub fn bench(args: &BenchArgs) -> ExitCode {
             args.precisions.clone()
         },
         work_dir: args.work_dir.clone(),
-        cmsis: if args.no_cmsis {
+        // Model rows alone need no CMSIS-DSP.
+        cmsis: if args.no_cmsis || no_kernels {
             bench::CmsisSource::Skip
         } else if let Some(d) = &args.cmsis_dsp {
             bench::CmsisSource::Dir(d.clone())
@@ -87,6 +97,12 @@ pub fn bench(args: &BenchArgs) -> ExitCode {
         jobs: args.jobs.unwrap_or_else(|| {
             std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
         }),
+        model_specs: if args.model {
+            args.specs.clone()
+        } else {
+            Vec::new()
+        },
+        cmsis_nn: args.cmsis_nn.clone(),
     };
     let started = Instant::now();
     let view = ProgressView::new("kpgen bench");
@@ -106,7 +122,7 @@ pub fn bench(args: &BenchArgs) -> ExitCode {
     out!("{table}");
     say!(
         "kpgen bench: {} measurements in {:.0} s",
-        run.measurements.len(),
+        run.measurements.len() + run.model_rows.len(),
         started.elapsed().as_secs_f64()
     );
     let write = |path: &Path, text: &str| {
