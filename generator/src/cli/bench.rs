@@ -145,6 +145,26 @@ pub fn bench(args: &BenchArgs) -> ExitCode {
             return bad(e);
         }
     }
+    // kpgen's own model rows must equal its integer reference; CMSIS-NN's check is shown.
+    let wrong: Vec<_> = run
+        .model_rows
+        .iter()
+        .filter(|r| r.implementation != bench::model::CMSIS_NN && r.status.starts_with("WRONG"))
+        .collect();
+    if !wrong.is_empty() {
+        for r in &wrong {
+            say!(
+                "kpgen bench: {} layer {} on {} ({}), {}: {}",
+                r.model,
+                r.layer,
+                r.target,
+                r.precision,
+                r.implementation,
+                r.status
+            );
+        }
+        return ExitCode::from(EXIT_TEST_FAILED);
+    }
     if let Some(b) = &baseline {
         if !b.reason.is_empty() {
             say!("kpgen bench: baseline: {}", b.reason);
