@@ -122,8 +122,9 @@ pub struct BenchOptions {
     pub work_dir: PathBuf,
     pub cmsis: CmsisSource,
     pub jobs: usize,
-    /// Specs whose LSTM/GRU layers get model rows (int8 and int16 of `precisions`).
-    pub model_specs: Vec<PathBuf>,
+    /// Models whose LSTM/GRU layers get model rows (int8 and int16 of `precisions`): the
+    /// `--spec` files (loaded) and `--lstm` shapes.
+    pub models: Vec<crate::model::Model>,
     /// A CMSIS-NN source tree for the model rows' baseline.
     pub cmsis_nn: Option<PathBuf>,
 }
@@ -241,12 +242,12 @@ pub fn run(
     results.sort_by_key(|(i, _)| *i);
     // Model rows: one firmware at a time (each runs a whole sequence).
     let mut model_rows = Vec::new();
-    for spec in &o.model_specs {
+    for m in &o.models {
         for target in &o.targets {
             for &p in o.precisions.iter().filter(|p| **p != Precision::F32) {
                 let rows =
-                    model::model_rows(&env, spec, target, p, cmsis_nn.as_ref()).map_err(|e| {
-                        BenchError::Failed(format!("{} on {}: {e}", spec.display(), target.name))
+                    model::model_rows(&env, m, target, p, cmsis_nn.as_ref()).map_err(|e| {
+                        BenchError::Failed(format!("{} on {}: {e}", m.name, target.name))
                     })?;
                 for r in &rows {
                     progress(crate::base::progress::Progress::Note(

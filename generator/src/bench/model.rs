@@ -54,7 +54,7 @@ pub struct ModelRow {
     pub steps: usize,
     /// Exact guest instructions per time step (the whole run over `steps`).
     pub instructions_per_step: Option<u64>,
-    /// Estimated cycles per step from the instruction mix (measured under the plugin only).
+    /// Estimated cycles per step from the instruction mix and the core's `[timing]` table.
     pub cycles_per_step: Option<u64>,
     /// `ok`, or what went wrong.
     pub status: String,
@@ -64,15 +64,62 @@ fn tool<E: std::fmt::Display>(e: E) -> String {
     e.to_string()
 }
 
-/// The rows of every LSTM/GRU layer of `spec` on `target` in `precision` (int8 or int16).
+/// A dense LSTM of `inputs` × `units` with seeded weights (uniform, scaled by 1/√fan-in, as
+/// PyTorch initializes them) over 100 steps: the shapes of issue 28's table (`--lstm 40x128`).
+pub fn synthetic_lstm(inputs: usize, units: usize) -> Model {
+    use crate::model::{GatedCell, Layer, Weight, WeightForm};
+    let mut rng = crate::base::sequences::SplitMix64(SEED ^ ((inputs as u64) << 32) ^ units as u64);
+    let k = 1.0 / (units as f64).sqrt();
+    let mut matrix = |rows: usize, cols: usize| {
+        nalgebra::DMatrix::from_fn(rows, cols, |_, _| f64::from(rng.unit()) * k)
+    };
+    let (w_ih, w_hh) = (matrix(4 * units, inputs), matrix(4 * units, units));
+    let bias = matrix(4 * units, 2);
+    Model {
+        name: format!("lstm_{inputs}x{units}"),
+        input_features: inputs,
+        steps: 100,
+        layers: vec![Layer {
+            inputs,
+            units,
+            cell: Cell::Lstm(GatedCell {
+                w_ih: Weight {
+                    field: "w_ih",
+                    form: WeightForm::Dense(w_ih),
+                },
+                w_hh: Weight {
+                    field: "w_hh",
+                    form: WeightForm::Dense(w_hh),
+                },
+                b_ih: bias.column(0).iter().copied().collect(),
+                b_hh: bias.column(1).iter().copied().collect(),
+            }),
+        }],
+        precision: Precision::F32,
+        activations: Default::default(),
+        calibration: None,
+        sources: Vec::new(),
+    }
+}
+
+/// Parses `--lstm IxH` (inputs × units, each 1 to 1024).
+pub fn parse_lstm(text: &str) -> Result<(usize, usize), String> {
+    text.split_once('x')
+        .and_then(|(i, h)| Some((i.parse::<usize>().ok()?, h.parse::<usize>().ok()?)))
+        .filter(|&(i, h)| (1..=1024).contains(&i) && (1..=1024).contains(&h))
+        .ok_or_else(|| {
+            format!("bad LSTM shape `{text}`: expected INPUTSxUNITS, each 1 to 1024, e.g. `40x128`")
+        })
+}
+
+/// The rows of every LSTM/GRU layer of `model` on `target` in `precision` (int8 or int16).
 pub fn model_rows(
     env: &Env,
-    spec: &Path,
+    model: &Model,
     target: &Target,
     precision: Precision,
     cmsis_nn: Option<&CmsisNn>,
 ) -> Result<Vec<ModelRow>, String> {
-    let model = crate::load(spec).map_err(|d| d.to_string())?;
     let mut rows = Vec::new();
     for (i, layer) in model.layers.iter().enumerate() {
         let (kind, gated) = match &layer.cell {
@@ -104,7 +151,7 @@ pub fn model_rows(
             .join(precision.as_str());
         let inputs = TestInputs::random(1, model.steps, model.input_features, SEED, 1.0);
         rows.extend(kpgen_rows(
-            env, &model, i, target, precision, &inputs, &dir, &row,
+            env, model, i, target, precision, &inputs, &dir, &row,
         )?);
         let mut cm = row(CMSIS_NN, nn::lstm_function(precision).to_owned());
         match (kind, cmsis_nn) {
@@ -192,6 +239,13 @@ fn kpgen_rows(
         };
         let mut out = row(implementation, form);
         out.instructions_per_step = r.cost.as_ref().map(|c| c.instructions_per_step);
+        let elf = dir
+            .join("kpgen")
+            .join(format!("{}-{}", r.variant, Lang::C.as_str()))
+            .join("fw.elf");
+        out.cycles_per_step = out
+            .instructions_per_step
+            .and_then(|i| cycles_of(env, target, &elf, i));
         out.status = if r.comparison.pass {
             format!(
                 "ok: equals the integer reference{prefix}; last step {:.3} from the float model",
@@ -213,6 +267,27 @@ fn kpgen_rows(
         rows.push(out);
     }
     Ok(rows)
+}
+
+/// Estimated cycles of `instructions` of the conformance firmware `elf`: the instruction mix
+/// of its timed regions (kp_timer_start to kp_timer_ticks: the empty one, `infer`, the step
+/// loop) under the plugin, as cycles per instruction. `None` when the ELF or the run is missing.
+fn cycles_of(env: &Env, target: &Target, elf: &Path, instructions: u64) -> Option<u64> {
+    let symbol = |name: &str| env.toolchain.symbol_address(elf, name).ok();
+    let (begin, end) = (symbol("kp_timer_start")?, symbol("kp_timer_ticks")?);
+    let mix_file = elf.with_extension("mix");
+    let extra = crate::qemu::insn_mix::plugin_args(env.plugin, begin, end, &mix_file);
+    let fwt = FirmwareTarget::of(target);
+    let run = env
+        .toolchain
+        .run_qemu_with(&fwt, elf, &extra, Duration::from_secs(300))
+        .ok()?;
+    if run.exit_code != 0 {
+        return None;
+    }
+    let mix = crate::qemu::insn_mix::InsnMix::read(&mix_file).ok()?;
+    let per_instruction = mix.estimated_cycles(&target.timing) as f64 / mix.total.max(1) as f64;
+    Some((instructions as f64 * per_instruction).round() as u64)
 }
 
 fn describe(cell: &Cell) -> String {

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-use super::model::{ModelRow, CMSIS_NN};
+use super::model::{ModelRow, CMSIS_NN, KPGEN_DENSE, KPGEN_FORM};
 use super::{BenchRun, Measurement, CMSIS, KPGEN};
 
 use crate::report::thousands;
@@ -79,45 +79,79 @@ pub fn model_progress_line(r: &ModelRow) -> String {
     )
 }
 
-/// Per-step rows of each recurrent layer: kpgen's form, its dense expansion and CMSIS-NN's
-/// LSTM on the same core and precision; "÷ CMSIS-NN" is CMSIS-NN's instructions over the row's.
+/// Per-step figures of each recurrent layer, one line per (layer, core, precision): kpgen's
+/// form, its dense expansion and CMSIS-NN's LSTM; a speed-up is CMSIS-NN's instructions over
+/// kpgen's. `check` is `ok` when every implementation passed its check, else what failed.
 pub fn model_markdown(rows: &[ModelRow]) -> String {
     let mut out = String::from(
-        "| model | layer | shape (in × units) | core | prec | implementation | form | instr/step | \
-         est. cycles/step | speed-up vs CMSIS-NN | check |\n\
+        "| model | layer | shape (in × units) | core | prec | kpgen instr/step | kpgen dense | \
+         CMSIS-NN | speed-up kpgen / dense vs CMSIS-NN | est. cycles/step kpgen / dense / CMSIS-NN | check |\n\
          |---|---|---|---|---|---|---|---|---|---|---|\n",
     );
+    let mut groups: Vec<Vec<&ModelRow>> = Vec::new();
     for r in rows {
-        let cmsis = rows
-            .iter()
-            .find(|c| {
-                c.implementation == CMSIS_NN
-                    && (&c.model, c.layer, &c.target, &c.precision)
-                        == (&r.model, r.layer, &r.target, &r.precision)
-            })
-            .and_then(|c| c.instructions_per_step);
-        let speed = match (cmsis, r.instructions_per_step) {
-            (Some(c), Some(k)) if r.implementation != CMSIS_NN => {
-                format!("{:.2}x", c as f64 / k.max(1) as f64)
-            }
+        let same = |g: &Vec<&ModelRow>| {
+            let f = g[0];
+            (&f.model, f.layer, &f.target, &f.precision)
+                == (&r.model, r.layer, &r.target, &r.precision)
+        };
+        match groups.iter_mut().find(|g| same(g)) {
+            Some(g) => g.push(r),
+            None => groups.push(vec![r]),
+        }
+    }
+    for g in groups {
+        let f = g[0];
+        let of = |name: &str| g.iter().find(|r| r.implementation == name).copied();
+        let (kp, dense, cm) = (of(KPGEN_FORM), of(KPGEN_DENSE), of(CMSIS_NN));
+        let instr = |r: Option<&ModelRow>| {
+            r.and_then(|r| r.instructions_per_step)
+                .map_or("–".to_owned(), thousands)
+        };
+        let cm_instr = cm.and_then(|c| c.instructions_per_step);
+        let cycles = |r: Option<&ModelRow>| {
+            r.and_then(|r| r.cycles_per_step)
+                .map_or("–".to_owned(), thousands)
+        };
+        let speed = |r: Option<&ModelRow>| match (cm_instr, r.and_then(|r| r.instructions_per_step))
+        {
+            (Some(c), Some(k)) => format!("{:.2}x", c as f64 / k.max(1) as f64),
             _ => "–".to_owned(),
         };
+        let cm_cell = match cm {
+            Some(c) if c.instructions_per_step.is_none() => c.status.clone(),
+            Some(_) => instr(cm),
+            None => "not run (no --cmsis-nn)".to_owned(),
+        };
+        let failed: Vec<String> = g
+            .iter()
+            .filter(|r| !r.status.starts_with("ok") && r.instructions_per_step.is_some())
+            .map(|r| format!("{}: {}", r.implementation, r.status))
+            .collect();
         let _ = writeln!(
             out,
-            "| {} | {} {} | {} × {} | {} | {} | {} | {} | {} | {} | {} | {} |",
-            r.model,
-            r.layer,
-            r.kind,
-            r.inputs,
-            r.units,
-            r.target.trim_start_matches("cortex-"),
-            r.precision,
-            r.implementation,
-            r.form,
-            opt(r.instructions_per_step),
-            opt(r.cycles_per_step),
-            speed,
-            r.status.replace('|', "/"),
+            "| {} | {} {} ({}) | {} × {} | {} | {} | {} | {} | {} | {} / {} | {} / {} / {} | {} |",
+            f.model,
+            f.layer,
+            f.kind,
+            kp.map_or("–", |k| k.form.as_str()),
+            f.inputs,
+            f.units,
+            f.target.trim_start_matches("cortex-"),
+            f.precision,
+            instr(kp),
+            instr(dense),
+            cm_cell,
+            speed(kp),
+            speed(dense),
+            cycles(kp),
+            cycles(dense),
+            cycles(cm),
+            if failed.is_empty() {
+                "ok".to_owned()
+            } else {
+                failed.join("; ").replace('|', "/")
+            },
         );
     }
     out

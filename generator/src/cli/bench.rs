@@ -33,8 +33,26 @@ pub fn bench(args: &BenchArgs) -> ExitCode {
             Err(d) => return report_errors(&d),
         }
     }
-    if args.model && args.specs.is_empty() {
-        return bad("--model measures the layers of --spec files: give at least one --spec".into());
+    let mut models = Vec::new();
+    if args.model {
+        for spec in &args.specs {
+            match kpgen::load(spec) {
+                Ok(m) => models.push(m),
+                Err(d) => return report_errors(&d),
+            }
+        }
+        for text in &args.lstms {
+            match bench::model::parse_lstm(text) {
+                Ok((i, h)) => models.push(bench::model::synthetic_lstm(i, h)),
+                Err(e) => return bad(e),
+            }
+        }
+        if models.is_empty() {
+            return bad(
+                "--model measures the recurrent layers of --spec files or --lstm shapes: give one"
+                    .into(),
+            );
+        }
     }
     if layers.is_empty() && !args.model {
         return bad("nothing to benchmark: give --standard, --layer or --spec".into());
@@ -97,11 +115,7 @@ pub fn bench(args: &BenchArgs) -> ExitCode {
         jobs: args.jobs.unwrap_or_else(|| {
             std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
         }),
-        model_specs: if args.model {
-            args.specs.clone()
-        } else {
-            Vec::new()
-        },
+        models,
         cmsis_nn: args.cmsis_nn.clone(),
     };
     let started = Instant::now();
