@@ -426,6 +426,17 @@ mod tests {
     use super::*;
 
     #[test]
+    fn lstm_shapes_parse_and_bad_ones_say_what_is_expected() {
+        use crate::bench::model::parse_lstm;
+        assert_eq!(parse_lstm("40x128"), Ok((40, 128)));
+        for bad in ["40", "40x", "0x4", "4x2000", "ax4"] {
+            assert!(parse_lstm(bad).unwrap_err().contains(bad));
+        }
+        let m = crate::bench::model::synthetic_lstm(3, 5);
+        assert_eq!((m.input_features, m.layers[0].units, m.steps), (3, 5, 100));
+    }
+
+    #[test]
     fn multipliers_follow_tflite() {
         assert_eq!(quantize_multiplier(0.5), (1 << 30, 0));
         assert_eq!(quantize_multiplier(1.0), (1 << 30, 1));

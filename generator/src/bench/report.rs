@@ -247,3 +247,57 @@ fn kernel_markdown(run: &BenchRun) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(implementation: &str, instructions: Option<u64>, status: &str) -> ModelRow {
+        ModelRow {
+            model: "m".into(),
+            layer: 0,
+            kind: "lstm".into(),
+            inputs: 6,
+            units: 32,
+            target: "cortex-m4".into(),
+            precision: "int8".into(),
+            implementation: implementation.into(),
+            form: "dense".into(),
+            steps: 100,
+            instructions_per_step: instructions,
+            cycles_per_step: instructions.map(|i| i + 1),
+            status: status.into(),
+        }
+    }
+
+    #[test]
+    fn model_table_puts_the_three_side_by_side_and_shows_a_failed_check() {
+        let rows = [
+            row(KPGEN_FORM, Some(1000), "ok: equals"),
+            row(KPGEN_DENSE, Some(2000), "ok: equals"),
+            row(CMSIS_NN, Some(3000), "ok: step 1"),
+        ];
+        let table = model_markdown(&rows);
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines.len(), 3, "{table}");
+        assert!(
+            lines[2].contains("| 1,000 | 2,000 | 3,000 | 3.00x / 1.50x |"),
+            "{table}"
+        );
+        assert!(lines[2].ends_with("| ok |"), "{table}");
+        let bad = [
+            row(KPGEN_FORM, Some(1000), "ok"),
+            row(
+                CMSIS_NN,
+                Some(3000),
+                "DIFFERS from the float LSTM: step 1 off by 0.5",
+            ),
+        ];
+        assert!(model_markdown(&bad).contains("cmsis-nn: DIFFERS from the float LSTM"));
+        let gru = [
+            row(KPGEN_FORM, Some(1000), "ok"),
+            row(CMSIS_NN, None, "CMSIS-NN has no GRU kernel"),
+        ];
+        assert!(model_markdown(&gru).contains("| CMSIS-NN has no GRU kernel |"));
+    }
+}
