@@ -23,8 +23,8 @@ use crate::spec::{Lang, Precision};
 use crate::target::Target;
 use crate::verify::{self, Platform, RunOptions, Tolerance};
 
-/// Largest |h − h_float| accepted from CMSIS-NN at the first step, over every unit (h lies in
-/// (−1, 1)): about three int8 steps of h (2⁻⁷). The int8 weights bound both kernels' accuracy,
+/// Largest |h − h_float| accepted from CMSIS-NN over its first steps ([`nn::CHECKED_STEPS`])
+/// and every unit (h lies in (−1, 1)): about three int8 steps of h (2⁻⁷). The int8 weights bound both kernels' accuracy,
 /// so one figure serves s8 and s16. Later steps drift from the float run as any quantized
 /// recurrence does; the last step's error is shown beside kpgen's, not judged.
 pub const TOLERANCE: f64 = 0.025;
@@ -410,13 +410,15 @@ fn measure_cmsis_nn(
         let (first, last) = nn::errors(&q, &codes, &reference);
         if first <= TOLERANCE {
             format!(
-                "ok: step 1 within {first:.3} of the float LSTM (tolerance {TOLERANCE}); \
-                 last step {last:.3}"
+                "ok: steps 1-{} within {first:.3} of the float LSTM (tolerance {TOLERANCE}); \
+                 last step {last:.3}",
+                nn::CHECKED_STEPS
             )
         } else {
             format!(
-                "DIFFERS from the float LSTM: step 1 off by {first:.3} > {TOLERANCE}; \
-                 last step {last:.3}"
+                "DIFFERS from the float LSTM: steps 1-{} off by {first:.3} > {TOLERANCE}; \
+                 last step {last:.3}",
+                nn::CHECKED_STEPS
             )
         }
     };
