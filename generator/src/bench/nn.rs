@@ -443,6 +443,30 @@ mod tests {
     }
 
     #[test]
+    fn errors_see_a_wrong_recurrent_step_and_the_last_step() {
+        let q = quantize_lstm(
+            &DMatrix::from_element(8, 1, 0.5),
+            &DMatrix::from_element(8, 2, 0.5),
+            &[0.0; 8],
+            &[0.5, -0.5, 0.25, 0.0],
+            4,
+            1.0,
+            Precision::Int8,
+        );
+        let reference = vec![vec![0.5, -0.5]; 4];
+        let right: Vec<i32> = vec![64, -64, 64, -64, 64, -64, 64, -64];
+        assert_eq!(errors(&q, &right, &reference), (0.0, 0.0));
+        // Step 2 (the first that reads h) off by 0.25: the parameters' check sees it.
+        let mut wrong = right.clone();
+        wrong[2] = 96;
+        assert_eq!(errors(&q, &wrong, &reference).0, 0.25);
+        // Only the last step off: drift, shown but outside the checked steps.
+        let mut drift = right.clone();
+        drift[7] = -32;
+        assert_eq!(errors(&q, &drift, &reference), (0.0, 0.25));
+    }
+
+    #[test]
     fn multipliers_follow_tflite() {
         assert_eq!(quantize_multiplier(0.5), (1 << 30, 0));
         assert_eq!(quantize_multiplier(1.0), (1 << 30, 1));
