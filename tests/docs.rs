@@ -19,7 +19,8 @@
 //! Every failure names the file and line of the broken link, marker or command.
 //!
 //! README.md's headline tables must also be copies of the generated ones (docs/results.md,
-//! docs/benchmark-tables.md), so that no figure of the front door is typed by hand.
+//! docs/benchmark-tables.md, docs/benchmark-models.md), so that no figure of the front door is
+//! typed by hand.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -272,7 +273,8 @@ fn generated_block<'a>(text: &'a str, begin: &str, end: &str) -> Option<Vec<&'a 
 
 /// README.md's headline tables are never typed: the results table is written by
 /// examples/results.py from the same rows as docs/results.md's, and the benchmark rows are
-/// rows of docs/benchmark-tables.md, which `kpgen bench --markdown` writes.
+/// rows of docs/benchmark-tables.md and docs/benchmark-models.md, which `kpgen bench
+/// --markdown` writes.
 #[test]
 fn readme_headline_tables_match_the_generated_ones() {
     let root = repo();
@@ -330,6 +332,24 @@ fn readme_headline_tables_match_the_generated_ones() {
         assert!(
             measured.contains(row),
             "README.md: this benchmark row is not a row of docs/benchmark-tables.md (copy the \
+             current one):\n{row}"
+        );
+    }
+
+    let rows = block(&readme, "model-headline", "README.md");
+    let measured = block(
+        &read("docs/benchmark-models.md"),
+        "bench",
+        "docs/benchmark-models.md",
+    );
+    assert!(
+        rows.len() > 2,
+        "README.md: the model-headline block is empty"
+    );
+    for row in &rows {
+        assert!(
+            measured.contains(row),
+            "README.md: this model row is not a row of docs/benchmark-models.md (copy the \
              current one):\n{row}"
         );
     }

@@ -384,3 +384,24 @@ fn bench_refuses_bad_layers_targets_and_baselines_with_exit_2() {
     assert_eq!(code, 2);
     assert!(stderr.contains("missing.yaml"), "{stderr}");
 }
+
+#[test]
+fn bench_model_refuses_missing_models_bad_shapes_and_bad_cmsis_nn_trees_with_exit_2() {
+    let (code, stderr, dir) = bench(&["--model"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("--spec files or --lstm shapes"), "{stderr}");
+    assert!(!dir.path().join("work").exists(), "nothing built");
+    let (code, stderr, _) = bench(&["--model", "--lstm", "40x"]);
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("bad LSTM shape `40x`") && stderr.contains("INPUTSxUNITS"),
+        "{stderr}"
+    );
+    let (code, stderr, _) = bench(&["--model", "--lstm", "6x32", "--cmsis-nn", "nowhere"]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("is not a CMSIS-NN source tree"), "{stderr}");
+    // --cmsis-nn and --lstm belong to --model.
+    let (code, stderr, _) = bench(&["--layer", "4x4*4x4", "--cmsis-nn", "nowhere"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("--model"), "{stderr}");
+}

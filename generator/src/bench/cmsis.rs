@@ -10,10 +10,11 @@ use crate::qemu::{run_checked, FirmwareTarget};
 use crate::spec::Precision;
 
 pub const VERSION: &str = "1.10.3";
-const URL: &str = "https://files.pythonhosted.org/packages/2c/ec/\
-                   0decbb48985d2eb98739a9bbf4ba090278cc492a7c1a5d5b907e8baf67b5/\
-                   cmsisdsp-1.10.3.tar.gz";
+/// The pinned sdist: `pip download` is given this as a hash-checked requirement, and the
+/// archive is checked again here before it is unpacked.
 const SHA256: &str = "307d32298faa7c58db912851027fce35f886fec7eb1a27c4b309ce1a97f47519";
+/// The Python that runs `pip download` (`KPGEN_PYTHON` overrides).
+const PYTHON: &str = "python3";
 
 /// Stand-ins for the headers CMSIS-DSP expects from CMSIS-Core and a C library, which no
 /// reachable registry ships (see the comment in each).
@@ -67,6 +68,15 @@ fn run(cmd: &mut Command, what: &str) -> Result<String, String> {
         .map_err(|e| e.to_string())
 }
 
+/// Writes the header stand-ins into `dir` (CMSIS-NN's build uses them too).
+pub fn write_shim(dir: &Path) -> Result<(), String> {
+    std::fs::create_dir_all(dir).map_err(|e| io_err("create the shim folder", e))?;
+    for (name, text) in SHIM {
+        std::fs::write(dir.join(name), text).map_err(|e| io_err("write the shim", e))?;
+    }
+    Ok(())
+}
+
 impl CmsisDsp {
     /// Uses the source tree at `root` (a CMSIS-DSP checkout or unpacked sdist).
     pub fn at(root: &Path, cache: &Path) -> Result<CmsisDsp, String> {
@@ -79,31 +89,30 @@ impl CmsisDsp {
             ));
         }
         let shim = cache.join("cmsis-shim");
-        std::fs::create_dir_all(&shim).map_err(|e| io_err("create the shim folder", e))?;
-        for (name, text) in SHIM {
-            std::fs::write(shim.join(name), text).map_err(|e| io_err("write the shim", e))?;
-        }
+        write_shim(&shim)?;
         Ok(CmsisDsp {
             root: root.to_owned(),
             shim,
         })
     }
 
-    /// Downloads (once, with curl) and unpacks the pinned sdist under `cache`.
+    /// Fetches (once, with `pip download` of the pinned sdist, the way Python users get it)
+    /// and unpacks CMSIS-DSP under `cache`. The archive and the unpacked tree are kept there.
     pub fn fetch(cache: &Path) -> Result<CmsisDsp, String> {
         let root = cache.join(format!("cmsisdsp-{VERSION}"));
         if !root.join("Source").is_dir() {
             std::fs::create_dir_all(cache).map_err(|e| io_err("create the cache folder", e))?;
             let archive = cache.join(format!("cmsisdsp-{VERSION}.tar.gz"));
-            eprintln!("kpgen bench: fetching CMSIS-DSP {VERSION} (PyPI sdist `cmsisdsp`)");
-            run(
-                Command::new("curl")
-                    .args(["--silent", "--show-error", "--fail", "--location"])
-                    .args(["--retry", "3", "--max-time", "300", "-o"])
-                    .arg(&archive)
-                    .arg(URL),
-                "download CMSIS-DSP",
-            )?;
+            if !archive.is_file() {
+                eprintln!("kpgen bench: fetching CMSIS-DSP {VERSION} (pip download cmsisdsp)");
+                pip_download(cache).map_err(|e| {
+                    format!(
+                        "cannot fetch CMSIS-DSP {VERSION} (the PyPI sdist `cmsisdsp`): {e}\n\
+                         give a CMSIS-DSP source tree you have with --cmsis-dsp DIR, \
+                         or measure kpgen alone with --no-cmsis"
+                    )
+                })?;
+            }
             let sum = run(
                 Command::new("sha256sum").arg(&archive),
                 "checksum CMSIS-DSP",
@@ -185,4 +194,55 @@ impl CmsisDsp {
             format!("-I{}", self.root.join("PrivateInclude").display()),
         ]
     }
+}
+
+/// `pip download` of the pinned `cmsisdsp` sdist into `dir`: no dependencies, the source
+/// distribution only (its build requirements come as wheels, since pip reads the sdist's
+/// metadata), the hash checked by pip itself (`--require-hashes`).
+fn pip_download(dir: &Path) -> Result<(), String> {
+    let python = std::env::var_os("KPGEN_PYTHON").unwrap_or_else(|| PYTHON.into());
+    let requirements = dir.join("cmsisdsp-requirements.txt");
+    std::fs::write(
+        &requirements,
+        format!("cmsisdsp=={VERSION} --hash=sha256:{SHA256}\n"),
+    )
+    .map_err(|e| io_err("write the pip requirements", e))?;
+    let out = Command::new(&python)
+        .args([
+            "-m",
+            "pip",
+            "download",
+            "--quiet",
+            "--disable-pip-version-check",
+        ])
+        .args([
+            "--no-deps",
+            "--no-binary",
+            "cmsisdsp",
+            "--require-hashes",
+            "-r",
+        ])
+        .arg(&requirements)
+        .arg("-d")
+        .arg(dir)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| {
+            format!(
+                "cannot start `{} -m pip` ({e}); set KPGEN_PYTHON to a Python with pip",
+                python.to_string_lossy()
+            )
+        })?;
+    if out.status.success() {
+        return Ok(());
+    }
+    // pip's own report ends with the reason; its last lines are enough.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    let tail = lines[lines.len().saturating_sub(8)..].join("\n  ");
+    Err(format!(
+        "`{} -m pip download cmsisdsp=={VERSION}` failed ({}):\n  {tail}",
+        python.to_string_lossy(),
+        out.status
+    ))
 }

@@ -66,7 +66,7 @@ struct CmsisMain<'a> {
 
 const MEASURED_CALL: &str = "kp_bench_layer();";
 
-fn dir_name(text: &str) -> String {
+pub(super) fn dir_name(text: &str) -> String {
     text.chars()
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
         .collect()
@@ -77,16 +77,16 @@ fn elem_bytes(p: Precision) -> u64 {
 }
 
 /// Outcome of one benchmark firmware run.
-struct Run {
-    instructions: u64,
-    cycles: u64,
-    mix: Vec<String>,
-    outputs: Vec<u32>,
+pub(super) struct Run {
+    pub instructions: u64,
+    pub cycles: u64,
+    pub mix: Vec<String>,
+    pub outputs: Vec<u32>,
 }
 
 /// Runs `elf` with the plugin counting kp_bench_begin..kp_bench_end; the firmware measures an
 /// empty region first, whose count (the call overhead of the markers) is subtracted.
-fn run_counted(
+pub(super) fn run_counted(
     env: &Env,
     fwt: &FirmwareTarget,
     target: &Target,
@@ -156,7 +156,7 @@ fn run_counted(
     })
 }
 
-fn does_not_fit(e: &ToolchainError) -> Option<String> {
+pub(super) fn does_not_fit(e: &ToolchainError) -> Option<String> {
     if let ToolchainError::CommandFailed { stderr, .. } = e {
         if let Some(line) = stderr.lines().find(|l| {
             l.contains("overflowed by") || l.contains("will not fit") || l.contains("overlap")

@@ -8,6 +8,8 @@
 pub mod cmsis;
 pub mod firmware;
 pub mod layer;
+pub mod model;
+pub mod nn;
 pub mod report;
 
 use std::collections::BTreeMap;
@@ -72,6 +74,9 @@ pub struct BenchRun {
     pub reason: String,
     pub cmsis_dsp: String,
     pub measurements: Vec<Measurement>,
+    /// `--model`: per-step rows of each recurrent layer, kpgen beside CMSIS-NN.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub model_rows: Vec<model::ModelRow>,
 }
 
 /// Where the CMSIS-DSP sources come from.
@@ -85,6 +90,29 @@ pub enum CmsisSource {
     Skip,
 }
 
+/// Why a benchmark run stopped.
+#[derive(Debug, Clone, PartialEq)]
+pub enum BenchError {
+    /// A tool, a fetch or a build step failed (exit 3).
+    Tool(String),
+    /// A measurement could not be made or checked (exit 1).
+    Failed(String),
+}
+
+impl std::fmt::Display for BenchError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BenchError::Tool(e) | BenchError::Failed(e) => f.write_str(e),
+        }
+    }
+}
+
+impl From<String> for BenchError {
+    fn from(e: String) -> BenchError {
+        BenchError::Failed(e)
+    }
+}
+
 pub struct BenchOptions {
     pub layers: Vec<BenchLayer>,
     pub targets: Vec<Target>,
@@ -94,6 +122,11 @@ pub struct BenchOptions {
     pub work_dir: PathBuf,
     pub cmsis: CmsisSource,
     pub jobs: usize,
+    /// Models whose LSTM/GRU layers get model rows (int8 and int16 of `precisions`): the
+    /// `--spec` files (loaded) and `--lstm` shapes.
+    pub models: Vec<crate::model::Model>,
+    /// A CMSIS-NN source tree for the model rows' baseline.
+    pub cmsis_nn: Option<PathBuf>,
 }
 
 /// One unit of work.
@@ -128,14 +161,24 @@ fn jobs_of(o: &BenchOptions) -> Vec<Job> {
 pub fn run(
     o: &BenchOptions,
     progress: &(dyn Fn(crate::base::progress::Progress) + Sync),
-) -> Result<BenchRun, String> {
-    let toolchain = crate::qemu::Toolchain::locate().map_err(|e| e.to_string())?;
+) -> Result<BenchRun, BenchError> {
+    let tool = |e: String| BenchError::Tool(e);
+    let toolchain = crate::qemu::Toolchain::locate().map_err(|e| tool(e.to_string()))?;
     std::fs::create_dir_all(&o.work_dir)
-        .map_err(|e| format!("create {}: {e}", o.work_dir.display()))?;
-    let plugin = crate::qemu::insn_mix::build_plugin(&o.work_dir).map_err(|e| e.to_string())?;
+        .map_err(|e| tool(format!("create {}: {e}", o.work_dir.display())))?;
+    let plugin =
+        crate::qemu::insn_mix::build_plugin(&o.work_dir).map_err(|e| tool(e.to_string()))?;
+    let cmsis_nn = match &o.cmsis_nn {
+        Some(d) => Some(nn::CmsisNn::at(d).map_err(tool)?),
+        None => None,
+    };
     let cmsis = match &o.cmsis {
-        CmsisSource::Fetch => Some(cmsis::CmsisDsp::fetch(&o.work_dir.join("cache"))?),
-        CmsisSource::Dir(d) => Some(cmsis::CmsisDsp::at(d, &o.work_dir.join("cache"))?),
+        CmsisSource::Fetch => {
+            Some(cmsis::CmsisDsp::fetch(&o.work_dir.join("cache")).map_err(tool)?)
+        }
+        CmsisSource::Dir(d) => {
+            Some(cmsis::CmsisDsp::at(d, &o.work_dir.join("cache")).map_err(tool)?)
+        }
         CmsisSource::Skip => None,
     };
     let env = firmware::Env {
@@ -193,14 +236,33 @@ pub fn run(
         }
     });
     if let Some(e) = failure.into_inner().unwrap_or(None) {
-        return Err(e);
+        return Err(BenchError::Failed(e));
     }
     let mut results = results.into_inner().unwrap_or_default();
     results.sort_by_key(|(i, _)| *i);
+    // Model rows: one firmware at a time (each runs a whole sequence).
+    let mut model_rows = Vec::new();
+    for m in &o.models {
+        for target in &o.targets {
+            for &p in o.precisions.iter().filter(|p| **p != Precision::F32) {
+                let rows =
+                    model::model_rows(&env, m, target, p, cmsis_nn.as_ref()).map_err(|e| {
+                        BenchError::Failed(format!("{} on {}: {e}", m.name, target.name))
+                    })?;
+                for r in &rows {
+                    progress(crate::base::progress::Progress::Note(
+                        &report::model_progress_line(r),
+                    ));
+                }
+                model_rows.extend(rows);
+            }
+        }
+    }
     Ok(BenchRun {
         reason: String::new(),
         cmsis_dsp: cmsis.map_or("not run".to_owned(), |_| cmsis::VERSION.to_owned()),
         measurements: results.into_iter().flat_map(|(_, m)| m).collect(),
+        model_rows,
     })
 }
 
@@ -279,6 +341,7 @@ mod tests {
             reason: String::new(),
             cmsis_dsp: String::new(),
             measurements: ms,
+            model_rows: Vec::new(),
         }
     }
 

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
+use super::model::{ModelRow, CMSIS_NN, KPGEN_DENSE, KPGEN_FORM};
 use super::{BenchRun, Measurement, CMSIS, KPGEN};
 
 use crate::report::thousands;
@@ -49,8 +50,115 @@ fn pairs(run: &BenchRun) -> Vec<(&Measurement, Option<&Measurement>)> {
         .collect()
 }
 
-/// The markdown table: one row per layer, core and precision.
+/// The markdown tables: the kernels (one row per layer, core and precision), then the model
+/// rows of `--model`, each when there is something in it.
 pub fn markdown(run: &BenchRun) -> String {
+    let mut out = String::new();
+    if !run.measurements.is_empty() || run.model_rows.is_empty() {
+        out.push_str(&kernel_markdown(run));
+    }
+    if !run.model_rows.is_empty() {
+        if !out.is_empty() {
+            out.push('\n');
+        }
+        out.push_str(&model_markdown(&run.model_rows));
+    }
+    out
+}
+
+pub fn model_progress_line(r: &ModelRow) -> String {
+    format!(
+        "kpgen bench --model: {} layer {} {:<11} {:<5} {:<11} {:>9} instr/step {}",
+        r.model,
+        r.layer,
+        r.target,
+        r.precision,
+        r.implementation,
+        opt(r.instructions_per_step),
+        r.status
+    )
+}
+
+/// Per-step figures of each recurrent layer, one line per (layer, core, precision): kpgen's
+/// form, its dense expansion and CMSIS-NN's LSTM; a speed-up is CMSIS-NN's instructions over
+/// kpgen's. `check` is `ok` when every implementation passed its check, else what failed.
+pub fn model_markdown(rows: &[ModelRow]) -> String {
+    let mut out = String::from(
+        "| model | layer | shape (in × units) | core | prec | kpgen instr/step | kpgen dense | \
+         CMSIS-NN | speed-up kpgen / dense vs CMSIS-NN | est. cycles/step kpgen / dense / CMSIS-NN | check |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|\n",
+    );
+    let mut groups: Vec<Vec<&ModelRow>> = Vec::new();
+    for r in rows {
+        let same = |g: &Vec<&ModelRow>| {
+            let f = g[0];
+            (&f.model, f.layer, &f.target, &f.precision)
+                == (&r.model, r.layer, &r.target, &r.precision)
+        };
+        match groups.iter_mut().find(|g| same(g)) {
+            Some(g) => g.push(r),
+            None => groups.push(vec![r]),
+        }
+    }
+    for g in groups {
+        let f = g[0];
+        let of = |name: &str| g.iter().find(|r| r.implementation == name).copied();
+        let (kp, dense, cm) = (of(KPGEN_FORM), of(KPGEN_DENSE), of(CMSIS_NN));
+        let instr = |r: Option<&ModelRow>| {
+            r.and_then(|r| r.instructions_per_step)
+                .map_or("–".to_owned(), thousands)
+        };
+        let cm_instr = cm.and_then(|c| c.instructions_per_step);
+        let cycles = |r: Option<&ModelRow>| {
+            r.and_then(|r| r.cycles_per_step)
+                .map_or("–".to_owned(), thousands)
+        };
+        let speed = |r: Option<&ModelRow>| match (cm_instr, r.and_then(|r| r.instructions_per_step))
+        {
+            (Some(c), Some(k)) => format!("{:.2}x", c as f64 / k.max(1) as f64),
+            _ => "–".to_owned(),
+        };
+        let cm_cell = match cm {
+            Some(c) if c.instructions_per_step.is_none() => c.status.clone(),
+            Some(_) => instr(cm),
+            None => "not run (no --cmsis-nn)".to_owned(),
+        };
+        let failed: Vec<String> = g
+            .iter()
+            .filter(|r| !r.status.starts_with("ok") && r.instructions_per_step.is_some())
+            .map(|r| format!("{}: {}", r.implementation, r.status))
+            .collect();
+        let _ = writeln!(
+            out,
+            "| {} | {} {} ({}) | {} × {} | {} | {} | {} | {} | {} | {} / {} | {} / {} / {} | {} |",
+            f.model,
+            f.layer,
+            f.kind,
+            kp.map_or("–", |k| k.form.as_str()),
+            f.inputs,
+            f.units,
+            f.target.trim_start_matches("cortex-"),
+            f.precision,
+            instr(kp),
+            instr(dense),
+            cm_cell,
+            speed(kp),
+            speed(dense),
+            cycles(kp),
+            cycles(dense),
+            cycles(cm),
+            if failed.is_empty() {
+                "ok".to_owned()
+            } else {
+                failed.join("; ").replace('|', "/")
+            },
+        );
+    }
+    out
+}
+
+/// The kernel table: one row per layer, core and precision.
+fn kernel_markdown(run: &BenchRun) -> String {
     let mut out = String::new();
     out.push_str(
         "| layer | core | prec | MACs kpgen / dense | kpgen instr | instr/MAC | CMSIS-DSP instr | \
@@ -138,4 +246,58 @@ pub fn markdown(run: &BenchRun) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(implementation: &str, instructions: Option<u64>, status: &str) -> ModelRow {
+        ModelRow {
+            model: "m".into(),
+            layer: 0,
+            kind: "lstm".into(),
+            inputs: 6,
+            units: 32,
+            target: "cortex-m4".into(),
+            precision: "int8".into(),
+            implementation: implementation.into(),
+            form: "dense".into(),
+            steps: 100,
+            instructions_per_step: instructions,
+            cycles_per_step: instructions.map(|i| i + 1),
+            status: status.into(),
+        }
+    }
+
+    #[test]
+    fn model_table_puts_the_three_side_by_side_and_shows_a_failed_check() {
+        let rows = [
+            row(KPGEN_FORM, Some(1000), "ok: equals"),
+            row(KPGEN_DENSE, Some(2000), "ok: equals"),
+            row(CMSIS_NN, Some(3000), "ok: step 1"),
+        ];
+        let table = model_markdown(&rows);
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines.len(), 3, "{table}");
+        assert!(
+            lines[2].contains("| 1,000 | 2,000 | 3,000 | 3.00x / 1.50x |"),
+            "{table}"
+        );
+        assert!(lines[2].ends_with("| ok |"), "{table}");
+        let bad = [
+            row(KPGEN_FORM, Some(1000), "ok"),
+            row(
+                CMSIS_NN,
+                Some(3000),
+                "DIFFERS from the float LSTM: step 1 off by 0.5",
+            ),
+        ];
+        assert!(model_markdown(&bad).contains("cmsis-nn: DIFFERS from the float LSTM"));
+        let gru = [
+            row(KPGEN_FORM, Some(1000), "ok"),
+            row(CMSIS_NN, None, "CMSIS-NN has no GRU kernel"),
+        ];
+        assert!(model_markdown(&gru).contains("| CMSIS-NN has no GRU kernel |"));
+    }
 }

@@ -150,6 +150,18 @@ pub struct BenchArgs {
     /// Measure kpgen only.
     #[arg(long)]
     pub no_cmsis: bool,
+    /// Model rows instead of kernel rows for the --spec files (and --lstm shapes): per time
+    /// step of each LSTM/GRU layer, kpgen's layer and its dense expansion (int8 and int16).
+    #[arg(long)]
+    pub model: bool,
+    /// With --model: also a dense LSTM of this shape `INPUTSxUNITS` with seeded weights over
+    /// 100 steps (e.g. `40x128`); repeatable.
+    #[arg(long = "lstm", value_name = "IxH", requires = "model")]
+    pub lstms: Vec<String>,
+    /// A CMSIS-NN source tree (Include/, Source/): adds its arm_lstm_unidirectional_s8/_s16
+    /// beside kpgen in the model rows.
+    #[arg(long, value_name = "DIR", requires = "model")]
+    pub cmsis_nn: Option<PathBuf>,
     /// Build and cache folder.
     #[arg(long, default_value = "target/kpgen-bench")]
     pub work_dir: PathBuf,

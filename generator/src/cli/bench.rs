@@ -7,7 +7,9 @@ use std::time::Instant;
 use kpgen::target;
 
 use super::args::BenchArgs;
-use super::{report_errors, shown_path, ProgressView, EXIT_BAD_INPUT, EXIT_TEST_FAILED};
+use super::{
+    report_errors, shown_path, ProgressView, EXIT_BAD_INPUT, EXIT_TEST_FAILED, EXIT_TOOL_FAILED,
+};
 
 pub fn bench(args: &BenchArgs) -> ExitCode {
     use kpgen::bench;
@@ -25,14 +27,40 @@ pub fn bench(args: &BenchArgs) -> ExitCode {
             Err(e) => return bad(e),
         }
     }
-    for spec in &args.specs {
+    for spec in args.specs.iter().filter(|_| !args.model) {
         match bench::layer::model_layers(spec) {
             Ok(l) => layers.extend(l),
             Err(d) => return report_errors(&d),
         }
     }
-    if layers.is_empty() {
+    let mut models = Vec::new();
+    if args.model {
+        for spec in &args.specs {
+            match kpgen::load(spec) {
+                Ok(m) => models.push(m),
+                Err(d) => return report_errors(&d),
+            }
+        }
+        for text in &args.lstms {
+            match bench::model::parse_lstm(text) {
+                Ok((i, h)) => models.push(bench::model::synthetic_lstm(i, h)),
+                Err(e) => return bad(e),
+            }
+        }
+        if models.is_empty() {
+            return bad(
+                "--model measures the recurrent layers of --spec files or --lstm shapes: give one"
+                    .into(),
+            );
+        }
+    }
+    if layers.is_empty() && !args.model {
         return bad("nothing to benchmark: give --standard, --layer or --spec".into());
+    }
+    if let Some(d) = &args.cmsis_nn {
+        if let Err(e) = bench::nn::CmsisNn::at(d) {
+            return bad(e);
+        }
     }
     let names: Vec<String> = if args.targets.is_empty() {
         [
@@ -65,6 +93,7 @@ pub fn bench(args: &BenchArgs) -> ExitCode {
         None => None,
     };
     use kpgen::spec::Precision;
+    let no_kernels = layers.is_empty();
     let options = bench::BenchOptions {
         layers,
         targets,
@@ -75,7 +104,8 @@ pub fn bench(args: &BenchArgs) -> ExitCode {
             args.precisions.clone()
         },
         work_dir: args.work_dir.clone(),
-        cmsis: if args.no_cmsis {
+        // Model rows alone need no CMSIS-DSP.
+        cmsis: if args.no_cmsis || no_kernels {
             bench::CmsisSource::Skip
         } else if let Some(d) = &args.cmsis_dsp {
             bench::CmsisSource::Dir(d.clone())
@@ -85,6 +115,8 @@ pub fn bench(args: &BenchArgs) -> ExitCode {
         jobs: args.jobs.unwrap_or_else(|| {
             std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
         }),
+        models,
+        cmsis_nn: args.cmsis_nn.clone(),
     };
     let started = Instant::now();
     let view = ProgressView::new("kpgen bench");
@@ -94,14 +126,17 @@ pub fn bench(args: &BenchArgs) -> ExitCode {
         Ok(r) => r,
         Err(e) => {
             say!("kpgen bench: {e}");
-            return ExitCode::from(EXIT_TEST_FAILED);
+            return ExitCode::from(match e {
+                bench::BenchError::Tool(_) => EXIT_TOOL_FAILED,
+                bench::BenchError::Failed(_) => EXIT_TEST_FAILED,
+            });
         }
     };
     let table = bench::report::markdown(&run);
     out!("{table}");
     say!(
         "kpgen bench: {} measurements in {:.0} s",
-        run.measurements.len(),
+        run.measurements.len() + run.model_rows.len(),
         started.elapsed().as_secs_f64()
     );
     let write = |path: &Path, text: &str| {
@@ -123,6 +158,26 @@ pub fn bench(args: &BenchArgs) -> ExitCode {
         if let Err(e) = write(p, &text) {
             return bad(e);
         }
+    }
+    // kpgen's own model rows must equal its integer reference; CMSIS-NN's check is shown.
+    let wrong: Vec<_> = run
+        .model_rows
+        .iter()
+        .filter(|r| r.implementation != bench::model::CMSIS_NN && r.status.starts_with("WRONG"))
+        .collect();
+    if !wrong.is_empty() {
+        for r in &wrong {
+            say!(
+                "kpgen bench: {} layer {} on {} ({}), {}: {}",
+                r.model,
+                r.layer,
+                r.target,
+                r.precision,
+                r.implementation,
+                r.status
+            );
+        }
+        return ExitCode::from(EXIT_TEST_FAILED);
     }
     if let Some(b) = &baseline {
         if !b.reason.is_empty() {

@@ -113,6 +113,8 @@ pub const EXIT_TEST_FAILED: u8 = 1;
 
 pub const EXIT_BAD_INPUT: u8 = 2;
 
+pub const EXIT_TOOL_FAILED: u8 = 3;
+
 pub fn report_errors(errors: &Diagnostics) -> ExitCode {
     say!("{}", errors.render());
     let n = errors.0.len();
