@@ -66,10 +66,12 @@ pub fn rshift_round(v: i64, s: i32) -> i64 {
 /// A 513-entry Q15 table over Q3.12 inputs [-8, 8], linearly interpolated.
 #[inline]
 pub fn lut(table: &[i16; 513], x: i32) -> i32 {
-    let u = (x.clamp(-32768, 32767) + 32768) as usize;
-    let lo = i32::from(table[(u >> 7) & 511]);
-    let hi = i32::from(table[((u >> 7) & 511) + 1]);
-    lo + (((hi - lo) * (u & 127) as i32 + 64) >> 7)
+    // (x + 32768) >> 7 = (x >> 7) + 256 and (x + 32768) & 127 = x & 127, as in C.
+    let v = x.clamp(-32768, 32767);
+    let i = (((v >> 7) + 256) as usize) & 511;
+    let lo = i32::from(table[i]);
+    let hi = i32::from(table[i + 1]);
+    lo + (((hi - lo) * (v & 127) + 64) >> 7)
 }
 
 #[inline]
