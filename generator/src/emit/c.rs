@@ -179,7 +179,7 @@ const FIXED_RUNTIME: &[Piece] = &[
     piece(
         "kp_lut",
         include_str!("../../../runtime/c/q_lut.c"),
-        &["kp_clamp16"],
+        &["kp_read32", "kp_smlad", "kp_clamp16"],
     ),
     piece("KP_SIGMOID_Q15", "", &[]),
     piece("KP_TANH_Q15", "", &[]),
@@ -709,6 +709,8 @@ mod tests {
         assert_eq!(
             names,
             [
+                "kp_read32",
+                "kp_smlad",
                 "kp_sat",
                 "kp_clamp",
                 "kp_clamp16",
