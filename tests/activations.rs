@@ -5,8 +5,11 @@
 //! inputs go through the C runtime under clang's UBSan and through the Rust runtime: every
 //! result is defined, finite and in range.
 
+mod common;
+
 use std::process::Command;
 
+use common::HOSTILE_FLOATS as HOSTILE;
 use kpgen::model::cells::{sigmoid_as, sigmoid_table, tanh_as};
 use kpgen::spec::Activations;
 
@@ -30,20 +33,6 @@ fn grid() -> Vec<f32> {
     xs.extend([-100.0, -87.5, -30.0, 30.0, 88.5, 100.0]);
     xs
 }
-
-/// Inputs a sensor glitch or an overflowing product can send.
-const HOSTILE: [f32; 10] = [
-    f32::NAN,
-    f32::INFINITY,
-    f32::NEG_INFINITY,
-    f32::MAX,
-    f32::MIN,
-    1e38,
-    -1e38,
-    1e-45,
-    -1e-45,
-    -0.0,
-];
 
 #[derive(Debug)]
 struct Errors {

@@ -13,23 +13,10 @@ mod sanitize;
 
 use std::time::Duration;
 
-use common::Case;
+use common::{Case, HOSTILE_FLOATS as HOSTILE};
 use kpgen::base::sequences::TestInputs;
 use kpgen::spec::{Activations, Lang, Precision};
 use kpgen::verify::{self, firmware, Platform, RunOptions, Tolerance};
-
-/// The values a glitch sends.
-const HOSTILE: [f32; 9] = [
-    f32::NAN,
-    f32::INFINITY,
-    f32::NEG_INFINITY,
-    f32::MAX,
-    f32::MIN,
-    1e38,
-    -1e38,
-    1e-45,
-    -1e-45,
-];
 
 /// Seeded random sequences in which the first steps (all but the last, when there are two or
 /// more) carry the hostile values, one kind per sequence and a mix in the last one.

@@ -1,6 +1,7 @@
-/* sigmoid(a) for a >= 0, given t = 20 a: linear interpolation in KP_SIGMOID_F32, the sigmoid
- * at 0, 0.05, ..., 12.8 (and 12.8 again). The clamp comes before the conversion to an integer
- * and is written so that a NaN takes it too: no input value reads outside the table. */
+/* sigmoid(a) for a >= 0, given t = 20 a: linear interpolation in KP_SIGMOID_F32, points at
+ * 0, 0.05, ..., 12.8 (and the last again) set so the error averages zero. The clamp comes
+ * before the conversion to an integer and is written so that a NaN takes it too: no input value
+ * reads outside the table. */
 static inline float kp_sigmoid_tab(float t)
 {
     int32_t i;

@@ -150,6 +150,21 @@ fn permuted_shape(rows: usize, cols: usize, looped: bool) -> Option<shapes::Fact
 /// Inner dimension of low-rank fixtures.
 pub const LOW_RANK: usize = 3;
 
+/// Float inputs a sensor glitch or an overflowing product can send: NaN, the infinities,
+/// ±FLT_MAX, values near it, subnormals and -0.
+pub const HOSTILE_FLOATS: [f32; 10] = [
+    f32::NAN,
+    f32::INFINITY,
+    f32::NEG_INFINITY,
+    f32::MAX,
+    f32::MIN,
+    1e38,
+    -1e38,
+    1e-45,
+    -1e-45,
+    -0.0,
+];
+
 /// How FastGRNN's zeta and nu are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scalars {

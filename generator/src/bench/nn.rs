@@ -20,7 +20,8 @@ use std::path::{Path, PathBuf};
 use askama::Template;
 use nalgebra::DMatrix;
 
-use crate::spec::Precision;
+use crate::model::cells::lstm_cell;
+use crate::spec::{Activations, Precision};
 
 /// A CMSIS-NN source tree (a checkout, or a snapshot with `Include/` and `Source/`).
 #[derive(Debug, Clone)]
@@ -168,8 +169,8 @@ pub struct LstmQ {
     pub gates: Vec<GateQ>,
 }
 
-/// The float LSTM (PyTorch's equations, exact sigmoid and tanh) over `x` (steps × inputs):
-/// every step's h, and the largest |c| seen.
+/// The float LSTM (the reference's cell equations, exact sigmoid and tanh) over `x`
+/// (steps × inputs): every step's h, and the largest |c| seen.
 pub fn float_lstm(
     w_ih: &DMatrix<f64>,
     w_hh: &DMatrix<f64>,
@@ -182,7 +183,6 @@ pub fn float_lstm(
     let (mut h, mut c) = (vec![0.0; n], vec![0.0; n]);
     let mut out = Vec::with_capacity(steps);
     let mut c_max: f64 = 0.0;
-    let sig = |v: f64| 1.0 / (1.0 + (-v).exp());
     for t in 0..steps {
         let xt = &x[t * inputs..(t + 1) * inputs];
         let z: Vec<f64> = (0..4 * n)
@@ -192,17 +192,8 @@ pub fn float_lstm(
                     + (0..n).map(|j| w_hh[(r, j)] * h[j]).sum::<f64>()
             })
             .collect();
-        for k in 0..n {
-            let (i, f, g, o) = (
-                sig(z[k]),
-                sig(z[n + k]),
-                z[2 * n + k].tanh(),
-                sig(z[3 * n + k]),
-            );
-            c[k] = f * c[k] + i * g;
-            c_max = c_max.max(c[k].abs());
-            h[k] = o * c[k].tanh();
-        }
+        lstm_cell(Activations::Exact, &z, &mut c, &mut h);
+        c_max = c.iter().fold(c_max, |m, v| m.max(v.abs()));
         out.push(h.clone());
     }
     (out, c_max)

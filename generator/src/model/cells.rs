@@ -84,15 +84,16 @@ pub fn sigmoid(x: f64) -> f64 {
     1.0 / (1.0 + (-x).exp())
 }
 
-/// Table points per unit of input: the float table holds sigmoid(k / 20), k = 0..=256, so it
-/// covers [0, 12.8] in steps of 0.05 (20 is exact in f32, so C and Rust index it alike).
+/// Table points per unit of input: the float table holds a point per k / 20, k = 0..=256, so
+/// it covers [0, 12.8] in steps of 0.05 (20 is exact in f32, so C and Rust index it alike).
 pub const SIGMOID_TABLE_SCALE: f64 = 20.0;
 /// Intervals of the float table; it stores one more point, and then the last one again so the
 /// interpolation at the clamp (index 256, fraction 0) reads inside the table.
 pub const SIGMOID_TABLE_STEPS: usize = 256;
 
 /// The float activation table of `activations: table` builds, as f32 values: sigmoid at
-/// k / [`SIGMOID_TABLE_SCALE`] for k = 0..=256, then sigmoid(12.8) again (258 entries, 1,032
+/// k / [`SIGMOID_TABLE_SCALE`] for k = 0..=256, moved by -h²/12 · sigmoid'' (below), then the
+/// last point again (258 entries, 1,032
 /// bytes). Sigmoid of negative inputs is 1 - sigmoid(-x); tanh(x) = 2 sigmoid(2x) - 1, odd.
 /// (A table of both signs, 2 KB, saves the sign test but measured slower on the Cortex-M4:
 /// two clamps cost more than one clamp and a sign.)

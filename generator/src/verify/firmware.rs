@@ -256,7 +256,6 @@ fn c_sources(dir: &Path, gen: &Generation) -> PathBuf {
     dir.join("gen/c").join(format!("{}.c", gen.plan.name))
 }
 
-/// Builds the firmware for `lang` in `dir`, runs it and decodes what it printed.
 /// A float input as C: NaN and the infinities through the compilers' constant builtins (the
 /// bare-metal toolchain has no <math.h>), so a test can feed what a sensor glitch sends.
 fn input_lit(v: f32) -> String {
@@ -274,6 +273,7 @@ fn input_lit(v: f32) -> String {
     }
 }
 
+/// Builds the firmware for `lang` in `dir`, runs it and decodes what it printed.
 pub fn build_and_run(
     platform: &Platform,
     target: &Target,
