@@ -62,6 +62,19 @@ impl SparseMatrix {
         Some(m)
     }
 
+    /// Whether the entries keep this type's promise: sorted by row then column, each position
+    /// once and inside the shape, every value finite and non-zero ([`assemble`] guarantees it;
+    /// the tests and the fuzz target check it).
+    pub fn is_canonical(&self) -> bool {
+        self.entries
+            .windows(2)
+            .all(|w| (w[0].0, w[0].1) < (w[1].0, w[1].1))
+            && self
+                .entries
+                .iter()
+                .all(|&(r, c, v)| r < self.rows && c < self.cols && v.is_finite() && v != 0.0)
+    }
+
     /// Non-zeros per element of the full matrix.
     pub fn density(&self) -> f64 {
         self.nnz() as f64 / self.rows.saturating_mul(self.cols).max(1) as f64
@@ -604,14 +617,8 @@ mod tests {
             };
             if let Ok(m) = assemble(&s) {
                 accepted += 1;
-                assert!(m
-                    .entries
-                    .windows(2)
-                    .all(|w| (w[0].0, w[0].1) < (w[1].0, w[1].1)));
-                assert!(m
-                    .entries
-                    .iter()
-                    .all(|&(r, c, v)| r < rows && c < cols && v.is_finite() && v != 0.0));
+                assert_eq!((m.rows, m.cols), (rows, cols));
+                assert!(m.is_canonical(), "{m:?}");
                 assert!(m.nnz() <= nnz);
             }
         }
