@@ -42,7 +42,10 @@ pub fn fmt_err(e: f64) -> String {
     format!("{e:.2e}")
 }
 
-pub fn print_results(results: &[LangResult], tol: Tolerance) {
+/// The results table (with `--every-step`, how many outputs each run compared) and, after
+/// QEMU runs, the cost table.
+pub fn print_results(suite: &verify::Suite, tol: Tolerance) {
+    let results: &[LangResult] = &suite.results;
     out!(
         "\n{:<6} {:<5} {:>10} {:>10} {:>8} {:>6}  result",
         "model",
@@ -77,6 +80,12 @@ pub fn print_results(results: &[LangResult], tol: Tolerance) {
         out!(
             "(fixed point: the errors are the dequantized outputs against the float reference, \
              i.e. the quantization error; pass means equal to kpgen's integer reference)"
+        );
+    }
+    if let Some(steps) = suite.steps {
+        out!(
+            "(every step: {steps} outputs compared per run, the valid steps of {} sequences)",
+            suite.sequences
         );
     }
     if results.iter().any(|r| r.cost.is_some()) {
@@ -281,13 +290,7 @@ pub fn test(args: &TestArgs) -> ExitCode {
             return ExitCode::from(e.exit_code() as u8);
         }
     };
-    print_results(&suite.results, opts.tolerance);
-    if let Some(steps) = suite.steps {
-        out!(
-            "(every step: {steps} outputs compared per run, the valid steps of {} sequences)",
-            suite.sequences
-        );
-    }
+    print_results(&suite, opts.tolerance);
     if let Some(acc) = suite.reference_accuracy {
         out!("\naccuracy on the labels: reference {:.2}%", 100.0 * acc);
         for r in &suite.results {
