@@ -464,7 +464,14 @@ pub fn build_and_run(
                     gen.plan.output_size,
                     every_step_lengths,
                 )?;
-                streaming_matches &= bits_equal(&decoded.stream, &decoded.infer);
+                // Its final outputs come from reset + step, the measured firmware's (of whole
+                // sequences) from infer: one more streaming check, over every sequence.
+                streaming_matches &= bits_equal(&decoded.stream, &decoded.infer)
+                    && outputs.len() == decoded.outputs.len()
+                    && outputs
+                        .iter()
+                        .zip(&decoded.outputs)
+                        .all(|(a, b)| bits_equal(a, b));
                 outputs = decoded.outputs;
                 steps = Some(decoded.steps);
             }
