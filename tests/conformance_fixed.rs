@@ -69,6 +69,7 @@ fn run(
         tolerance: Tolerance::default(),
         timeout: Duration::from_secs(120),
         dense_baseline: false,
+        every_step: false,
         work_dir: work.path().join("run"),
     };
     match verify::run_suite(platform, target, &gen, &inputs, &opts, &mut |_| {}) {

@@ -68,6 +68,7 @@ fn run_with(
         tolerance: Tolerance::default(),
         timeout: Duration::from_secs(60),
         dense_baseline: case.dense_baseline,
+        every_step: false,
         work_dir: work.join(format!("run-{cc}")),
     };
     let platform = Platform::Host { cc: cc.to_owned() };

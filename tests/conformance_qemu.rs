@@ -52,6 +52,7 @@ fn run_qemu(platform: &Platform, case: &Case) -> Result<(), String> {
         tolerance: Tolerance::default(),
         timeout: Duration::from_secs(60),
         dense_baseline: case.dense_baseline,
+        every_step: false,
         work_dir: work.path().to_path_buf(),
     };
     let suite = verify::run_suite(platform, &target, &gen, &inputs, &opts, &mut |_| {})

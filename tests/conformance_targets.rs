@@ -85,6 +85,7 @@ fn run_case(platform: &Platform, target: &Target, case: &Case) -> Result<(), Str
         tolerance: Tolerance::default(),
         timeout: Duration::from_secs(60),
         dense_baseline: case.dense_baseline,
+        every_step: false,
         work_dir: work.path().to_path_buf(),
     };
     let suite = verify::run_suite(platform, target, &gen, &inputs, &opts, &mut |_| {})
@@ -181,6 +182,7 @@ fn run_example(platform: &Platform, target: &Target) -> Result<(), String> {
         tolerance: Tolerance::default(),
         timeout: Duration::from_secs(60),
         dense_baseline: false,
+        every_step: false,
         work_dir: work.path().to_path_buf(),
     };
     let suite = verify::run_suite(platform, target, &gen, &inputs, &opts, &mut |_| {})

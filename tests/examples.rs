@@ -111,6 +111,7 @@ fn every_example_matches_its_trained_model_in_qemu() {
             tolerance: Tolerance::default(),
             timeout: Duration::from_secs(120),
             dense_baseline: false,
+            every_step: false,
             work_dir: work.path().to_path_buf(),
         };
         let suite = verify::run_suite(

@@ -60,6 +60,7 @@ fn check(
         tolerance: Tolerance::default(),
         timeout: Duration::from_secs(60),
         dense_baseline: false,
+        every_step: false,
         work_dir: work.path().to_path_buf(),
     };
     let what = format!("{} {}", precision.as_str(), activations.as_str());

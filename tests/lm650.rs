@@ -114,6 +114,7 @@ fn lm650_doped_kp_fits_cortex_m7_and_matches_the_reference_in_qemu() {
         tolerance: Tolerance::default(),
         timeout: Duration::from_secs(120),
         dense_baseline: false,
+        every_step: false,
         work_dir: work.path().join("run"),
     };
     let suite = verify::run_suite(

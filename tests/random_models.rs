@@ -189,6 +189,7 @@ fn generate_and_run_c(
         tolerance: Tolerance::default(),
         timeout: Duration::from_secs(60),
         dense_baseline: false,
+        every_step: false,
         work_dir: case.dir.path().join("run"),
     };
     let platform = Platform::Host {
@@ -725,6 +726,7 @@ fn host_check(spec: &str, tensors: &[(&str, &[usize], &[f32])]) {
         tolerance: Tolerance::default(),
         timeout: Duration::from_secs(60),
         dense_baseline: false,
+        every_step: false,
         work_dir: dir.path().join("run"),
     };
     let platform = Platform::Host {

@@ -39,6 +39,7 @@ fn check(case: &Case, precision: Precision, cc: &Path) -> Result<(), String> {
         tolerance: Tolerance::default(),
         timeout: Duration::from_secs(60),
         dense_baseline: false,
+        every_step: false,
         work_dir: work.path().to_path_buf(),
     };
     let platform = Platform::Host {

@@ -86,8 +86,26 @@ impl Fingerprint {
     }
 }
 
+/// One file of an output folder as bytes: binary outputs (the `.npy` arrays of `kpgen test
+/// --save-outputs`) go through the same manifest, checks and swap as generated text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutputFile {
+    /// Relative, `/`-separated, plain names only.
+    pub path: String,
+    pub contents: Vec<u8>,
+}
+
+impl From<&GeneratedFile> for OutputFile {
+    fn from(f: &GeneratedFile) -> Self {
+        OutputFile {
+            path: f.path.clone(),
+            contents: f.contents.as_bytes().to_vec(),
+        }
+    }
+}
+
 /// The manifest text for `files` (deterministic: sorted, no dates).
-fn manifest_text(files: &[GeneratedFile]) -> String {
+fn manifest_text(files: &[OutputFile]) -> String {
     let manifest = Manifest {
         written_by: WRITTEN_BY.to_owned(),
         about: "kpgen replaces this folder on the next build only while it holds exactly these \
@@ -95,7 +113,7 @@ fn manifest_text(files: &[GeneratedFile]) -> String {
             .to_owned(),
         files: files
             .iter()
-            .map(|f| (f.path.clone(), Fingerprint::of(f.contents.as_bytes())))
+            .map(|f| (f.path.clone(), Fingerprint::of(&f.contents)))
             .collect(),
     };
     serde_json::to_string_pretty(&manifest).unwrap_or_default() + "\n"
@@ -103,6 +121,12 @@ fn manifest_text(files: &[GeneratedFile]) -> String {
 
 /// Writes `files` under `dir` (created as needed). Paths must be relative and plain.
 pub fn write_tree(dir: &Path, files: &[GeneratedFile]) -> Result<(), OutputError> {
+    let files: Vec<OutputFile> = files.iter().map(OutputFile::from).collect();
+    write_files(dir, &files)
+}
+
+/// [`write_tree`] for bytes.
+fn write_files(dir: &Path, files: &[OutputFile]) -> Result<(), OutputError> {
     for f in files {
         let rel = Path::new(&f.path);
         if !rel.components().all(|c| matches!(c, Component::Normal(_))) {
@@ -361,6 +385,17 @@ pub fn write_output(
     files: &[GeneratedFile],
     protected: &[PathBuf],
 ) -> Result<(), OutputError> {
+    let files: Vec<OutputFile> = files.iter().map(OutputFile::from).collect();
+    write_output_files(out, &files, protected)
+}
+
+/// [`write_output`] for files given as bytes, under the same rules: `out` is checked as
+/// [`check_output`] does, staged in a temporary folder beside it and renamed into place.
+pub fn write_output_files(
+    out: &Path,
+    files: &[OutputFile],
+    protected: &[PathBuf],
+) -> Result<(), OutputError> {
     let target = check_output(out, protected)?;
     let (Some(parent), Some(name)) = (target.parent(), target.file_name()) else {
         return Err(OutputError::Refused(format!(
@@ -394,7 +429,7 @@ fn stage_and_swap(
     target: &Path,
     parent: &Path,
     name: &std::ffi::OsStr,
-    files: &[GeneratedFile],
+    files: &[OutputFile],
 ) -> Result<(), OutputError> {
     let staged = tempfile::Builder::new()
         .prefix(".kpgen-out-")
@@ -404,12 +439,12 @@ fn stage_and_swap(
             parent.display()
         )))?;
     let _pending = remove_on_interrupt(staged.path());
-    write_tree(staged.path(), files)?;
-    let manifest = GeneratedFile {
+    write_files(staged.path(), files)?;
+    let manifest = OutputFile {
         path: MANIFEST.to_owned(),
-        contents: manifest_text(files),
+        contents: manifest_text(files).into_bytes(),
     };
-    write_tree(staged.path(), std::slice::from_ref(&manifest))?;
+    write_files(staged.path(), std::slice::from_ref(&manifest))?;
 
     if target.exists() {
         // The old output goes to a fresh name first, so a failed swap can put it back.
@@ -554,6 +589,23 @@ mod tests {
         write_output(&out, &files(), &[]).unwrap();
         let siblings: Vec<_> = std::fs::read_dir(dir.path().join("a/b")).unwrap().collect();
         assert_eq!(siblings.len(), 1);
+    }
+
+    #[test]
+    fn binary_files_are_fingerprinted_and_replaced_like_text() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("saved");
+        let files = vec![OutputFile {
+            path: "a.npy".into(),
+            contents: vec![0x93, 0xff, 0x00, 0x80],
+        }];
+        write_output_files(&out, &files, &[]).unwrap();
+        assert_eq!(std::fs::read(out.join("a.npy")).unwrap(), files[0].contents);
+        write_output_files(&out, &files, &[]).unwrap();
+        std::fs::write(out.join("a.npy"), [1u8]).unwrap();
+        let err = write_output_files(&out, &files, &[]).unwrap_err();
+        assert!(err.to_string().contains("changed since"), "{err}");
+        assert_eq!(std::fs::read(out.join("a.npy")).unwrap(), [1u8]);
     }
 
     #[test]

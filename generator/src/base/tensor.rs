@@ -1295,6 +1295,26 @@ fn check_offsets(
 /// Bytes of a v1.0 little-endian float32 C-order `.npy` file. The caller must pass
 /// `data.len()` equal to the product of `shape` (1 for `shape == []`).
 pub fn npy_f32_bytes(shape: &[usize], data: &[f32]) -> Vec<u8> {
+    let mut out = npy_header_bytes("<f4", shape, data.len() * 4);
+    for v in data {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    out
+}
+
+/// Bytes of a v1.0 little-endian int32 C-order `.npy` file (the `<i4` of numpy's `int32`),
+/// with the same contract as [`npy_f32_bytes`].
+pub fn npy_i32_bytes(shape: &[usize], data: &[i32]) -> Vec<u8> {
+    let mut out = npy_header_bytes("<i4", shape, data.len() * 4);
+    for v in data {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    out
+}
+
+/// The magic, version, header length and header dict of a C-order `.npy` file whose elements
+/// are `descr`, with room reserved for `payload` bytes after it.
+fn npy_header_bytes(descr: &str, shape: &[usize], payload: usize) -> Vec<u8> {
     let dims = match shape {
         [] => "()".to_string(),
         [d] => format!("({d},)"),
@@ -1303,13 +1323,13 @@ pub fn npy_f32_bytes(shape: &[usize], data: &[f32]) -> Vec<u8> {
             format!("({})", parts.join(", "))
         }
     };
-    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {dims}, }}");
+    let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {dims}, }}");
     // numpy pads so the data starts on a 64-byte boundary; the header ends in '\n'.
     let fixed = 10;
     let pad = (64 - (fixed + header.len() + 1) % 64) % 64;
     header.extend(std::iter::repeat_n(' ', pad));
     header.push('\n');
-    let mut out = Vec::with_capacity(fixed + header.len() + data.len() * 4);
+    let mut out = Vec::with_capacity(fixed + header.len() + payload);
     if header.len() <= u16::MAX as usize {
         out.extend_from_slice(b"\x93NUMPY\x01\x00");
         out.extend_from_slice(&(header.len() as u16).to_le_bytes());
@@ -1323,9 +1343,6 @@ pub fn npy_f32_bytes(shape: &[usize], data: &[f32]) -> Vec<u8> {
         out.extend_from_slice(&(header.len() as u32).to_le_bytes());
     }
     out.extend_from_slice(header.as_bytes());
-    for v in data {
-        out.extend_from_slice(&v.to_le_bytes());
-    }
     out
 }
 
@@ -1342,4 +1359,49 @@ pub fn write_npy_f32(path: &Path, shape: &[usize], data: &[f32]) -> io::Result<(
         ));
     }
     std::fs::write(path, npy_f32_bytes(shape, data))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn origin() -> Origin {
+        Origin {
+            path: PathBuf::from("written.npy"),
+            member: None,
+        }
+    }
+
+    #[test]
+    fn written_float32_reads_back_with_shape_nan_and_sign() {
+        let data = [1.5f32, -0.0, f32::NAN, f32::MAX, f32::MIN_POSITIVE, -3.25];
+        for shape in [vec![6], vec![2, 3], vec![1, 2, 3]] {
+            let bytes = npy_f32_bytes(&shape, &data);
+            // numpy's alignment: the data starts on a 64-byte boundary.
+            assert_eq!((bytes.len() - data.len() * 4) % 64, 0);
+            let t = parse_npy(&bytes, &origin()).unwrap();
+            assert_eq!(t.shape, shape);
+            assert_eq!(t.dtype, DType::F32);
+            for (&got, &want) in t.data.iter().zip(&data) {
+                assert_eq!((got as f32).to_bits(), want.to_bits());
+            }
+        }
+        let empty = parse_npy(&npy_f32_bytes(&[0, 4], &[]), &origin()).unwrap();
+        assert_eq!(empty.shape, vec![0, 4]);
+        assert!(empty.data.is_empty());
+    }
+
+    #[test]
+    fn written_int32_reads_back_exactly() {
+        let data = [0i32, 1, -1, i32::MAX, i32::MIN, 127, -128, 32767];
+        let bytes = npy_i32_bytes(&[2, 2, 2], &data);
+        assert!(bytes.starts_with(b"\x93NUMPY\x01\x00"));
+        let t = parse_npy(&bytes, &origin()).unwrap();
+        assert_eq!(t.shape, vec![2, 2, 2]);
+        assert_eq!(t.dtype, DType::I32);
+        let back: Vec<i32> = t.data.iter().map(|&v| v as i32).collect();
+        assert_eq!(back, data);
+        let scalar = parse_npy(&npy_i32_bytes(&[], &[7]), &origin()).unwrap();
+        assert_eq!((scalar.shape.len(), scalar.data[0]), (0, 7.0));
+    }
 }

@@ -219,6 +219,7 @@ fn kpgen_rows(
         tolerance: Tolerance { abs: 1.0 },
         timeout: Duration::from_secs(300),
         dense_baseline: true,
+        every_step: false,
         work_dir: dir.join("kpgen"),
     };
     let platform = Platform::Qemu(env.toolchain.clone());

@@ -125,6 +125,15 @@ pub struct TestArgs {
     /// Seconds each firmware may run in QEMU.
     #[arg(long, default_value_t = 120)]
     pub timeout: u64,
+    /// Run every sequence through reset + step and compare the output after every valid step
+    /// (not only the last) with the references.
+    #[arg(long)]
+    pub every_step: bool,
+    /// Write what the generated code computed, and the float reference, as .npy files into this
+    /// folder (VARIANT-LANG.npy, VARIANT-LANG-codes.npy for int8/int16, reference.npy); the
+    /// folder follows --out's rules (replaced only when empty or kpgen's own).
+    #[arg(long, value_name = "DIR")]
+    pub save_outputs: Option<PathBuf>,
 }
 
 #[derive(Args)]

@@ -108,9 +108,14 @@ pub fn write_output(
 }
 
 pub fn output_error(e: &kpgen::output::OutputError) -> Diagnostics {
-    let mut d = Diagnostic::new(Place::file(Path::new("--out")), e.to_string());
+    output_error_for("--out", e)
+}
+
+/// [`output_error`] for the output folder given by `flag` (`--out`, `--save-outputs`).
+pub fn output_error_for(flag: &str, e: &kpgen::output::OutputError) -> Diagnostics {
+    let mut d = Diagnostic::new(Place::file(Path::new(flag)), e.to_string());
     if let Some(h) = e.help() {
-        d = d.with_help(h);
+        d = d.with_help(h.replace("--out", flag));
     }
     d.into()
 }

@@ -10,7 +10,7 @@ use kpgen::spec::Lang;
 use kpgen::verify::{self, LangResult, Platform, RunOptions, Tolerance};
 
 use super::args::TestArgs;
-use super::build::{generate, output_error, read_paths, write_output};
+use super::build::{generate, output_error, output_error_for, read_paths, write_output};
 use super::{report_errors, shown_path, ProgressView, EXIT_BAD_INPUT, EXIT_TEST_FAILED};
 
 /// What `kpgen test` measured, as the HTML report shows it.
@@ -42,7 +42,10 @@ pub fn fmt_err(e: f64) -> String {
     format!("{e:.2e}")
 }
 
-pub fn print_results(results: &[LangResult], tol: Tolerance) {
+/// The results table (with `--every-step`, how many outputs each run compared) and, after
+/// QEMU runs, the cost table.
+pub fn print_results(suite: &verify::Suite, tol: Tolerance) {
+    let results: &[LangResult] = &suite.results;
     out!(
         "\n{:<6} {:<5} {:>10} {:>10} {:>8} {:>6}  result",
         "model",
@@ -77,6 +80,12 @@ pub fn print_results(results: &[LangResult], tol: Tolerance) {
         out!(
             "(fixed point: the errors are the dequantized outputs against the float reference, \
              i.e. the quantization error; pass means equal to kpgen's integer reference)"
+        );
+    }
+    if let Some(steps) = suite.steps {
+        out!(
+            "(every step: {steps} outputs compared per run, the valid steps of {} sequences)",
+            suite.sequences
         );
     }
     if results.iter().any(|r| r.cost.is_some()) {
@@ -124,9 +133,30 @@ pub fn test(args: &TestArgs) -> ExitCode {
             .cloned(),
     );
     // Refused before the (long) run, not after it.
+    let mut resolved_out = None;
     if let Some(out) = &args.out {
-        if let Err(e) = kpgen::output::check_output(out, &protected) {
-            return report_errors(&output_error(&e));
+        match kpgen::output::check_output(out, &protected) {
+            Ok(p) => resolved_out = Some(p),
+            Err(e) => return report_errors(&output_error(&e)),
+        }
+    }
+    if let Some(saved) = &args.save_outputs {
+        match kpgen::output::check_output(saved, &protected) {
+            // One folder inside the other: the second write would replace the first's files.
+            Ok(p)
+                if resolved_out
+                    .as_ref()
+                    .is_some_and(|o| o.starts_with(&p) || p.starts_with(o)) =>
+            {
+                let e = kpgen::output::OutputError::Refused(format!(
+                    "--save-outputs {} and --out {} overlap: give two separate folders",
+                    saved.display(),
+                    args.out.as_deref().unwrap_or(saved).display()
+                ));
+                return report_errors(&output_error_for("--save-outputs", &e));
+            }
+            Ok(_) => {}
+            Err(e) => return report_errors(&output_error_for("--save-outputs", &e)),
         }
     }
     let inputs = match &args.inputs {
@@ -225,17 +255,23 @@ pub fn test(args: &TestArgs) -> ExitCode {
         timeout: Duration::from_secs(args.timeout),
         dense_baseline: !args.no_dense,
         work_dir,
+        every_step: args.every_step,
     };
     let where_ = match &platform {
         Platform::Qemu(_) => format!("QEMU {} ({})", target.qemu.machine, target.name),
         Platform::Host { cc } => format!("the host ({cc})"),
     };
     say!(
-        "kpgen test: {} on {}, {} sequence(s) of {} steps",
+        "kpgen test: {} on {}, {} sequence(s) of {} steps{}",
         model.name,
         where_,
         inputs.sequences.len(),
-        inputs.steps
+        inputs.steps,
+        if args.every_step {
+            ", the output of every step compared"
+        } else {
+            ""
+        }
     );
     let view = ProgressView::new("kpgen test");
     let outcome = verify::run_suite(
@@ -254,7 +290,7 @@ pub fn test(args: &TestArgs) -> ExitCode {
             return ExitCode::from(e.exit_code() as u8);
         }
     };
-    print_results(&suite.results, opts.tolerance);
+    print_results(&suite, opts.tolerance);
     if let Some(acc) = suite.reference_accuracy {
         out!("\naccuracy on the labels: reference {:.2}%", 100.0 * acc);
         for r in &suite.results {
@@ -290,6 +326,17 @@ pub fn test(args: &TestArgs) -> ExitCode {
             return report_errors(&e);
         }
         say!("kpgen test: wrote {}", shown_path(out));
+    }
+    if let Some(dir) = &args.save_outputs {
+        let files = verify::saved::files(
+            &suite,
+            args.every_step.then_some(inputs.steps),
+            generation.plan.output_size,
+        );
+        if let Err(e) = kpgen::output::write_output_files(dir, &files, &protected) {
+            return report_errors(&output_error_for("--save-outputs", &e));
+        }
+        say!("kpgen test: saved the outputs in {}", shown_path(dir));
     }
     if suite.results.iter().all(|r| r.comparison.pass) {
         out!("\nkpgen test: {} passed, 0 failed", suite.results.len());

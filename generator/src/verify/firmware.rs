@@ -35,8 +35,11 @@ struct TestMain<'a> {
     reset: String,
     step: String,
     infer: String,
+    /// Run every sequence through reset + step and print the output after each valid step.
+    every_step: bool,
 }
 
+#[derive(Clone, Copy)]
 enum Driver {
     C,
     Rust,
@@ -47,6 +50,7 @@ fn render_main(
     gen: &Generation,
     driver: Driver,
     inputs: &TestInputs,
+    every_step: bool,
 ) -> Result<String, HarnessError> {
     let name = &gen.plan.name;
     // Fixed-point models are driven through their integer API.
@@ -124,6 +128,7 @@ fn render_main(
         reset,
         step,
         infer,
+        every_step,
     }
     .render()
     .map_err(|e| HarnessError::Internal(format!("rendering the test main: {e}")))
@@ -131,7 +136,11 @@ fn render_main(
 
 /// What one firmware run printed, decoded.
 pub struct RunOutput {
+    /// Per sequence, its output after its last valid step (float bits, or the codes of a
+    /// fixed-point model as floats).
     pub outputs: Vec<Vec<f32>>,
+    /// With `--every-step`: per sequence, the output after each of its valid steps.
+    pub step_outputs: Option<Vec<Vec<Vec<f32>>>>,
     pub streaming_matches: bool,
     pub cost: Option<Cost>,
 }
@@ -146,6 +155,7 @@ struct Ticks {
 /// The printed outputs: per sequence, then sequence 0 from `infer` and from streaming `step`s.
 struct Decoded {
     outputs: Vec<Vec<f32>>,
+    steps: Vec<Vec<Vec<f32>>>,
     infer: Vec<f32>,
     stream: Vec<f32>,
     ticks: Ticks,
@@ -157,11 +167,14 @@ fn parse_hex(s: &str) -> Option<f32> {
         .map(f32::from_bits)
 }
 
+/// Decodes the firmware's lines; `every_step` holds each sequence's valid length when the
+/// firmware printed a `P` line per step (which must then come in order, all of them).
 fn parse_output(
     lang: &'static str,
     text: &str,
     count: usize,
     outputs: usize,
+    every_step: Option<&[usize]>,
 ) -> Result<Decoded, HarnessError> {
     let bad = |detail: String| HarnessError::Protocol {
         lang,
@@ -169,6 +182,7 @@ fn parse_output(
         output: text.chars().take(4000).collect(),
     };
     let mut ys = vec![Vec::new(); count];
+    let mut steps: Vec<Vec<Vec<f32>>> = vec![Vec::new(); count];
     let mut stream = Vec::new();
     let mut infer = Vec::new();
     let mut ticks = Ticks {
@@ -197,6 +211,18 @@ fn parse_output(
                     _ => stream = values,
                 }
             }
+            Some("P") if every_step.is_some() => {
+                let mut index = || words.next().and_then(|w| w.parse::<usize>().ok());
+                let (Some(i), Some(t)) = (index(), index()) else {
+                    return Err(bad(format!("bad line `{line}`")));
+                };
+                let values: Option<Vec<f32>> = words.map(parse_hex).collect();
+                let values = values.ok_or_else(|| bad(format!("bad value in `{line}`")))?;
+                if values.len() != outputs || i >= count || t != steps[i].len() {
+                    return Err(bad(format!("unexpected line `{line}`")));
+                }
+                steps[i].push(values);
+            }
             Some("T") => {
                 let key = words.next().unwrap_or("");
                 let value: u32 = words
@@ -218,8 +244,18 @@ fn parse_output(
     if !ended || ys.iter().any(Vec::is_empty) || stream.is_empty() || infer.is_empty() {
         return Err(bad("the output is incomplete".to_owned()));
     }
+    if let Some(lengths) = every_step {
+        if let Some(i) = (0..count).find(|&i| steps[i].len() != lengths[i]) {
+            return Err(bad(format!(
+                "sequence {i}: {} step outputs printed, {} expected",
+                steps[i].len(),
+                lengths[i]
+            )));
+        }
+    }
     Ok(Decoded {
         outputs: ys,
+        steps,
         infer,
         stream,
         ticks,
@@ -291,8 +327,15 @@ pub fn build_and_run(
         Lang::C => Driver::C,
         Lang::Rust => Driver::Rust,
     };
+    // Under QEMU, main.c is the measured firmware, the same with or without --every-step; the
+    // outputs of every step come from a second firmware (below). On the host, which measures
+    // nothing, main.c prints them itself.
+    let host = matches!(platform, Platform::Host { .. });
     let main_c = dir.join("main.c");
-    qemu::write_file(&main_c, &render_main(gen, driver, inputs)?)?;
+    qemu::write_file(
+        &main_c,
+        &render_main(gen, driver, inputs, opts.every_step && host)?,
+    )?;
     let name = gen.plan.name.as_str();
     let mut sources = vec![main_c.clone()];
     let mut libs = Vec::new();
@@ -313,6 +356,7 @@ pub fn build_and_run(
     }
     let includes = vec![runtime.clone(), dir.join("gen/c")];
     let lang_name = lang.as_str();
+    let every_step_lengths = opts.every_step.then_some(inputs.lengths.as_slice());
     match platform {
         Platform::Host { cc } => {
             let exe = dir.join("fw");
@@ -333,6 +377,7 @@ pub fn build_and_run(
             }
             let Decoded {
                 outputs,
+                steps,
                 infer,
                 stream,
                 ..
@@ -341,10 +386,12 @@ pub fn build_and_run(
                 &text,
                 inputs.sequences.len(),
                 gen.plan.output_size,
+                every_step_lengths,
             )?;
             let streaming_matches = bits_equal(&stream, &infer);
             Ok(RunOutput {
                 outputs,
+                step_outputs: opts.every_step.then_some(steps),
                 streaming_matches,
                 cost: None,
             })
@@ -361,11 +408,14 @@ pub fn build_and_run(
             };
             // The same firmware without the model: the difference is what the model costs.
             let baseline_main = dir.join("baseline/main.c");
-            qemu::write_file(&baseline_main, &render_main(gen, Driver::Null, inputs)?)?;
+            qemu::write_file(
+                &baseline_main,
+                &render_main(gen, Driver::Null, inputs, false)?,
+            )?;
             let baseline = Firmware {
                 name: "baseline".to_owned(),
                 c_sources: vec![runtime.join(qemu::HARNESS_C), baseline_main],
-                include_dirs: includes,
+                include_dirs: includes.clone(),
                 libs: Vec::new(),
             };
             let built = tc.build_with_baseline(&ft, &firmware, &baseline, dir)?;
@@ -373,17 +423,58 @@ pub fn build_and_run(
             let run = tc.run_qemu(&ft, &fw.elf, opts.timeout)?;
             check_exit(lang_name, &run, opts)?;
             let Decoded {
-                outputs,
+                mut outputs,
                 infer,
                 stream,
                 ticks,
+                ..
             } = parse_output(
                 lang_name,
                 &run.output,
                 inputs.sequences.len(),
                 gen.plan.output_size,
+                None,
             )?;
-            let streaming_matches = bits_equal(&stream, &infer);
+            let mut streaming_matches = bits_equal(&stream, &infer);
+            // --every-step: the same model and harness with the per-step printing, built and run
+            // apart, so that the measured firmware (its code layout, so its flash, its main's
+            // frame, so its stack) is exactly the one without --every-step.
+            let mut steps = None;
+            if opts.every_step {
+                let steps_main = dir.join("every_step/main.c");
+                qemu::write_file(&steps_main, &render_main(gen, driver, inputs, true)?)?;
+                let c_sources = firmware
+                    .c_sources
+                    .iter()
+                    .map(|p| if *p == main_c { &steps_main } else { p }.clone())
+                    .collect();
+                let every = Firmware {
+                    name: "fw_every_step".to_owned(),
+                    c_sources,
+                    include_dirs: includes,
+                    libs: firmware.libs.clone(),
+                };
+                let elf = tc.build_firmware(&ft, &every, dir)?.elf;
+                let run = tc.run_qemu(&ft, &elf, opts.timeout)?;
+                check_exit(lang_name, &run, opts)?;
+                let decoded = parse_output(
+                    lang_name,
+                    &run.output,
+                    inputs.sequences.len(),
+                    gen.plan.output_size,
+                    every_step_lengths,
+                )?;
+                // Its final outputs come from reset + step, the measured firmware's (of whole
+                // sequences) from infer: one more streaming check, over every sequence.
+                streaming_matches &= bits_equal(&decoded.stream, &decoded.infer)
+                    && outputs.len() == decoded.outputs.len()
+                    && outputs
+                        .iter()
+                        .zip(&decoded.outputs)
+                        .all(|(a, b)| bits_equal(a, b));
+                outputs = decoded.outputs;
+                steps = Some(decoded.steps);
+            }
             let stack_usage_bound = match lang {
                 Lang::C => {
                     let su = fw
@@ -395,9 +486,10 @@ pub fn build_and_run(
                 }
                 Lang::Rust => None,
             };
-            let steps = inputs.steps.max(1) as u64;
+            let steps_per_run = inputs.steps.max(1) as u64;
             Ok(RunOutput {
                 outputs,
+                step_outputs: steps,
                 streaming_matches,
                 cost: Some(Cost {
                     instructions_per_inference: qemu::instructions(
@@ -406,7 +498,7 @@ pub fn build_and_run(
                         ticks.overhead,
                     ),
                     instructions_per_step: qemu::instructions(&ft, ticks.stream, ticks.overhead)
-                        / steps,
+                        / steps_per_run,
                     flash_bytes: built.added_flash,
                     ram_bytes: built.added_ram,
                     stack_bytes: u64::from(ticks.stack),

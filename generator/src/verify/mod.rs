@@ -4,6 +4,7 @@
 
 pub mod firmware;
 pub mod reference;
+pub mod saved;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -58,6 +59,10 @@ pub struct Comparison {
     /// quantization error, reported, not judged by the tolerance.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub integer_mismatches: Option<usize>,
+    /// With `--every-step`: how many outputs (one per valid step of every sequence) were
+    /// compared; the errors, failures and mismatches above then cover all of them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub steps: Option<usize>,
     pub pass: bool,
 }
 
@@ -83,6 +88,19 @@ pub struct LangResult {
     pub variant: &'static str,
     pub comparison: Comparison,
     pub cost: Option<Cost>,
+    /// What the generated code computed (for `--save-outputs`; not in report.json).
+    #[serde(skip)]
+    pub outputs: Outputs,
+}
+
+/// Outputs of one run, per sequence and step: `[sequence][step][output]`, the steps being
+/// every valid step with `--every-step`, else only the last valid one.
+#[derive(Debug, Clone, Default)]
+pub struct Outputs {
+    /// Floats; for a fixed-point model the dequantized codes.
+    pub values: Vec<Vec<Vec<f32>>>,
+    /// A fixed-point model's output codes.
+    pub codes: Option<Vec<Vec<Vec<i32>>>>,
 }
 
 /// Errors that stop a run (as opposed to a failed comparison).
@@ -207,8 +225,50 @@ pub fn compare(
         streaming_matches,
         accuracy,
         integer_mismatches: None,
+        steps: None,
         pass: complete && failures == 0 && streaming_matches,
     }
+}
+
+/// The reference outputs after every valid step of every input sequence:
+/// `[sequence][step][output]`, through [`Reference::step`] as the streamed firmware runs.
+pub fn reference_step_outputs(model: &Model, inputs: &TestInputs) -> Vec<Vec<Vec<f64>>> {
+    let mut r = Reference::new(model);
+    inputs
+        .sequences
+        .iter()
+        .zip(&inputs.lengths)
+        .map(|(s, &len)| {
+            r.reset();
+            s[..len * inputs.features]
+                .chunks(inputs.features.max(1))
+                .map(|row| r.step(&row.iter().map(|&v| v as f64).collect::<Vec<_>>()))
+                .collect()
+        })
+        .collect()
+}
+
+/// The integer reference's output codes after every valid step of every input sequence
+/// (`[sequence][step][output]`), for a fixed-point generation.
+pub fn integer_step_outputs(gen: &Generation, inputs: &TestInputs) -> Option<Vec<Vec<Vec<i32>>>> {
+    let quant = gen.quant.as_ref()?;
+    let mut r = crate::quant::intref::IntReference::new(&gen.plan, quant);
+    Some(
+        inputs
+            .sequences
+            .iter()
+            .zip(&inputs.lengths)
+            .map(|(s, &len)| {
+                r.reset();
+                let codes =
+                    crate::quant::intref::quantize_input(quant, &s[..len * inputs.features]);
+                codes
+                    .chunks(inputs.features.max(1))
+                    .map(|row| r.step(row))
+                    .collect()
+            })
+            .collect(),
+    )
 }
 
 /// The integer reference's output codes for every input sequence.
@@ -283,6 +343,9 @@ pub struct RunOptions {
     pub dense_baseline: bool,
     /// Where to build; kept after the run when given.
     pub work_dir: PathBuf,
+    /// Run each sequence through reset + step and compare the output after every valid step
+    /// (with the float reference's, and the integer reference's for fixed point).
+    pub every_step: bool,
 }
 
 /// Everything one `kpgen test` measured.
@@ -291,6 +354,9 @@ pub struct Suite {
     pub target: String,
     pub platform: String,
     pub sequences: usize,
+    /// With `--every-step`: outputs compared per run (the valid steps of all sequences).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub steps: Option<usize>,
     pub tolerance: Tolerance,
     /// Accuracy of the float reference, when labels were given.
     pub reference_accuracy: Option<f64>,
@@ -298,6 +364,10 @@ pub struct Suite {
     /// What was not run, and why.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// The float reference's outputs in the layout of [`Outputs::values`] (for
+    /// `--save-outputs`; not in report.json).
+    #[serde(skip)]
+    pub reference: Vec<Vec<Vec<f64>>>,
 }
 
 /// Runs the generated model (and, if asked, its dense expansion) in every requested language
@@ -311,6 +381,9 @@ pub fn run_suite(
     log: &mut dyn FnMut(crate::base::progress::Progress),
 ) -> Result<Suite, HarnessError> {
     let reference = reference_outputs(&generation.model, inputs);
+    let reference_steps = opts
+        .every_step
+        .then(|| reference_step_outputs(&generation.model, inputs));
     let mut variants = vec![("model", generation.clone())];
     let mut notes = Vec::new();
     if opts.dense_baseline {
@@ -349,7 +422,7 @@ pub fn run_suite(
             let started = std::time::Instant::now();
             let dir = opts.work_dir.join(format!("{variant}-{}", lang.as_str()));
             let run = firmware::build_and_run(platform, target, gen, lang, inputs, &dir, opts)?;
-            let comparison = match (&gen.quant, integer_outputs(gen, inputs)) {
+            let mut comparison = match (&gen.quant, integer_outputs(gen, inputs)) {
                 (Some(q), Some(expected)) => compare_fixed(
                     q,
                     &run.outputs,
@@ -366,6 +439,31 @@ pub fn run_suite(
                     opts.tolerance,
                 ),
             };
+            if let (Some(steps), Some(ref_steps)) = (&run.step_outputs, &reference_steps) {
+                // Every valid step, by the same rules; the last steps are the outputs above,
+                // so these errors and failures include theirs.
+                let flat: Vec<Vec<f32>> = steps.iter().flatten().cloned().collect();
+                let flat_ref: Vec<Vec<f64>> = ref_steps.iter().flatten().cloned().collect();
+                let per_step = match (&gen.quant, integer_step_outputs(gen, inputs)) {
+                    (Some(q), Some(expected)) => {
+                        let expected: Vec<Vec<i32>> = expected.into_iter().flatten().collect();
+                        compare_fixed(q, &flat, &expected, &flat_ref, None, run.streaming_matches)
+                    }
+                    _ => compare(
+                        &flat,
+                        &flat_ref,
+                        None,
+                        run.streaming_matches,
+                        opts.tolerance,
+                    ),
+                };
+                comparison.max_abs_error = per_step.max_abs_error;
+                comparison.max_rel_error = per_step.max_rel_error;
+                comparison.failures = per_step.failures;
+                comparison.integer_mismatches = per_step.integer_mismatches;
+                comparison.steps = Some(per_step.sequences);
+                comparison.pass = comparison.pass && per_step.pass;
+            }
             log(crate::base::progress::Progress::Done(&format!(
                 "  {variant} {:<4}: built and ran in {:.1} s, {}",
                 lang.as_str(),
@@ -377,11 +475,13 @@ pub fn run_suite(
                     (false, true) => "DIFFERS from the integer reference",
                 }
             )));
+            let outputs = saved::outputs_of(gen, &run);
             results.push(LangResult {
                 lang,
                 variant,
                 comparison,
                 cost: run.cost,
+                outputs,
             });
         }
     }
@@ -392,6 +492,9 @@ pub fn run_suite(
             Platform::Host { cc } => format!("host ({cc})"),
         },
         sequences: inputs.sequences.len(),
+        steps: opts
+            .every_step
+            .then(|| inputs.lengths.iter().sum::<usize>()),
         tolerance: opts.tolerance,
         reference_accuracy: inputs
             .labels
@@ -399,5 +502,9 @@ pub fn run_suite(
             .map(|l| accuracy(reference.iter().map(|r| argmax(r.iter().copied())), l)),
         results,
         notes,
+        reference: match reference_steps {
+            Some(steps) => steps,
+            None => reference.into_iter().map(|r| vec![r]).collect(),
+        },
     })
 }
