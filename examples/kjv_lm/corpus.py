@@ -55,10 +55,9 @@ def tokenize(text):
 def read_bible(command=("bible", "-f", BIBLE_RANGE)):
     """The verses as (book, text), in canonical order."""
     if shutil.which(command[0]) is None:
-        raise SystemExit(
-            f"corpus.py: `{command[0]}` is not installed: it comes with Debian's bible-kjv package "
-            "(`sudo apt-get install bible-kjv`, or run ci/setup)"
-        )
+        print(f"corpus.py: `{command[0]}` is not installed: it comes with Debian's bible-kjv package "
+              "(`sudo apt-get install bible-kjv`, or run ci/setup)", file=sys.stderr)
+        raise SystemExit(2)
     out = subprocess.run(command, check=True, capture_output=True).stdout.decode("ascii")
     return parse_verses(out)
 

@@ -90,9 +90,11 @@ class Corpus(unittest.TestCase):
         self.assertEqual(sum(rec["splits"][s]["verses"] for s in rec["splits"]), 31_102)
 
     def test_missing_bible_is_a_clear_error(self):
-        with self.assertRaises(SystemExit) as e:
+        err = io.StringIO()
+        with self.assertRaises(SystemExit) as e, contextlib.redirect_stderr(err):
             C.read_bible(("kpgen-no-such-bible", "-f", "gen1:1"))
-        self.assertIn("bible-kjv", str(e.exception))
+        self.assertEqual(e.exception.code, 2)
+        self.assertIn("bible-kjv", err.getvalue())
 
 
 class Perplexity(unittest.TestCase):
