@@ -130,6 +130,40 @@ fn tiny_lm_perplexity_from_the_generated_code() {
     assert!(text.contains("dope: {shape: [64, 16]"), "{text}");
 
     let kpgen = env!("CARGO_BIN_EXE_kpgen");
+
+    // The start of the test split streamed through the generated C on the host, as the
+    // companion evaluates it (10 columns, state carried): the same perplexity in f32.
+    let records = d.join("records");
+    let log = run(
+        Command::new(python())
+            .arg(script("host_eval.py"))
+            .env("KPGEN", kpgen)
+            .arg("--corpus")
+            .arg(&corpus)
+            .arg("--run")
+            .arg(&runs)
+            .args(["--limit", "300", "--record"])
+            .arg(&records),
+        "host_eval.py",
+    );
+    let v: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(records.join("run-host-test.json")).unwrap())
+            .unwrap();
+    let f32_rel = v["generated"]["f32"]["relative_to_companion"]
+        .as_f64()
+        .unwrap();
+    let int8_rel = v["generated"]["int8"]["relative_to_companion"]
+        .as_f64()
+        .unwrap();
+    assert!(
+        f32_rel.abs() < 1e-4,
+        "f32 perplexity off by {f32_rel}:\n{log}"
+    );
+    assert!(
+        int8_rel.abs() < 0.1,
+        "int8 perplexity off by {int8_rel}:\n{log}"
+    );
+
     for (platform, precision) in [
         ("host", "f32"),
         ("host", "int8"),

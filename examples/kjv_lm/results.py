@@ -80,6 +80,19 @@ def deployment_table(records):
     return rows
 
 
+def host_table(records):
+    rows = ["| model | split | words | companion (PyTorch) | generated C, f32 | generated C, int8 |",
+            "|---|---|---|---|---|---|"]
+    for r in sorted(records, key=lambda r: (r["run"], r["split"])):
+        cells = []
+        for p in ("f32", "int8"):
+            g = r["generated"].get(p)
+            cells.append(f"{g['perplexity']:.3f} ({100 * g['relative_to_companion']:+.3f}%)" if g else "–")
+        rows.append(f"| {r['run']} | {r['split']} | {r['words']:,} | {r['companion_perplexity']:.3f} | "
+                    + " | ".join(cells) + " |")
+    return rows
+
+
 def replace_block(text, tag, rows):
     begin, end = f"<!-- kjv-results: {tag} begin -->", f"<!-- kjv-results: {tag} end -->"
     pattern = re.compile(re.escape(begin) + ".*?" + re.escape(end), re.S)
@@ -98,18 +111,19 @@ def main():
             run = os.path.basename(os.path.dirname(rec))
             shutil.copyfile(rec, os.path.join(RECORDS, f"{run}.json"))
             print(f"results: collected {run}")
-    train, deploy = [], []
+    train, deploy, host = [], [], []
     for path in sorted(glob.glob(os.path.join(RECORDS, "*.json"))):
         with open(path) as f:
             r = json.load(f)
-        (deploy if "precisions" in r else train).append(r)
+        (deploy if "precisions" in r else host if "split" in r else train).append(r)
     with open(README) as f:
         text = f.read()
     text = replace_block(text, "training", training_table(train))
     text = replace_block(text, "deployment", deployment_table(deploy))
+    text = replace_block(text, "host", host_table(host))
     with open(README, "w") as f:
         f.write(text)
-    print(f"results: {len(train)} training and {len(deploy)} deployment records -> {README}")
+    print(f"results: {len(train)} training, {len(deploy)} deployment and {len(host)} host records -> {README}")
 
 
 if __name__ == "__main__":
