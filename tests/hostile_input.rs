@@ -508,6 +508,43 @@ fn budgets_are_checked_from_headers_before_reading() {
     assert!(err.contains("100000002 values"), "{err}");
 }
 
+/// The header check counts the build's value width: 800,000 weights are 3.2 MB at f32, over
+/// the Cortex-M4's 1 MiB budget, but 800 KB at int8, which the check lets through (this file
+/// then fails where its missing body is read, not for the budget).
+#[test]
+fn header_budget_check_counts_the_precision_width() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = ModelSpec::new(
+        "budget_width",
+        800,
+        Some(2),
+        vec![LayerSpec::dense(1000, common::Act::None, WeightKind::Dense)],
+    );
+    let text = std::fs::read_to_string(spec.write_into(dir.path())).unwrap();
+    let mut header = "{'descr': '<f4', 'fortran_order': False, 'shape': (1000, 800), }".to_owned();
+    while !(10 + header.len() + 1).is_multiple_of(64) {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut npy = b"\x93NUMPY\x01\x00".to_vec();
+    npy.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    npy.extend_from_slice(header.as_bytes());
+    std::fs::write(dir.path().join("big.npy"), npy).unwrap();
+    let w = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("w: "))
+        .unwrap()
+        .to_owned();
+    let text = text.replacen(&format!("w: {w}"), "w: big.npy", 1);
+    let err = refused_wrapped(dir.path(), &text, &[], "no tensor was read");
+    assert!(err.contains("bytes of flash at f32"), "{err}");
+    let err = refused(dir.path(), &text, &["--precision", "int8"], "").replace("\n  │ ", " ");
+    assert!(
+        !err.contains("no tensor was read"),
+        "int8 refused by the f32 width:\n{err}"
+    );
+}
+
 /// [`refused`], with `needle` looked for in the message unwrapped (miette wraps long lines).
 fn refused_wrapped(dir: &Path, spec: &str, extra: &[&str], needle: &str) -> String {
     let err = refused(dir, spec, extra, "").replace("\n  │ ", " ");

@@ -159,7 +159,8 @@ impl Builder {
 
     /// The loaded model with this build's precision and calibration overrides.
     fn configured_model(&self, target: &Target) -> Result<Model, Diagnostics> {
-        let mut model = crate::load_for_target(&Reader::disk(), &self.spec, target)?;
+        let mut model =
+            crate::load_for_target(&Reader::disk(), &self.spec, target, self.precision)?;
         if let Some(p) = self.precision {
             model.precision = p;
         }

@@ -55,15 +55,24 @@ pub fn load(spec_path: &Path) -> Result<Model, Diagnostics> {
 }
 
 /// [`load_with`] for a build on `target`: the spec's densely stored tensors are first checked
-/// against the target's flash budget from their headers, so an over-budget model is refused
+/// against the target's flash budget from their headers, at the width of the build's precision
+/// (`precision`, a `--precision` override, else the spec's), so an over-budget model is refused
 /// before any tensor body is read.
 pub fn load_for_target(
     reader: &base::input::Reader,
     spec_path: &Path,
     target: &Target,
+    precision: Option<spec::Precision>,
 ) -> Result<Model, Diagnostics> {
     let doc = spec::read_spec_with(reader, spec_path)?;
-    model::check_flash_from_headers(reader, &doc, target.budget.flash, &target.name)?;
+    let precision = precision.unwrap_or_else(|| {
+        doc.spec
+            .precision
+            .as_ref()
+            .map(|p| p.value)
+            .unwrap_or_default()
+    });
+    model::check_flash_from_headers(reader, &doc, target.budget.flash, &target.name, precision)?;
     model::load_model_with(reader, &doc)
 }
 

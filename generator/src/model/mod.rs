@@ -1529,7 +1529,8 @@ fn load_layer_with_units(
 
 /// Refuses a spec whose densely stored tensors (plain weights, Kronecker and low-rank factors,
 /// biases, and the non-zero values of sparse and doping matrices given as their non-zeros)
-/// already exceed `flash_budget` bytes at float32, from their headers alone: before any tensor
+/// already exceed `flash_budget` bytes at `precision`'s value width (a lower bound: fixed-point
+/// biases are wider), from their headers alone: before any tensor
 /// body is read or inflated, so a huge or bomb-like file costs nothing. Tensors whose header
 /// cannot be read are left to the full load, which reports them properly; a sparse or doping
 /// matrix given as a full-size matrix is not counted (its non-zeros are known only once read).
@@ -1538,6 +1539,7 @@ pub fn check_flash_from_headers(
     doc: &SpecDocument,
     flash_budget: u64,
     target_name: &str,
+    precision: crate::spec::Precision,
 ) -> Result<(), Diagnostics> {
     let base = doc.base_dir();
     let mut refs: Vec<&str> = Vec::new();
@@ -1586,7 +1588,7 @@ pub fn check_flash_from_headers(
             values = values.saturating_add(n);
         }
     }
-    let bytes = values.saturating_mul(4);
+    let bytes = values.saturating_mul(precision.value_bytes() as u64);
     if bytes <= flash_budget {
         return Ok(());
     }
@@ -1594,9 +1596,10 @@ pub fn check_flash_from_headers(
         crate::base::diagnostic::Place::file(&doc.path),
         format!(
             "model `{}` stores at least {values} values (by its tensor headers), \
-             {bytes} bytes of flash at float32: over the {flash_budget}-byte flash budget of \
+             {bytes} bytes of flash at {}: over the {flash_budget}-byte flash budget of \
              target `{target_name}`; no tensor was read",
-            doc.spec.name.value
+            doc.spec.name.value,
+            precision.as_str()
         ),
     )
     .with_help(
