@@ -29,6 +29,7 @@ import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
+HOST_BUDGET = 1 << 30
 
 
 def run(cmd, what):
@@ -73,7 +74,9 @@ def main(argv=None):
             cmd = [kpgen, "test", os.path.join(export, "spec.yaml"), "--precision", p,
                    "--inputs", os.path.join(export, "inputs.npy"), "--every-step", "--no-dense",
                    "--save-outputs", saved, "--out", report]
-            cmd += ["--host", args.host] if args.host else ["--target", args.target]
+            # A host build has no microcontroller's flash: the budget is the host's to give.
+            cmd += (["--host", args.host, "--flash-budget", str(HOST_BUDGET), "--ram-budget", str(HOST_BUDGET)]
+                    if args.host else ["--target", args.target])
             if p != "f32":
                 cmd += ["--calibrate", os.path.join(export, "calib.npy")]
             log = run(cmd, f"kpgen test ({where}, {p})")

@@ -92,7 +92,9 @@ def main(argv=None):
              "--corpus", args.corpus, "--sequences", "1", "--steps", "8", "--name", spec_name], "export.py")
         for p in precisions:
             build = os.path.join(work, f"build-{p}")
-            cmd = [kpgen, "build", os.path.join(export, "spec.yaml"), "--precision", p, "--out", build]
+            # A host build: no microcontroller's flash or RAM budget applies.
+            cmd = [kpgen, "build", os.path.join(export, "spec.yaml"), "--precision", p, "--out", build,
+                   "--flash-budget", str(1 << 30), "--ram-budget", str(1 << 30)]
             if p != "f32":
                 cmd += ["--calibrate", os.path.join(export, "calib.npy")]
             run(cmd, f"kpgen build ({p})")
