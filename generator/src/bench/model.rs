@@ -121,6 +121,11 @@ pub fn model_rows(
     cmsis_nn: Option<&CmsisNn>,
 ) -> Result<Vec<ModelRow>, String> {
     let mut rows = Vec::new();
+    // kpgen's rows measure the model cut after the layer (the layer needs its real input); a
+    // later layer's own cost is that less the cut before it: (instructions, cycles) of the
+    // previous measured cut, per implementation.
+    let mut previous_cut: std::collections::HashMap<String, (u64, Option<u64>)> =
+        Default::default();
     for (i, layer) in model.layers.iter().enumerate() {
         let (kind, gated) = match &layer.cell {
             Cell::Lstm(g) => ("lstm", g),
@@ -150,9 +155,20 @@ pub fn model_rows(
             .join(&target.name)
             .join(precision.as_str());
         let inputs = TestInputs::random(1, model.steps, model.input_features, SEED, 1.0);
-        rows.extend(kpgen_rows(
-            env, model, i, target, precision, &inputs, &dir, &row,
-        )?);
+        for mut r in kpgen_rows(env, model, i, target, precision, &inputs, &dir, &row)? {
+            if let Some(cut) = r.instructions_per_step {
+                let cut_cycles = r.cycles_per_step;
+                if let Some((before, before_cycles)) =
+                    previous_cut.insert(r.implementation.clone(), (cut, cut_cycles))
+                {
+                    r.instructions_per_step = Some(cut.saturating_sub(before));
+                    r.cycles_per_step = cut_cycles
+                        .zip(before_cycles)
+                        .map(|(c, b)| c.saturating_sub(b));
+                }
+            }
+            rows.push(r);
+        }
         let mut cm = row(CMSIS_NN, nn::lstm_function(precision).to_owned());
         match (kind, cmsis_nn) {
             ("gru", _) => {
@@ -227,7 +243,10 @@ fn kpgen_rows(
         .map_err(tool)?;
     let form = describe(&m.layers[i].cell);
     let prefix = if i > 0 {
-        format!(" (the model's layers 0..={i})")
+        format!(
+            " (the model's layers 0..={i} run; this layer's cost is theirs less the previous \
+             row's cut)"
+        )
     } else {
         String::new()
     };
