@@ -50,18 +50,36 @@ def describe(r):
     return TEXT.get(m, m) + extra
 
 
+def num(v):
+    return "–" if v is None else f"{v:,}"
+
+
 def minutes(s):
     return f"{s / 60:.1f} min"
 
 
 def training_table(records):
-    rows = ["| method (per LSTM matrix) | LSTM weights stored | compression | valid ppl | test ppl | training |",
-            "|---|---|---|---|---|---|"]
-    key = lambda r: (r["method"] != "dense" or r["hidden"] != 256, ORDER.index(r["method"]) if r["method"] in ORDER else 99)  # noqa: E731
+    rows = ["| method (per LSTM matrix) | seed | LSTM weights stored | compression | valid ppl | test ppl | training |",
+            "|---|---|---|---|---|---|---|"]
+
+    def key(r):
+        small = r["method"] == "dense" and r["hidden"] != 256
+        return (r["method"] != "dense" or small, small,
+                ORDER.index(r["method"]) if r["method"] in ORDER else 99, r["seed"])
+
+    groups = {}
     for r in sorted(records, key=key):
-        rows.append(f"| {describe(r)} | {r['lstm_stored_parameters']:,} | {r['lstm_compression']:.1f}x | "
+        rows.append(f"| {describe(r)} | {r['seed']} | {r['lstm_stored_parameters']:,} | {r['lstm_compression']:.1f}x | "
                     f"{r['valid_perplexity']:.2f} | {r['test_perplexity']:.2f} | {minutes(r['train_seconds'])}"
                     f" ({r['epochs']} epochs) |")
+        groups.setdefault(describe(r), []).append(r)
+    for name, rs in groups.items():
+        if len(rs) > 1:
+            v = [r["valid_perplexity"] for r in rs]
+            t = [r["test_perplexity"] for r in rs]
+            rows.append(f"| **{name}: mean of {len(rs)} seeds** (min–max) | – | – | – | "
+                        f"**{sum(v) / len(v):.2f}** ({min(v):.2f}–{max(v):.2f}) | "
+                        f"**{sum(t) / len(t):.2f}** ({min(t):.2f}–{max(t):.2f}) | – |")
     return rows
 
 
@@ -75,8 +93,8 @@ def deployment_table(records):
                     if "instructions_per_step" in c else "– (host)")
             rows.append(f"| {r['run']} | {r['platform']} | {p} | {c.get('perplexity', float('nan')):.4f} / "
                         f"{rs.get('perplexity', float('nan')):.4f} / {r['companion_perplexity']:.4f} "
-                        f"({r['words']} words) | {cost} | {c.get('flash_bytes', '–'):,} | "
-                        f"{c.get('ram_bytes', e['state_bytes']):,} |")
+                        f"({r['words']} words) | {cost} | {num(c.get('flash_bytes'))} | "
+                        f"{num(c.get('ram_bytes', e['state_bytes']))} |")
     return rows
 
 
@@ -90,6 +108,22 @@ def host_table(records):
             cells.append(f"{g['perplexity']:.3f} ({100 * g['relative_to_companion']:+.3f}%)" if g else "–")
         rows.append(f"| {r['run']} | {r['split']} | {r['words']:,} | {r['companion_perplexity']:.3f} | "
                     + " | ".join(cells) + " |")
+    return rows
+
+
+def bench_table(benches):
+    rows = ["| model | layer | core | precision | instructions per word: kpgen / kpgen dense / CMSIS-NN | est. cycles per word: kpgen / dense / CMSIS-NN | CMSIS-NN's check |",
+            "|---|---|---|---|---|---|---|"]
+    for b in benches:
+        cells = {}
+        for r in b["model_rows"]:
+            cells.setdefault((r["model"], r["layer"], r["target"], r["precision"]), {})[r["implementation"]] = r
+        for (model, layer, target, precision), impl in sorted(cells.items()):
+            get = lambda k, f: impl.get(k, {}).get(f)  # noqa: E731
+            instr = " / ".join(num(get(k, "instructions_per_step")) for k in ("kpgen", "kpgen dense", "cmsis-nn"))
+            cyc = " / ".join(num(get(k, "cycles_per_step")) for k in ("kpgen", "kpgen dense", "cmsis-nn"))
+            check = (get("cmsis-nn", "status") or "not run").replace("|", "/")
+            rows.append(f"| {model} | {layer} | {target} | {precision} | {instr} | {cyc} | {check} |")
     return rows
 
 
@@ -111,16 +145,19 @@ def main():
             run = os.path.basename(os.path.dirname(rec))
             shutil.copyfile(rec, os.path.join(RECORDS, f"{run}.json"))
             print(f"results: collected {run}")
-    train, deploy, host = [], [], []
+    train, deploy, host, bench = [], [], [], []
     for path in sorted(glob.glob(os.path.join(RECORDS, "*.json"))):
         with open(path) as f:
             r = json.load(f)
-        (deploy if "precisions" in r else host if "split" in r else train).append(r)
+        kind = ("bench" if "model_rows" in r else "deploy" if "precisions" in r
+                else "host" if "split" in r else "train")
+        {"bench": bench, "deploy": deploy, "host": host, "train": train}[kind].append(r)
     with open(README) as f:
         text = f.read()
     text = replace_block(text, "training", training_table(train))
     text = replace_block(text, "deployment", deployment_table(deploy))
     text = replace_block(text, "host", host_table(host))
+    text = replace_block(text, "bench", bench_table(bench))
     with open(README, "w") as f:
         f.write(text)
     print(f"results: {len(train)} training, {len(deploy)} deployment and {len(host)} host records -> {README}")
