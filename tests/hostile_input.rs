@@ -484,16 +484,11 @@ fn budgets_are_checked_from_headers_before_reading() {
         vec![LayerSpec::dense(2, common::Act::None, WeightKind::Dense)],
     );
     let text = std::fs::read_to_string(spec.write_into(dir.path())).unwrap();
-    let mut header =
-        "{'descr': '<f4', 'fortran_order': False, 'shape': (10000, 10000), }".to_owned();
-    while !(10 + header.len() + 1).is_multiple_of(64) {
-        header.push(' ');
-    }
-    header.push('\n');
-    let mut npy = b"\x93NUMPY\x01\x00".to_vec();
-    npy.extend_from_slice(&(header.len() as u16).to_le_bytes());
-    npy.extend_from_slice(header.as_bytes());
-    std::fs::write(dir.path().join("lying.npy"), npy).unwrap();
+    std::fs::write(
+        dir.path().join("lying.npy"),
+        common::header_only_npy("(10000, 10000)"),
+    )
+    .unwrap();
     let w = text
         .lines()
         .find_map(|l| l.trim().strip_prefix("w: "))
@@ -521,15 +516,11 @@ fn header_budget_check_counts_the_precision_width() {
         vec![LayerSpec::dense(1000, common::Act::None, WeightKind::Dense)],
     );
     let text = std::fs::read_to_string(spec.write_into(dir.path())).unwrap();
-    let mut header = "{'descr': '<f4', 'fortran_order': False, 'shape': (1000, 800), }".to_owned();
-    while !(10 + header.len() + 1).is_multiple_of(64) {
-        header.push(' ');
-    }
-    header.push('\n');
-    let mut npy = b"\x93NUMPY\x01\x00".to_vec();
-    npy.extend_from_slice(&(header.len() as u16).to_le_bytes());
-    npy.extend_from_slice(header.as_bytes());
-    std::fs::write(dir.path().join("big.npy"), npy).unwrap();
+    std::fs::write(
+        dir.path().join("big.npy"),
+        common::header_only_npy("(1000, 800)"),
+    )
+    .unwrap();
     let w = text
         .lines()
         .find_map(|l| l.trim().strip_prefix("w: "))

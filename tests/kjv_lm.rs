@@ -10,21 +10,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
+mod common;
 
-fn python() -> PathBuf {
-    let p = std::env::var_os("KPGEN_TORCH_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join("target/torch-venv/bin/python"));
-    assert!(
-        p.exists(),
-        "{} missing: run ci/setup (it creates the PyTorch environment), or set KPGEN_TORCH_PYTHON",
-        p.display()
-    );
-    p
-}
+use common::{repo_root as repo, torch_python as python};
 
 fn run(cmd: &mut Command, what: &str) -> String {
     let out = cmd.output().unwrap_or_else(|e| panic!("{what}: {e}"));

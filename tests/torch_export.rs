@@ -4,27 +4,14 @@
 //! reference. Needs the PyTorch environment `ci/setup` creates (target/torch-venv); fails,
 //! never skips, without it.
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use kpgen::base::sequences::TestInputs;
 use kpgen::verify::reference_outputs;
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
+mod common;
 
-fn python() -> PathBuf {
-    let p = std::env::var_os("KPGEN_TORCH_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join("target/torch-venv/bin/python"));
-    assert!(
-        p.exists(),
-        "{} missing: run ci/setup (it creates the PyTorch environment), or set KPGEN_TORCH_PYTHON",
-        p.display()
-    );
-    p
-}
+use common::{repo_root as repo, torch_python as python};
 
 #[test]
 fn kpgen_reproduces_a_pytorch_lstm() {

@@ -1285,3 +1285,36 @@ pub fn scipy_members(
     }
     members
 }
+
+/// The repository's root (tests run from generator/).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The PyTorch environment's Python: `$KPGEN_TORCH_PYTHON`, else the one `ci/setup` creates
+/// (target/torch-venv); panics, never skips, without it.
+pub fn torch_python() -> PathBuf {
+    let p = std::env::var_os("KPGEN_TORCH_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target/torch-venv/bin/python"));
+    assert!(
+        p.exists(),
+        "{} missing: run ci/setup (it creates the PyTorch environment), or set KPGEN_TORCH_PYTHON",
+        p.display()
+    );
+    p
+}
+
+/// A `.npy` holding only a float32 header promising `shape` (a Python tuple, e.g.
+/// `(1000, 800)`) and no data: for checks that must refuse before reading a body.
+pub fn header_only_npy(shape: &str) -> Vec<u8> {
+    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {shape}, }}");
+    while !(10 + header.len() + 1).is_multiple_of(64) {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut npy = b"\x93NUMPY\x01\x00".to_vec();
+    npy.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    npy.extend_from_slice(header.as_bytes());
+    npy
+}
