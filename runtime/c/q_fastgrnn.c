@@ -5,7 +5,7 @@ static inline void kp_fastgrnn_q(const int32_t *pre, const int32_t *b_z, const i
                                  int32_t zeta, int32_t nu, kp_code_t *h, int n, int32_t hf)
 {
     for (int k = 0; k < n; ++k) {
-        const int32_t z = kp_lut(KP_SIGMOID_Q15, pre[k] + b_z[k]);
+        const int32_t z = kp_sigmoid_q15(pre[k] + b_z[k]);
         const int32_t c = kp_lut(KP_TANH_Q15, pre[k] + b_h[k]);
         const int32_t coef = ((zeta * (32768 - z) + 16384) >> 15) + nu;
         const int32_t v = (int32_t)kp_rshift_round((int64_t)coef * c, 30 - hf)

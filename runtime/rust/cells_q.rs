@@ -74,6 +74,18 @@ pub fn lut(table: &[i16; 513], x: i32) -> i32 {
     lo + (((hi - lo) * (v & 127) + 64) >> 7)
 }
 
+/// sigmoid(x) = (1 + tanh(x / 2)) / 2 from the tanh table (Q3.12 in, Q15 out), as in C: tanh
+/// at x / 2 interpolated in 1/256ths of the table's spacing.
+#[inline]
+pub fn sigmoid_q15(x: i32) -> i32 {
+    let u = x.clamp(-65536, 65535) + 65536;
+    let i = ((u >> 8) as usize) & 511;
+    let lo = i32::from(TANH_Q15[i]);
+    let hi = i32::from(TANH_Q15[i + 1]);
+    let t = lo + (((hi - lo) * (u & 255) + 128) >> 8);
+    ((t + 32769) >> 1).min(32767)
+}
+
 #[inline]
 fn code(v: i64) -> Code {
     sat(v, CODE_MIN, CODE_MAX) as Code
@@ -99,10 +111,10 @@ pub fn lstm_q<const H: usize, const G: usize>(
     let (ig_shift, h_shift) = (30 - cf, 30 - hf);
     let (ig_round, h_round) = (1i32 << (ig_shift - 1), 1i32 << (h_shift - 1));
     for k in 0..H {
-        let i = lut(&SIGMOID_Q15, z[k]);
-        let f = lut(&SIGMOID_Q15, z[H + k]);
+        let i = sigmoid_q15(z[k]);
+        let f = sigmoid_q15(z[H + k]);
         let g = lut(&TANH_Q15, z[2 * H + k]);
-        let o = lut(&SIGMOID_Q15, z[3 * H + k]);
+        let o = sigmoid_q15(z[3 * H + k]);
         let cn = (((f * i32::from(c[k]) + 16384) >> 15) + ((i * g + ig_round) >> ig_shift))
             .clamp(-32768, 32767);
         let tc = if cf > 12 {
@@ -123,8 +135,8 @@ pub fn gru_q<const H: usize, const G: usize>(z: &[i32; G], h: &mut [Code; H], hf
     let h_shift = 30 - hf;
     let h_round = 1i32 << (h_shift - 1);
     for k in 0..H {
-        let r = lut(&SIGMOID_Q15, z[k].wrapping_add(z[3 * H + k]));
-        let u = lut(&SIGMOID_Q15, z[H + k].wrapping_add(z[4 * H + k]));
+        let r = sigmoid_q15(z[k].wrapping_add(z[3 * H + k]));
+        let u = sigmoid_q15(z[H + k].wrapping_add(z[4 * H + k]));
         let rh = rshift_round(i64::from(r) * i64::from(z[5 * H + k]), 15);
         let c = lut(
             &TANH_Q15,
@@ -149,7 +161,7 @@ pub fn fastgrnn_q<const H: usize>(
     hf: i32,
 ) {
     for k in 0..H {
-        let z = lut(&SIGMOID_Q15, pre[k].wrapping_add(b_z[k]));
+        let z = sigmoid_q15(pre[k].wrapping_add(b_z[k]));
         let c = lut(&TANH_Q15, pre[k].wrapping_add(b_h[k]));
         let coef = ((zeta * (32768 - z) + 16384) >> 15) + nu;
         let v = rshift_round(i64::from(coef) * i64::from(c), 30 - hf) as i32
@@ -189,7 +201,7 @@ fn unit_code(q15: i64) -> Code {
 #[inline]
 pub fn narrow_sigmoid<const N: usize>(acc: &[i32; N], y: &mut [Code; N]) {
     for k in 0..N {
-        y[k] = unit_code(i64::from(lut(&SIGMOID_Q15, acc[k])));
+        y[k] = unit_code(i64::from(sigmoid_q15(acc[k])));
     }
 }
 

@@ -32,7 +32,6 @@ fn cells(p: &Program) -> String {
 /// The fixed-point runtime with its code type and activation tables.
 fn cells_q(f: &FixedApi) -> String {
     let tables = [
-        ("SIGMOID_Q15", fixed::sigmoid_lut()),
         ("TANH_Q15", fixed::tanh_lut()),
         ("EXP_Q15", fixed::exp_lut()),
     ]

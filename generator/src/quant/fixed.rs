@@ -159,11 +159,21 @@ pub fn lut_eval(table: &[i16], x: i32) -> i32 {
     lo + (((hi - lo) * frac + 64) >> 7)
 }
 
-/// The three tables fixed-point builds may use.
-pub fn sigmoid_lut() -> Vec<i16> {
-    lut(|x| 1.0 / (1.0 + (-x).exp()))
+/// sigmoid at a Q3.12 input (any int32), Q15, from the tanh table: σ(x) = (1 + tanh(x/2)) / 2,
+/// rounded half up and saturated to 32767. One table serves both activations (1 KB less in
+/// every fixed-point build). tanh is read at x/2 without dropping x's last bit: the table's
+/// spacing is 256 units of x (inputs clamped to ±16), interpolated in 1/256ths, so σ's error
+/// is half of tanh's interpolation error.
+pub fn sigmoid_eval(tanh_table: &[i16], x: i32) -> i32 {
+    let u = x.clamp(-65536, 65535) + 65536;
+    let (idx, frac) = ((u >> 8) as usize, u & 255);
+    let lo = tanh_table[idx] as i32;
+    let hi = tanh_table[idx + 1] as i32;
+    let t = lo + (((hi - lo) * frac + 128) >> 8);
+    ((t + 32769) >> 1).min(32767)
 }
 
+/// The two tables fixed-point builds may use: tanh (sigmoid is derived from it) and exp.
 pub fn tanh_lut() -> Vec<i16> {
     lut(f64::tanh)
 }
@@ -227,12 +237,30 @@ mod tests {
     }
 
     #[test]
+    fn sigmoid_from_tanh_is_monotone_in_range_and_saturates() {
+        let t = tanh_lut();
+        let mut last = -1;
+        for x in (-70000..70000).step_by(13) {
+            let s = sigmoid_eval(&t, x);
+            assert!((0..=32767).contains(&s), "{x}: {s}");
+            assert!(s >= last, "{x}: {s} < {last}");
+            last = s;
+            let exact = 1.0 / (1.0 + (-(x as f64) / 4096.0).exp());
+            assert!(
+                (s as f64 / 32768.0 - exact).abs() < 3.0 / 32768.0,
+                "{x}: {s}"
+            );
+        }
+        assert_eq!(sigmoid_eval(&t, i32::MAX), 32767);
+        assert_eq!(sigmoid_eval(&t, i32::MIN), 0);
+    }
+
+    #[test]
     fn tables_interpolate_within_a_q15_step() {
-        let s = sigmoid_lut();
         let t = tanh_lut();
         for x in (-32768..32768).step_by(37) {
             let xf = x as f64 / 4096.0;
-            let sig = lut_eval(&s, x) as f64 / 32768.0;
+            let sig = sigmoid_eval(&t, x) as f64 / 32768.0;
             let th = lut_eval(&t, x) as f64 / 32768.0;
             assert!(
                 (sig - 1.0 / (1.0 + (-xf).exp())).abs() < 4.0 / 32768.0,

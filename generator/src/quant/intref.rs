@@ -15,7 +15,6 @@ pub struct IntReference<'p> {
     plan: &'p Plan,
     quant: &'p QuantPlan,
     bufs: HashMap<String, Vec<i32>>,
-    sigmoid: Vec<i16>,
     tanh: Vec<i16>,
     exp: Vec<i16>,
 }
@@ -26,7 +25,6 @@ impl<'p> IntReference<'p> {
             plan,
             quant,
             bufs: HashMap::new(),
-            sigmoid: fixed::sigmoid_lut(),
             tanh: fixed::tanh_lut(),
             exp: fixed::exp_lut(),
         };
@@ -82,10 +80,10 @@ impl<'p> IntReference<'p> {
                     let mut h = vec![0; n];
                     let (cf, hf) = (*cell_frac, *hidden_frac);
                     for k in 0..n {
-                        let i = lut_eval(&self.sigmoid, z[k]) as i64;
-                        let f = lut_eval(&self.sigmoid, z[n + k]) as i64;
+                        let i = fixed::sigmoid_eval(&self.tanh, z[k]) as i64;
+                        let f = fixed::sigmoid_eval(&self.tanh, z[n + k]) as i64;
                         let g = lut_eval(&self.tanh, z[2 * n + k]) as i64;
-                        let o = lut_eval(&self.sigmoid, z[3 * n + k]) as i64;
+                        let o = fixed::sigmoid_eval(&self.tanh, z[3 * n + k]) as i64;
                         let cn = rshift_round(f * c[k] as i64, 15) + rshift_round(i * g, 30 - cf);
                         c[k] = saturate(cn, 16);
                         let tc = if cf > 12 {
@@ -106,8 +104,10 @@ impl<'p> IntReference<'p> {
                     let z = self.bufs[gates].clone();
                     let h = self.bufs.get_mut(&hidden_name).expect("hidden");
                     for k in 0..n {
-                        let r = lut_eval(&self.sigmoid, z[k].wrapping_add(z[3 * n + k])) as i64;
-                        let u = lut_eval(&self.sigmoid, z[n + k].wrapping_add(z[4 * n + k])) as i64;
+                        let r =
+                            fixed::sigmoid_eval(&self.tanh, z[k].wrapping_add(z[3 * n + k])) as i64;
+                        let u = fixed::sigmoid_eval(&self.tanh, z[n + k].wrapping_add(z[4 * n + k]))
+                            as i64;
                         let rh = rshift_round(r * z[5 * n + k] as i64, 15);
                         let c = lut_eval(&self.tanh, saturate(z[2 * n + k] as i64 + rh, 32)) as i64;
                         let v = rshift_round((32768 - u) * c, 30 - hidden_frac)
@@ -131,7 +131,7 @@ impl<'p> IntReference<'p> {
                     let pre = self.bufs[gates].clone();
                     let h = self.bufs.get_mut(&hidden_name).expect("hidden");
                     for k in 0..n {
-                        let z = lut_eval(&self.sigmoid, pre[k].wrapping_add(b_z[k])) as i64;
+                        let z = fixed::sigmoid_eval(&self.tanh, pre[k].wrapping_add(b_z[k])) as i64;
                         let c = lut_eval(&self.tanh, pre[k].wrapping_add(b_h[k])) as i64;
                         let coef = rshift_round(*zeta as i64 * (32768 - z), 15) + *nu as i64;
                         let v = rshift_round(coef * c, 30 - hidden_frac)
@@ -158,7 +158,7 @@ impl<'p> IntReference<'p> {
                         *acc_shift,
                         output.zero_point,
                         bits,
-                        (&self.sigmoid, &self.tanh, &self.exp),
+                        (&self.tanh, &self.exp),
                     );
                     let out = l.output.clone().unwrap_or_else(|| "y".to_owned());
                     self.bufs.insert(out, y);
@@ -191,9 +191,9 @@ fn narrow(
     acc_shift: u32,
     zero_point: i32,
     bits: u32,
-    luts: (&[i16], &[i16], &[i16]),
+    luts: (&[i16], &[i16]),
 ) -> Vec<i32> {
-    let (sigmoid, tanh, exp) = luts;
+    let (tanh, exp) = luts;
     // Q15 in [0, 1] to codes: int16 as is; int8 at scale 1/256, zero point -128.
     let unit = |v: i32| {
         if bits == 16 {
@@ -213,7 +213,10 @@ fn narrow(
                 saturate(v as i64 + zero_point as i64, bits)
             })
             .collect(),
-        Activation::Sigmoid => acc.iter().map(|&a| unit(lut_eval(sigmoid, a))).collect(),
+        Activation::Sigmoid => acc
+            .iter()
+            .map(|&a| unit(fixed::sigmoid_eval(tanh, a)))
+            .collect(),
         Activation::Tanh => acc
             .iter()
             .map(|&a| {
