@@ -1,10 +1,18 @@
+#if defined(__ARM_FEATURE_SAT)
+#include <arm_acle.h>
+#endif
 /* sigmoid(x) = (1 + tanh(x / 2)) / 2 from the tanh table: one table serves both activations.
  * Q3.12 in (any int32), Q15 out, rounded half up and held below 1. tanh is read at x / 2
  * without dropping x's last bit: the table's spacing is 256 units of x (inputs clamped to
- * +-16), interpolated in 1/256ths, one 32-bit load and one SMLAD on DSP cores as in kp_lut. */
+ * +-16), interpolated in 1/256ths; on DSP cores one 32-bit load and one SMLAD, as for tanh,
+ * and both clamps are one SSAT where the core has it. */
 static inline int32_t kp_sigmoid_q15(int32_t x)
 {
-    const int32_t u = (x < -65536 ? -65536 : x > 65535 ? 65535 : x) + 65536;
+#if defined(__ARM_FEATURE_SAT)
+    const int32_t u = __ssat(x, 17) + 65536;
+#else
+    const int32_t u = kp_clamp(x, -65536, 65535) + 65536;
+#endif
     const int32_t f = u & 255;
     int32_t t;
 #if defined(__ARM_FEATURE_DSP)
@@ -18,6 +26,10 @@ static inline int32_t kp_sigmoid_q15(int32_t x)
     (void)kp_read32;
     t = lo + (((hi - lo) * f + 128) >> 8);
 #endif
+#if defined(__ARM_FEATURE_SAT)
+    return __ssat((t + 32769) >> 1, 16);
+#else
     t = (t + 32769) >> 1;
     return t > 32767 ? 32767 : t;
+#endif
 }

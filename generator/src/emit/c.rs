@@ -185,7 +185,7 @@ const FIXED_RUNTIME: &[Piece] = &[
     piece(
         "kp_sigmoid_q15",
         include_str!("../../../runtime/c/q_sigmoid.c"),
-        &["kp_read32", "kp_smlad", "KP_TANH_Q15"],
+        &["kp_read32", "kp_smlad", "kp_clamp", "KP_TANH_Q15"],
     ),
     piece("KP_EXP_Q15", "", &[]),
     piece(
@@ -709,6 +709,7 @@ mod tests {
                 "kp_read32",
                 "kp_smlad",
                 "kp_sat",
+                "kp_clamp",
                 "kp_rshift_round",
                 "KP_TANH_Q15",
                 "kp_sigmoid_q15",
