@@ -472,34 +472,42 @@ fn a_backslash_in_the_work_dir_still_builds_the_rust_test() {
     assert!(o.status.success(), "{}", stderr(&o));
 }
 
-/// The flash budget is checked from the tensors' headers before their bodies are read: a
-/// header promising 400 MB is refused for the budget, not read (it holds no data at all).
-#[test]
-fn budgets_are_checked_from_headers_before_reading() {
-    let dir = tempfile::tempdir().unwrap();
+/// The text of a one-dense-layer spec (`inputs` → `units`) written into `dir`, whose weight
+/// `w` is `file`, a header-only `.npy` promising `shape` and holding no data.
+fn spec_with_header_only_w(
+    dir: &Path,
+    name: &str,
+    (inputs, units): (usize, usize),
+    file: &str,
+    shape: &str,
+) -> String {
     let spec = ModelSpec::new(
-        "budget",
-        2,
+        name,
+        inputs,
         Some(2),
-        vec![LayerSpec::dense(2, common::Act::None, WeightKind::Dense)],
+        vec![LayerSpec::dense(
+            units,
+            common::Act::None,
+            WeightKind::Dense,
+        )],
     );
-    let text = std::fs::read_to_string(spec.write_into(dir.path())).unwrap();
-    std::fs::write(
-        dir.path().join("lying.npy"),
-        common::header_only_npy("(10000, 10000)"),
-    )
-    .unwrap();
+    let text = std::fs::read_to_string(spec.write_into(dir)).unwrap();
+    std::fs::write(dir.join(file), common::header_only_npy(shape)).unwrap();
     let w = text
         .lines()
         .find_map(|l| l.trim().strip_prefix("w: "))
         .unwrap()
         .to_owned();
-    let err = refused_wrapped(
-        dir.path(),
-        &text.replacen(&format!("w: {w}"), "w: lying.npy", 1),
-        &[],
-        "no tensor was read",
-    );
+    text.replacen(&format!("w: {w}"), &format!("w: {file}"), 1)
+}
+
+/// The flash budget is checked from the tensors' headers before their bodies are read: a
+/// header promising 400 MB is refused for the budget, not read (it holds no data at all).
+#[test]
+fn budgets_are_checked_from_headers_before_reading() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = spec_with_header_only_w(dir.path(), "budget", (2, 2), "lying.npy", "(10000, 10000)");
+    let err = refused_wrapped(dir.path(), &text, &[], "no tensor was read");
     assert!(err.contains("100000002 values"), "{err}");
 }
 
@@ -509,24 +517,13 @@ fn budgets_are_checked_from_headers_before_reading() {
 #[test]
 fn header_budget_check_counts_the_precision_width() {
     let dir = tempfile::tempdir().unwrap();
-    let spec = ModelSpec::new(
+    let text = spec_with_header_only_w(
+        dir.path(),
         "budget_width",
-        800,
-        Some(2),
-        vec![LayerSpec::dense(1000, common::Act::None, WeightKind::Dense)],
+        (800, 1000),
+        "big.npy",
+        "(1000, 800)",
     );
-    let text = std::fs::read_to_string(spec.write_into(dir.path())).unwrap();
-    std::fs::write(
-        dir.path().join("big.npy"),
-        common::header_only_npy("(1000, 800)"),
-    )
-    .unwrap();
-    let w = text
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("w: "))
-        .unwrap()
-        .to_owned();
-    let text = text.replacen(&format!("w: {w}"), "w: big.npy", 1);
     let err = refused_wrapped(dir.path(), &text, &[], "no tensor was read");
     assert!(err.contains("bytes of flash at f32"), "{err}");
     let err = refused(dir.path(), &text, &["--precision", "int8"], "").replace("\n  │ ", " ");

@@ -151,19 +151,46 @@ impl HarnessError {
     }
 }
 
-/// The reference outputs for every input sequence.
+/// The reference outputs for every input sequence (after its last valid step).
 pub fn reference_outputs(model: &Model, inputs: &TestInputs) -> Vec<Vec<f64>> {
-    let mut r = Reference::new(model);
+    last_steps(reference_step_outputs(model, inputs, false))
+}
+
+/// Each sequence's last entry of `[sequence][step][output]` outputs (every sequence has at
+/// least one valid step).
+fn last_steps<T>(steps: Vec<Vec<Vec<T>>>) -> Vec<Vec<T>> {
+    steps
+        .into_iter()
+        .map(|mut s| s.pop().unwrap_or_default())
+        .collect()
+}
+
+/// Runs each sequence's valid steps (converted by `rows`) through `model` with `step` after
+/// `reset`, the streamed firmware's order, and keeps the output after every step, or after
+/// the last one only: `[sequence][kept step][output]`.
+fn stepwise<M, T, O>(
+    inputs: &TestInputs,
+    every_step: bool,
+    model: &mut M,
+    rows: impl Fn(&[f32]) -> Vec<T>,
+    reset: impl Fn(&mut M),
+    step: impl Fn(&mut M, &[T]) -> Vec<O>,
+) -> Vec<Vec<Vec<O>>> {
     inputs
         .sequences
         .iter()
         .zip(&inputs.lengths)
         .map(|(s, &len)| {
-            let x: Vec<f64> = s[..len * inputs.features]
-                .iter()
-                .map(|&v| v as f64)
+            reset(model);
+            let x = rows(&s[..len * inputs.features]);
+            let mut out: Vec<Vec<O>> = x
+                .chunks(inputs.features.max(1))
+                .map(|row| step(model, row))
                 .collect();
-            r.infer(&x)
+            if !every_step {
+                out.drain(..out.len().saturating_sub(1));
+            }
+            out
         })
         .collect()
 }
@@ -230,63 +257,45 @@ pub fn compare(
     }
 }
 
-/// The reference outputs after every valid step of every input sequence:
-/// `[sequence][step][output]`, through [`Reference::step`] as the streamed firmware runs.
-pub fn reference_step_outputs(model: &Model, inputs: &TestInputs) -> Vec<Vec<Vec<f64>>> {
-    let mut r = Reference::new(model);
-    inputs
-        .sequences
-        .iter()
-        .zip(&inputs.lengths)
-        .map(|(s, &len)| {
-            r.reset();
-            s[..len * inputs.features]
-                .chunks(inputs.features.max(1))
-                .map(|row| r.step(&row.iter().map(|&v| v as f64).collect::<Vec<_>>()))
-                .collect()
-        })
-        .collect()
-}
-
-/// The integer reference's output codes after every valid step of every input sequence
-/// (`[sequence][step][output]`), for a fixed-point generation.
-pub fn integer_step_outputs(gen: &Generation, inputs: &TestInputs) -> Option<Vec<Vec<Vec<i32>>>> {
-    let quant = gen.quant.as_ref()?;
-    let mut r = crate::quant::intref::IntReference::new(&gen.plan, quant);
-    Some(
-        inputs
-            .sequences
-            .iter()
-            .zip(&inputs.lengths)
-            .map(|(s, &len)| {
-                r.reset();
-                let codes =
-                    crate::quant::intref::quantize_input(quant, &s[..len * inputs.features]);
-                codes
-                    .chunks(inputs.features.max(1))
-                    .map(|row| r.step(row))
-                    .collect()
-            })
-            .collect(),
+/// The reference outputs through [`Reference::step`], as the streamed firmware runs:
+/// `[sequence][step][output]`, after every valid step or (`every_step` false) the last one.
+pub fn reference_step_outputs(
+    model: &Model,
+    inputs: &TestInputs,
+    every_step: bool,
+) -> Vec<Vec<Vec<f64>>> {
+    stepwise(
+        inputs,
+        every_step,
+        &mut Reference::new(model),
+        |x| x.iter().map(|&v| f64::from(v)).collect(),
+        Reference::reset,
+        Reference::step,
     )
 }
 
-/// The integer reference's output codes for every input sequence.
+/// The integer reference's output codes of a fixed-point generation, laid out as
+/// [`reference_step_outputs`]'s.
+pub fn integer_step_outputs(
+    gen: &Generation,
+    inputs: &TestInputs,
+    every_step: bool,
+) -> Option<Vec<Vec<Vec<i32>>>> {
+    let quant = gen.quant.as_ref()?;
+    use crate::quant::intref::{quantize_input, IntReference};
+    Some(stepwise(
+        inputs,
+        every_step,
+        &mut IntReference::new(&gen.plan, quant),
+        |x| quantize_input(quant, x),
+        IntReference::reset,
+        IntReference::step,
+    ))
+}
+
+/// The integer reference's output codes for every input sequence (after its last valid step).
 pub fn integer_outputs(gen: &Generation, inputs: &TestInputs) -> Option<Vec<Vec<i32>>> {
-    let quant = gen.quant.as_ref()?;
-    let mut r = crate::quant::intref::IntReference::new(&gen.plan, quant);
-    Some(
-        inputs
-            .sequences
-            .iter()
-            .zip(&inputs.lengths)
-            .map(|(s, &len)| {
-                let codes =
-                    crate::quant::intref::quantize_input(quant, &s[..len * inputs.features]);
-                r.infer(&codes)
-            })
-            .collect(),
-    )
+    integer_step_outputs(gen, inputs, false).map(last_steps)
 }
 
 /// Compares a fixed-point run: codes bit for bit with the integer reference, and the
@@ -380,10 +389,9 @@ pub fn run_suite(
     opts: &RunOptions,
     log: &mut dyn FnMut(crate::base::progress::Progress),
 ) -> Result<Suite, HarnessError> {
-    let reference = reference_outputs(&generation.model, inputs);
-    let reference_steps = opts
-        .every_step
-        .then(|| reference_step_outputs(&generation.model, inputs));
+    // One reference run: every step with --every-step, else each sequence's last.
+    let reference_steps = reference_step_outputs(&generation.model, inputs, opts.every_step);
+    let reference = last_steps(reference_steps.clone());
     let mut variants = vec![("model", generation.clone())];
     let mut notes = Vec::new();
     if opts.dense_baseline {
@@ -418,15 +426,18 @@ pub fn run_suite(
     ));
     let mut results = Vec::new();
     for (variant, gen) in &variants {
+        // The integer reference of this variant, once for all languages.
+        let expected_steps = integer_step_outputs(gen, inputs, opts.every_step);
+        let expected = expected_steps.clone().map(last_steps);
         for &lang in &opts.langs {
             let started = std::time::Instant::now();
             let dir = opts.work_dir.join(format!("{variant}-{}", lang.as_str()));
             let run = firmware::build_and_run(platform, target, gen, lang, inputs, &dir, opts)?;
-            let mut comparison = match (&gen.quant, integer_outputs(gen, inputs)) {
+            let mut comparison = match (&gen.quant, &expected) {
                 (Some(q), Some(expected)) => compare_fixed(
                     q,
                     &run.outputs,
-                    &expected,
+                    expected,
                     &reference,
                     inputs.labels.as_deref(),
                     run.streaming_matches,
@@ -439,14 +450,14 @@ pub fn run_suite(
                     opts.tolerance,
                 ),
             };
-            if let (Some(steps), Some(ref_steps)) = (&run.step_outputs, &reference_steps) {
+            if let Some(steps) = &run.step_outputs {
                 // Every valid step, by the same rules; the last steps are the outputs above,
                 // so these errors and failures include theirs.
                 let flat: Vec<Vec<f32>> = steps.iter().flatten().cloned().collect();
-                let flat_ref: Vec<Vec<f64>> = ref_steps.iter().flatten().cloned().collect();
-                let per_step = match (&gen.quant, integer_step_outputs(gen, inputs)) {
+                let flat_ref: Vec<Vec<f64>> = reference_steps.iter().flatten().cloned().collect();
+                let per_step = match (&gen.quant, &expected_steps) {
                     (Some(q), Some(expected)) => {
-                        let expected: Vec<Vec<i32>> = expected.into_iter().flatten().collect();
+                        let expected: Vec<Vec<i32>> = expected.iter().flatten().cloned().collect();
                         compare_fixed(q, &flat, &expected, &flat_ref, None, run.streaming_matches)
                     }
                     _ => compare(
@@ -502,9 +513,6 @@ pub fn run_suite(
             .map(|l| accuracy(reference.iter().map(|r| argmax(r.iter().copied())), l)),
         results,
         notes,
-        reference: match reference_steps {
-            Some(steps) => steps,
-            None => reference.into_iter().map(|r| vec![r]).collect(),
-        },
+        reference: reference_steps,
     })
 }
