@@ -105,11 +105,6 @@ const FLOAT_CELLS: &[Piece] = &[
 /// The fixed-point runtime, in output order (callees before callers).
 const FIXED_RUNTIME: &[Piece] = &[
     piece(
-        "kp_shift_sat16",
-        include_str!("../../../runtime/c/q_shift_sat16.c"),
-        &[],
-    ),
-    piece(
         "kp_shift_sat16_s64",
         include_str!("../../../runtime/c/q_shift_sat16_s64.c"),
         &[],
@@ -124,6 +119,11 @@ const FIXED_RUNTIME: &[Piece] = &[
         "kp_sxtb16",
         include_str!("../../../runtime/c/q_sxtb16.c"),
         &[],
+    ),
+    piece(
+        "kp_sxtb16_ror8",
+        include_str!("../../../runtime/c/q_sxtb16_ror8.c"),
+        &["kp_sxtb16", "kp_ror8"],
     ),
     piece(
         "kp_smlad",
@@ -143,7 +143,7 @@ const FIXED_RUNTIME: &[Piece] = &[
     piece(
         "kp_requant",
         include_str!("../../../runtime/c/q_requant.c"),
-        &["kp_div_pow2"],
+        &[],
     ),
     piece(
         "kp_requant_s64",
@@ -160,6 +160,11 @@ const FIXED_RUNTIME: &[Piece] = &[
         "kp_clamp16",
         include_str!("../../../runtime/c/q_clamp16.c"),
         &["kp_clamp"],
+    ),
+    piece(
+        "kp_shift_sat16",
+        include_str!("../../../runtime/c/q_shift_sat16.c"),
+        &["kp_clamp16"],
     ),
     piece(
         "kp_clamp_code",

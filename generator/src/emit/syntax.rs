@@ -485,7 +485,7 @@ impl Printer {
                 let mac = if acc == Elem::I64 { "smlald" } else { "smlad" };
                 self.calls.extend(["read32", mac]);
                 if g == 4 {
-                    self.calls.extend(["sxtb16", "ror8"]);
+                    self.calls.extend(["sxtb16", "sxtb16_ror8"]);
                 }
                 let mac = format!("kp_{mac}");
                 for a in 0..rows {
@@ -497,7 +497,7 @@ impl Printer {
                         self.line(d + 1, &format!("const uint32_t w{a}l = kp_sxtb16(w{a});"));
                         self.line(
                             d + 1,
-                            &format!("const uint32_t w{a}h = kp_sxtb16(kp_ror8(w{a}));"),
+                            &format!("const uint32_t w{a}h = kp_sxtb16_ror8(w{a});"),
                         );
                     }
                 }
@@ -518,7 +518,7 @@ impl Printer {
                             self.line(d + 1, &format!("const uint32_t x{b}l = kp_sxtb16(x{b});"));
                             self.line(
                                 d + 1,
-                                &format!("const uint32_t x{b}h = kp_sxtb16(kp_ror8(x{b}));"),
+                                &format!("const uint32_t x{b}h = kp_sxtb16_ror8(x{b});"),
                             );
                         }
                     }

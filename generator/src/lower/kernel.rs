@@ -361,33 +361,80 @@ pub fn pack_tiles<T: Copy + Default>(
     out
 }
 
-/// Estimated instructions of a tiled stage (the cost model picking the tile): per pass over
-/// j, one load per weight and per input, one MAC per output (two instructions for 64-bit
-/// integer accumulators) and `PER_J` of loop overhead; per block, the outputs' stores (and
+/// Estimated instructions of a tiled stage (the cost model picking the tile). Per pass over
+/// j (one step, or one group of a SIMD pass): the loads of each row's weights and each
+/// column's inputs (and their SXTB16 unpacking), the MACs, `PER_J` of loop overhead, and
+/// `SPILL` for every register the pass needs beyond the core's (accumulators, the weights of
+/// all rows, one column's inputs and three pointers); per block, the outputs' stores (and
 /// loads when accumulating) and `PER_BLOCK` of setup. The constants were fitted to the
 /// emulator's instruction counts of the benchmark layers on Cortex-M4. A stage's second loop
 /// (`outer2`) repeats the whole tile, so it scales every tile's cost alike and is left out.
-pub fn tile_cost(
-    p: usize,
-    q: usize,
-    outer: usize,
-    tile: [usize; 2],
-    wide: bool,
-    accumulate: bool,
-) -> usize {
+pub fn tile_cost(p: usize, q: usize, outer: usize, tile: [usize; 2], form: TileForm) -> usize {
     const PER_J: usize = 3;
     const PER_BLOCK: usize = 8;
-    let mac = if wide { 2 } else { 1 };
+    const SPILL: usize = 8;
+    let TileForm {
+        wide,
+        accumulate,
+        simd,
+        float,
+    } = form;
     let store = if accumulate { 3 } else { 1 };
     let mut cost = 0;
     for (nb, rows, _) in blocks(p, tile[0]) {
         for (nr, cols, _) in blocks(outer, tile[1]) {
-            let block =
-                q * (rows + cols + mac * rows * cols + PER_J) + store * rows * cols + PER_BLOCK;
+            let accs = rows * cols * if wide { 2 } else { 1 };
+            // (instructions, registers) of one pass, and the number of passes.
+            let ((pass, regs), passes) = match simd {
+                Some(s) => {
+                    let unpack_w = if s.group == 4 { 2 } else { 0 };
+                    let unpack_x = if s.group == 4 && !s.pairs_input() {
+                        2
+                    } else {
+                        0
+                    };
+                    let x_words = if s.group == 4 && s.pairs_input() {
+                        2
+                    } else {
+                        1
+                    };
+                    let macs = rows * cols * s.group / 2;
+                    let pass = rows * (1 + unpack_w) + cols * (x_words + unpack_x) + macs + PER_J;
+                    let w_regs = if s.group == 4 { 2 } else { 1 };
+                    (
+                        (pass, accs + rows * w_regs + x_words.max(2) + 3),
+                        q / s.group,
+                    )
+                }
+                None => {
+                    let mac = if wide { 2 } else { 1 };
+                    let pass = rows + cols + mac * rows * cols + PER_J;
+                    ((pass, accs + rows + 1 + 3), q)
+                }
+            };
+            // Float accumulators and operands sit in the 32 single-precision registers, the
+            // pointers in core registers; integers share the 14 core registers.
+            let limit = if float { 32 + 3 } else { 14 };
+            let spill = SPILL * regs.saturating_sub(limit);
+            let tail = simd.map_or(0, |s| q % s.group) * (rows + cols + rows * cols);
+            let block = passes * (pass + spill) + tail + store * rows * cols + PER_BLOCK;
             cost += nb * nr * block;
         }
     }
     cost
+}
+
+/// What of a tiled stage's inner loop the cost model needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TileForm {
+    /// 64-bit integer accumulators (two registers each).
+    pub wide: bool,
+    /// Outputs are added to the destination (loaded and stored).
+    pub accumulate: bool,
+    /// Dual 16-bit MACs over groups of j.
+    pub simd: Option<Simd>,
+    /// Float accumulators and operands (in the FPU's registers).
+    pub float: bool,
 }
 
 /// The cheapest tile within the core's limit `max`; 64-bit accumulators take two registers, so
@@ -397,10 +444,9 @@ pub fn choose_tile(
     q: usize,
     outer: usize,
     max: [usize; 2],
-    wide: bool,
-    accumulate: bool,
+    form: TileForm,
 ) -> [usize; 2] {
-    let budget = max[0] * max[1] / if wide { 2 } else { 1 };
+    let budget = max[0] * max[1] / if form.wide { 2 } else { 1 };
     let mut best = [1, 1];
     let mut best_cost = usize::MAX;
     for ti in 1..=max[0].min(p.max(1)) {
@@ -408,7 +454,7 @@ pub fn choose_tile(
             if ti * tr > budget.max(1) {
                 continue;
             }
-            let c = tile_cost(p, q, outer, [ti, tr], wide, accumulate);
+            let c = tile_cost(p, q, outer, [ti, tr], form);
             if c < best_cost {
                 best_cost = c;
                 best = [ti, tr];
@@ -534,20 +580,24 @@ fn lower_stage(
     // A fixed-point temp is stored once, saturated: never accumulated into.
     let accumulate = stage.accumulate;
     if !stage.unrolled {
-        let tile = choose_tile(
-            stage.p,
-            stage.q,
-            stage.outer,
-            stage.tile,
-            fixed.is_some_and(|f| f.wide),
-            stage.accumulate,
-        );
         let simd = match &values {
             Values::Int(weight, _) if stage.simd => {
                 Simd::for_stage(stage.q, stage.in_j, *weight, input_elem)
             }
             _ => None,
         };
+        let tile = choose_tile(
+            stage.p,
+            stage.q,
+            stage.outer,
+            stage.tile,
+            TileForm {
+                wide: fixed.is_some_and(|f| f.wide),
+                accumulate: stage.accumulate,
+                simd,
+                float: fixed.is_none(),
+            },
+        );
         if !tables.iter().any(|t| t.name() == stage.factor) {
             let ti = tile[0];
             tables.push(match &values {
@@ -816,11 +866,29 @@ mod tests {
     }
 
     #[test]
-    fn the_cost_model_prefers_big_tiles_and_respects_wide_accumulators() {
-        assert_eq!(choose_tile(16, 16, 16, [4, 6], false, false), [4, 6]);
-        let wide = choose_tile(16, 16, 16, [2, 3], true, false);
-        assert!(wide[0] * wide[1] <= 3, "{wide:?}");
-        assert_eq!(choose_tile(1, 8, 1, [4, 6], false, true), [1, 1]);
+    fn the_cost_model_prefers_big_tiles_and_respects_registers() {
+        let float = TileForm {
+            float: true,
+            ..TileForm::default()
+        };
+        assert_eq!(choose_tile(16, 16, 16, [4, 6], float), [4, 6]);
+        let wide = TileForm {
+            wide: true,
+            ..TileForm::default()
+        };
+        let t = choose_tile(16, 16, 16, [2, 3], wide);
+        assert!(
+            t[0] * t[1] <= 3,
+            "{t:?}: int64 accumulators take two registers"
+        );
+        assert_eq!(choose_tile(1, 8, 1, [4, 6], float), [1, 1]);
+        // int8 against int8 with SXTB16: each row keeps two unpacked words live, so a 2 x 3
+        // tile (6 + 4 + 2 + 3 registers) spills and 2 x 2 does not.
+        let int8 = TileForm {
+            simd: Simd::for_stage(16, 1, Elem::I8, Elem::I8),
+            ..TileForm::default()
+        };
+        assert_eq!(choose_tile(16, 16, 16, [2, 3], int8), [2, 2]);
     }
 
     /// A stage with a second loop: unrolled, the sums sit in `r2 { r { .. } }` with both
