@@ -114,6 +114,21 @@ const FIXED_RUNTIME: &[Piece] = &[
         include_str!("../../../runtime/c/q_read32.c"),
         &[],
     ),
+    piece(
+        "kp_read16",
+        include_str!("../../../runtime/c/q_read16.c"),
+        &[],
+    ),
+    piece(
+        "kp_pkhbt",
+        include_str!("../../../runtime/c/q_pkhbt.c"),
+        &[],
+    ),
+    piece(
+        "kp_pkhtb",
+        include_str!("../../../runtime/c/q_pkhtb.c"),
+        &[],
+    ),
     piece("kp_ror8", include_str!("../../../runtime/c/q_ror8.c"), &[]),
     piece(
         "kp_sxtb16",

@@ -481,6 +481,7 @@ impl Printer {
         let pair = |b: usize, k: usize| format!("kp_read32(&{})", input(b, k));
         self.loop_open(d, "jg", t.q / g);
         match self.lang {
+            Lang::C if simd.strided => self.strided_group(d + 1, simd, blk, acc, &weight, &input),
             Lang::C => {
                 let mac = if acc == Elem::I64 { "smlald" } else { "smlad" };
                 self.calls.extend(["read32", mac]);
@@ -588,6 +589,113 @@ impl Printer {
                     self.line(
                         d,
                         &format!("acc{a}_{b} += {} * {};", cast(w.clone()), cast(x)),
+                    );
+                }
+            }
+        }
+    }
+
+    /// One group of a strided SIMD pass in C (see [`Simd::strided`]): each row's weight word
+    /// (unpacked into its two pairs for int8), then for each pair of j the column pairs built
+    /// two columns at a time, and the dual MACs.
+    #[allow(clippy::too_many_arguments)]
+    fn strided_group(
+        &mut self,
+        d: usize,
+        simd: Simd,
+        blk: Block,
+        acc: Elem,
+        weight: &dyn Fn(usize, usize) -> String,
+        input: &dyn Fn(usize, usize) -> String,
+    ) {
+        let g = simd.group;
+        let mac = if acc == Elem::I64 { "smlald" } else { "smlad" };
+        self.calls.extend(["read32", mac]);
+        if g == 4 {
+            self.calls.extend(["sxtb16", "sxtb16_ror8"]);
+        }
+        for a in 0..blk.rows {
+            self.line(
+                d,
+                &format!("const uint32_t w{a} = kp_read32(&{});", weight(a, 0)),
+            );
+            if g == 4 {
+                self.line(d, &format!("const uint32_t w{a}_0 = kp_sxtb16(w{a});"));
+                self.line(d, &format!("const uint32_t w{a}_1 = kp_sxtb16_ror8(w{a});"));
+            }
+        }
+        for h in 0..g / 2 {
+            let (j0, j1) = (2 * h, 2 * h + 1);
+            let mut b = 0;
+            while b < blk.cols {
+                if b + 1 < blk.cols {
+                    if simd.input == Elem::I8 {
+                        // Rows j0 and j1 of columns b, b+1 as bytes (x0b, x0b1, x1b, x1b1):
+                        // SXTB16 gives column b's pair, its rotation column b+1's.
+                        self.calls.extend(["read16", "sxtb16", "sxtb16_ror8"]);
+                        self.line(
+                            d,
+                            &format!(
+                                "const uint32_t x{b}_{h} = kp_read16(&{}) | (kp_read16(&{}) << 16);",
+                                input(b, j0),
+                                input(b, j1)
+                            ),
+                        );
+                        self.line(
+                            d,
+                            &format!("const uint32_t p{b}_{h} = kp_sxtb16(x{b}_{h});"),
+                        );
+                        self.line(
+                            d,
+                            &format!("const uint32_t p{}_{h} = kp_sxtb16_ror8(x{b}_{h});", b + 1),
+                        );
+                    } else {
+                        self.calls.extend(["pkhbt", "pkhtb"]);
+                        self.line(
+                            d,
+                            &format!("const uint32_t x{b}_{h}a = kp_read32(&{});", input(b, j0)),
+                        );
+                        self.line(
+                            d,
+                            &format!("const uint32_t x{b}_{h}b = kp_read32(&{});", input(b, j1)),
+                        );
+                        self.line(
+                            d,
+                            &format!("const uint32_t p{b}_{h} = kp_pkhbt(x{b}_{h}a, x{b}_{h}b);"),
+                        );
+                        self.line(
+                            d,
+                            &format!(
+                                "const uint32_t p{}_{h} = kp_pkhtb(x{b}_{h}a, x{b}_{h}b);",
+                                b + 1
+                            ),
+                        );
+                    }
+                    b += 2;
+                } else {
+                    // A lone column: its two values, sign-extended, joined.
+                    self.calls.insert("pkhbt");
+                    self.line(
+                        d,
+                        &format!(
+                            "const uint32_t p{b}_{h} = kp_pkhbt((uint32_t)(int32_t){}, (uint32_t)(int32_t){});",
+                            input(b, j0),
+                            input(b, j1)
+                        ),
+                    );
+                    b += 1;
+                }
+            }
+            for a in 0..blk.rows {
+                let w = if g == 4 {
+                    format!("w{a}_{h}")
+                } else {
+                    format!("w{a}")
+                };
+                for b in 0..blk.cols {
+                    self.line(
+                        d,
+                        &format!("acc{a}_{b} = kp_{mac}({w}, p{b}_{h}, acc{a}_{b});"),
                     );
                 }
             }

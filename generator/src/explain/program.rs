@@ -158,10 +158,15 @@ fn stmts(out: &mut String, body: &[Stmt], depth: usize) {
                     t.in_j,
                     t.in_r,
                     t.simd.map_or(String::new(), |s| format!(
-                        ", dual MACs over groups of {} ({} weights, {} inputs)",
+                        ", dual MACs over groups of {} ({} weights, {} inputs{})",
                         s.group,
                         elem(s.weight),
-                        elem(s.input)
+                        elem(s.input),
+                        if s.strided {
+                            ", strided: pairs of rows j, j+1 built two columns at a time"
+                        } else {
+                            ""
+                        }
                     )),
                     t.init
                         .as_ref()

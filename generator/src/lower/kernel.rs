@@ -270,15 +270,20 @@ pub struct Simd {
     pub group: usize,
     pub weight: Elem,
     pub input: Elem,
+    /// The input is strided along j and contiguous along r (the first stage of a left-first
+    /// order reads its input this way): the pairs (x_j, x_j+1) of two neighbouring columns are
+    /// built from one word (int16: PKHBT and PKHTB of two rows' words) or one halfword
+    /// (int8: two rows' halfwords joined, then SXTB16) of rows j and j+1.
+    pub strided: bool,
 }
 
 impl Simd {
     /// Position in the packed word of weight `k` of a group. SXTB16 splits int8 bytes
     /// (b0, b1, b2, b3) into the pairs (b0, b2) and (b1, b3): against int8 inputs split the
-    /// same way the natural order matches, against int16 input pairs (x0, x1), (x2, x3) the
+    /// same way the natural order matches, against input pairs (x0, x1), (x2, x3) the
     /// weights are stored as (w0, w2, w1, w3).
     pub fn slot(&self, k: usize) -> usize {
-        if self.weight == Elem::I8 && self.pairs_input() {
+        if self.weight == Elem::I8 && self.paired() {
             [0, 2, 1, 3][k]
         } else {
             k
@@ -290,19 +295,38 @@ impl Simd {
         self.input == Elem::I16
     }
 
-    /// The SIMD form of a stage, if its operands allow one.
-    pub fn for_stage(q: usize, in_j: usize, weight: Elem, input: Elem) -> Option<Simd> {
+    /// The MACs take consecutive j in pairs: int16 inputs, and every strided input.
+    pub fn paired(&self) -> bool {
+        self.pairs_input() || self.strided
+    }
+
+    /// The SIMD form of a stage, if its operands allow one: a contiguous input along j, or
+    /// one strided along j and contiguous along r.
+    pub fn for_stage(
+        q: usize,
+        in_j: usize,
+        in_r: usize,
+        weight: Elem,
+        input: Elem,
+    ) -> Option<Simd> {
         let group = match (weight, input) {
             (Elem::I16, Elem::I16) => 2,
             (Elem::I8, Elem::I8 | Elem::I16) => 4,
             _ => return None,
         };
-        // A strided input would need two loads and a PKHBT per pair: measured no faster than
-        // single MACs (int16 and int8 on Cortex-M4), so only contiguous inputs qualify.
-        (in_j == 1 && q >= group).then_some(Simd {
+        if q < group {
+            return None;
+        }
+        let strided = match (in_j, in_r) {
+            (1, _) => false,
+            (_, 1) => true,
+            _ => return None,
+        };
+        Some(Simd {
             group,
             weight,
             input,
+            strided,
         })
     }
 }
@@ -388,23 +412,24 @@ pub fn tile_cost(p: usize, q: usize, outer: usize, tile: [usize; 2], form: TileF
             let ((pass, regs), passes) = match simd {
                 Some(s) => {
                     let unpack_w = if s.group == 4 { 2 } else { 0 };
-                    let unpack_x = if s.group == 4 && !s.pairs_input() {
-                        2
-                    } else {
-                        0
-                    };
-                    let x_words = if s.group == 4 && s.pairs_input() {
-                        2
-                    } else {
-                        1
-                    };
                     let macs = rows * cols * s.group / 2;
-                    let pass = rows * (1 + unpack_w) + cols * (x_words + unpack_x) + macs + PER_J;
+                    // Per group: each column's input words, and their unpacking or pairing.
+                    let (x_cost, x_regs) = if s.strided {
+                        // Per pair of j and two columns: two loads, then ORR + 2 SXTB16 (int8)
+                        // or PKHBT + PKHTB (int16); a lone column pairs with two loads + PKHBT.
+                        let per_two = if s.input == Elem::I8 { 5 } else { 4 };
+                        let per_pair = cols / 2 * per_two + cols % 2 * 3;
+                        (per_pair * s.group / 2, 4)
+                    } else if s.group == 4 && s.pairs_input() {
+                        (2 * cols, 2)
+                    } else if s.group == 4 {
+                        (3 * cols, 2)
+                    } else {
+                        (cols, 1)
+                    };
+                    let pass = rows * (1 + unpack_w) + x_cost + macs + PER_J;
                     let w_regs = if s.group == 4 { 2 } else { 1 };
-                    (
-                        (pass, accs + rows * w_regs + x_words.max(2) + 3),
-                        q / s.group,
-                    )
+                    ((pass, accs + rows * w_regs + x_regs + 3), q / s.group)
                 }
                 None => {
                     let mac = if wide { 2 } else { 1 };
@@ -582,7 +607,7 @@ fn lower_stage(
     if !stage.unrolled {
         let simd = match &values {
             Values::Int(weight, _) if stage.simd => {
-                Simd::for_stage(stage.q, stage.in_j, *weight, input_elem)
+                Simd::for_stage(stage.q, stage.in_j, stage.in_r, *weight, input_elem)
             }
             _ => None,
         };
@@ -845,19 +870,24 @@ mod tests {
         sorted.sort();
         assert_eq!(sorted, v);
         // int8 weights against int16 inputs: each row's group of 4 as (w0, w2, w1, w3).
-        let simd = Simd::for_stage(q, 1, Elem::I8, Elem::I16).unwrap();
+        let simd = Simd::for_stage(q, 1, 1, Elem::I8, Elem::I16).unwrap();
         let packed = pack_tiles(&v, p, q, 3, Some(simd));
         assert_eq!(&packed[..8], &[0, 2, 1, 3, 4, 6, 5, 7]);
         assert!(
-            Simd::for_stage(q, 2, Elem::I8, Elem::I16).is_none(),
-            "strided input"
+            Simd::for_stage(q, 2, 2, Elem::I8, Elem::I16).is_none(),
+            "strided along both j and r"
         );
+        // Strided along j, contiguous along r: pairs (x_j, x_j+1), so int8 weights are stored
+        // as (w0, w2, w1, w3) whatever the input's type.
+        let strided = Simd::for_stage(q, 16, 1, Elem::I8, Elem::I8).unwrap();
+        assert!(strided.strided && strided.paired());
+        assert_eq!(&pack_tiles(&v, p, q, 3, Some(strided))[..4], &[0, 2, 1, 3]);
         assert!(
-            Simd::for_stage(3, 1, Elem::I8, Elem::I8).is_none(),
+            Simd::for_stage(3, 1, 1, Elem::I8, Elem::I8).is_none(),
             "q below one group"
         );
         // q = 6 with groups of 4: one word per row, then the tail j = 4, 5 j-major.
-        let simd = Simd::for_stage(6, 1, Elem::I8, Elem::I8).unwrap();
+        let simd = Simd::for_stage(6, 1, 1, Elem::I8, Elem::I8).unwrap();
         let w: Vec<i32> = (0..12).collect();
         assert_eq!(
             pack_tiles(&w, 2, 6, 2, Some(simd)),
@@ -885,7 +915,7 @@ mod tests {
         // int8 against int8 with SXTB16: each row keeps two unpacked words live, so a 2 x 3
         // tile (6 + 4 + 2 + 3 registers) spills and 2 x 2 does not.
         let int8 = TileForm {
-            simd: Simd::for_stage(16, 1, Elem::I8, Elem::I8),
+            simd: Simd::for_stage(16, 1, 1, Elem::I8, Elem::I8),
             ..TileForm::default()
         };
         assert_eq!(choose_tile(16, 16, 16, [2, 3], int8), [2, 2]);
