@@ -92,7 +92,7 @@ fn write_case(dir: &Path, form: &Form) -> std::path::PathBuf {
     path
 }
 
-fn run(platform: &Platform, form: &Form) -> Result<(), String> {
+fn run(platform: &Platform, langs: &[Lang], form: &Form) -> Result<(), String> {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let spec = write_case(dir.path(), form);
     let target = common::target();
@@ -114,7 +114,7 @@ fn run(platform: &Platform, form: &Form) -> Result<(), String> {
     }
     let inputs = TestInputs::random(3, 2, model.input_features, 0x5eed, 1.0);
     let opts = RunOptions {
-        langs: vec![Lang::C, Lang::Rust],
+        langs: langs.to_vec(),
         tolerance: Tolerance::default(),
         timeout: Duration::from_secs(60),
         dense_baseline: false,
@@ -123,7 +123,7 @@ fn run(platform: &Platform, form: &Form) -> Result<(), String> {
     };
     let suite = verify::run_suite(platform, &target, &gen, &inputs, &opts, &mut |_| {})
         .map_err(|e| format!("the QEMU run failed: {e}"))?;
-    if suite.results.len() != 2 {
+    if suite.results.len() != langs.len() {
         return Err(format!("unexpected results: {:#?}", suite.results));
     }
     for r in &suite.results {
@@ -146,7 +146,68 @@ fn every_simd_form_is_bit_exact_in_c_and_rust_under_qemu() {
     );
     let failures: Vec<String> = FORMS
         .iter()
-        .filter_map(|f| run(&platform, f).err().map(|e| format!("{}: {e}", f.name)))
+        .filter_map(|f| {
+            run(&platform, &[Lang::C, Lang::Rust], f)
+                .err()
+                .map(|e| format!("{}: {e}", f.name))
+        })
         .collect();
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// The same kernels on the host, where no `__ARM_FEATURE_DSP` is defined: the portable C twin
+/// of every SIMD piece (SXTB16, SMLAD, SMLALD, PKHBT, PKHTB) must give the same bits, with gcc
+/// and clang.
+#[test]
+fn every_simd_form_is_bit_exact_through_the_portable_c_on_the_host() {
+    let failures: Vec<String> = ["gcc", "clang"]
+        .iter()
+        .flat_map(|cc| {
+            let platform = Platform::Host {
+                cc: (*cc).to_owned(),
+            };
+            FORMS
+                .iter()
+                .filter_map(|f| {
+                    run(&platform, &[Lang::C], f)
+                        .err()
+                        .map(|e| format!("{cc} {}: {e}", f.name))
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// The C of every form, generated for every core with the DSP extension, compiles with the
+/// strict flags under the cross gcc and under clang (whose `-Wunused-function` also sees the
+/// static helpers that only a portable branch calls).
+#[test]
+fn the_c_of_every_form_compiles_cleanly_for_every_dsp_core_with_gcc_and_clang() {
+    let mut failures = Vec::new();
+    for name in ["cortex-m4", "cortex-m7", "cortex-m33", "cortex-m55"] {
+        let target = kpgen::target::lookup(name).unwrap_or_else(|d| panic!("{name}: {d:?}"));
+        assert!(target.features.dsp, "{name} has the DSP extension");
+        let flags: Vec<&str> = target.c.cflags.iter().map(String::as_str).collect();
+        for form in FORMS {
+            let dir = tempfile::tempdir().expect("a temporary folder");
+            let spec = write_case(dir.path(), form);
+            let mut model = kpgen::load(&spec).unwrap_or_else(|d| panic!("{}", d.render()));
+            model.precision = form.precision;
+            let gen =
+                kpgen::generate_model(&model, &target).unwrap_or_else(|d| panic!("{}", d.render()));
+            let out = dir.path().join("gen");
+            kpgen::output::write_tree(&out, &gen.files).expect("write the sources");
+            let mut clang_flags = vec!["--target=arm-none-eabi", "-ffreestanding"];
+            clang_flags.extend(&flags);
+            for (cc, extra) in [("arm-none-eabi-gcc", flags.clone()), ("clang", clang_flags)] {
+                if let Err(e) =
+                    kpgen::verify::firmware::check_c_compiles(cc, &out.join("c"), &extra)
+                {
+                    failures.push(format!("{name} {} {cc}: {e}", form.name));
+                }
+            }
+        }
+    }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

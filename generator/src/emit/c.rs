@@ -129,7 +129,6 @@ const FIXED_RUNTIME: &[Piece] = &[
         include_str!("../../../runtime/c/q_pkhtb.c"),
         &[],
     ),
-    piece("kp_ror8", include_str!("../../../runtime/c/q_ror8.c"), &[]),
     piece(
         "kp_sxtb16",
         include_str!("../../../runtime/c/q_sxtb16.c"),
@@ -138,7 +137,7 @@ const FIXED_RUNTIME: &[Piece] = &[
     piece(
         "kp_sxtb16_ror8",
         include_str!("../../../runtime/c/q_sxtb16_ror8.c"),
-        &["kp_sxtb16", "kp_ror8"],
+        &["kp_sxtb16"],
     ),
     piece(
         "kp_smlad",
@@ -174,7 +173,7 @@ const FIXED_RUNTIME: &[Piece] = &[
     piece(
         "kp_clamp16",
         include_str!("../../../runtime/c/q_clamp16.c"),
-        &["kp_clamp"],
+        &[],
     ),
     piece(
         "kp_shift_sat16",
