@@ -48,7 +48,11 @@ const FORMS: &[Form] = &[
         a: (8, 12),
         b: (6, 5),
         precision: Precision::Int16,
-        marks: &["kp_pkhtb(x", "kp_pkhbt((uint32_t)"],
+        marks: &[
+            "kp_pkhtb(x",
+            "kp_pkhbt((uint32_t)",
+            "kp_shift_sat16_s64_32(",
+        ],
     },
     // Contiguous forms: a looped B (16 x 16) applied first to x, then to the temporary.
     Form {

@@ -57,6 +57,13 @@ pub fn shift_sat16_s64(v: i64, k: i32) -> i16 {
     r.clamp(-32768, 32767) as i16
 }
 
+/// [`shift_sat16_s64`] where the plan proves the shifted value fits 32 bits: saturated in 32.
+#[inline]
+pub fn shift_sat16_s64_32(v: i64, k: i32) -> i16 {
+    let r = if k > 0 { (v + (1i64 << (k - 1))) >> k } else { v };
+    (r as i32).clamp(-32768, 32767) as i16
+}
+
 /// `v / 2^s` rounded half up (s >= 1).
 #[inline]
 pub fn rshift_round(v: i64, s: i32) -> i64 {

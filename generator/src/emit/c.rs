@@ -181,6 +181,11 @@ const FIXED_RUNTIME: &[Piece] = &[
         &["kp_clamp16"],
     ),
     piece(
+        "kp_shift_sat16_s64_32",
+        include_str!("../../../runtime/c/q_shift_sat16_s64_32.c"),
+        &["kp_clamp16"],
+    ),
+    piece(
         "kp_clamp_code",
         include_str!("../../../runtime/c/q_clamp_code.c"),
         &["kp_clamp"],

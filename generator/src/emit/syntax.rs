@@ -132,10 +132,10 @@ fn requantized(lang: Lang, f: Fixed, expr: &str, calls: &mut Calls) -> String {
         Lang::Rust => "cells::",
     };
     if let (true, Some(k)) = (f.narrow, f.shift_only) {
-        let name = if f.wide {
-            "shift_sat16_s64"
-        } else {
-            "shift_sat16"
+        let name = match (f.wide, f.shifted_fits_i32) {
+            (true, true) => "shift_sat16_s64_32",
+            (true, false) => "shift_sat16_s64",
+            _ => "shift_sat16",
         };
         calls.insert(name);
         return format!("{prefix}{name}({expr}, {k})");

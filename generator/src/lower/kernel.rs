@@ -84,15 +84,30 @@ pub struct Fixed {
     pub narrow: bool,
     /// A temp requantized by a rounding shift (see `StageQuant::shift_only`).
     pub shift_only: Option<u32>,
+    /// A wide, shift-only temp whose shifted accumulator provably fits 32 bits: it is
+    /// saturated to int16 in 32 bits (one SSAT) instead of in 64.
+    pub shifted_fits_i32: bool,
 }
 
 impl Fixed {
     pub fn of(sq: &StageQuant) -> Fixed {
+        // |acc| ≤ bound + the largest zero-point share; the rounded shift moves it by ≤ 1.
+        let max_abs = sq.bound.saturating_add(
+            sq.row_offsets
+                .iter()
+                .map(|o| o.saturating_abs())
+                .max()
+                .unwrap_or(0),
+        );
+        let shifted_fits_i32 = sq
+            .shift_only
+            .is_some_and(|k| (max_abs >> k).saturating_add(1) < i64::from(i32::MAX));
         Fixed {
             wide: sq.wide,
             requant: sq.requant,
             narrow: sq.narrow,
             shift_only: sq.shift_only,
+            shifted_fits_i32,
         }
     }
 }
