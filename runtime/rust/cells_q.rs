@@ -22,8 +22,7 @@ pub fn div_pow2(v: i32, e: i32) -> i32 {
 pub fn requant(val: i32, multiplier: i32, shift: i32) -> i32 {
     let left = if shift > 0 { shift } else { 0 };
     let s = 31 + if shift > 0 { 0 } else { -shift };
-    let prod = i64::from(val.wrapping_mul(1 << left)) * i64::from(multiplier) + (1i64 << (s - 1));
-    (prod >> s) as i32
+    rshift_round(i64::from(val.wrapping_mul(1 << left)) * i64::from(multiplier), s) as i32
 }
 
 /// `arm_nn_requantize_s64`: 64-bit accumulator, 16-bit reduced multiplier.

@@ -155,11 +155,6 @@ const FIXED_RUNTIME: &[Piece] = &[
         &[],
     ),
     piece(
-        "kp_requant",
-        include_str!("../../../runtime/c/q_requant.c"),
-        &[],
-    ),
-    piece(
         "kp_requant_s64",
         include_str!("../../../runtime/c/q_requant_s64.c"),
         &[],
@@ -199,6 +194,11 @@ const FIXED_RUNTIME: &[Piece] = &[
         "kp_rshift_round",
         include_str!("../../../runtime/c/q_rshift_round.c"),
         &[],
+    ),
+    piece(
+        "kp_requant",
+        include_str!("../../../runtime/c/q_requant.c"),
+        &["kp_rshift_round"],
     ),
     piece(
         "kp_lut",

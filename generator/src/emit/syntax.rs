@@ -132,7 +132,7 @@ fn requantized(lang: Lang, f: Fixed, expr: &str, calls: &mut Calls) -> String {
         Lang::Rust => "cells::",
     };
     if let (true, Some(k)) = (f.narrow, f.shift_only) {
-        let name = match (f.wide, f.shifted_fits_i32) {
+        let name = match (f.wide, f.saturate_in_i32) {
             (true, true) => "shift_sat16_s64_32",
             (true, false) => "shift_sat16_s64",
             _ => "shift_sat16",
@@ -483,12 +483,7 @@ impl Printer {
         match self.lang {
             Lang::C if simd.strided => self.strided_group(d + 1, simd, blk, acc, &weight, &input),
             Lang::C => {
-                let mac = if acc == Elem::I64 { "smlald" } else { "smlad" };
-                self.calls.extend(["read32", mac]);
-                if g == 4 {
-                    self.calls.extend(["sxtb16", "sxtb16_ror8"]);
-                }
-                let mac = format!("kp_{mac}");
+                let mac = format!("kp_{}", self.simd_runtime(simd, acc));
                 for a in 0..rows {
                     self.line(
                         d + 1,
@@ -595,6 +590,17 @@ impl Printer {
         }
     }
 
+    /// Records the runtime pieces every C SIMD pass calls (word loads, the dual MAC, and for
+    /// int8 weights the unpacking) and returns the MAC's name.
+    fn simd_runtime(&mut self, simd: Simd, acc: Elem) -> &'static str {
+        let mac = if acc == Elem::I64 { "smlald" } else { "smlad" };
+        self.calls.extend(["read32", mac]);
+        if simd.group == 4 {
+            self.calls.extend(["sxtb16", "sxtb16_ror8"]);
+        }
+        mac
+    }
+
     /// One group of a strided SIMD pass in C (see [`Simd::strided`]): each row's weight word
     /// (unpacked into its two pairs for int8), then for each pair of j the column pairs built
     /// two columns at a time, and the dual MACs.
@@ -609,11 +615,7 @@ impl Printer {
         input: &dyn Fn(usize, usize) -> String,
     ) {
         let g = simd.group;
-        let mac = if acc == Elem::I64 { "smlald" } else { "smlad" };
-        self.calls.extend(["read32", mac]);
-        if g == 4 {
-            self.calls.extend(["sxtb16", "sxtb16_ror8"]);
-        }
+        let mac = self.simd_runtime(simd, acc);
         for a in 0..blk.rows {
             self.line(
                 d,

@@ -84,30 +84,19 @@ pub struct Fixed {
     pub narrow: bool,
     /// A temp requantized by a rounding shift (see `StageQuant::shift_only`).
     pub shift_only: Option<u32>,
-    /// A wide, shift-only temp whose shifted accumulator provably fits 32 bits: it is
-    /// saturated to int16 in 32 bits (one SSAT) instead of in 64.
-    pub shifted_fits_i32: bool,
+    /// A wide, shift-only temp saturated to int16 in 32 bits (one SSAT) after its 64-bit
+    /// shift, instead of in 64: for tiled stages where [`StageQuant::shifted_fits_i32`].
+    pub saturate_in_i32: bool,
 }
 
 impl Fixed {
     pub fn of(sq: &StageQuant) -> Fixed {
-        // |acc| ≤ bound + the largest zero-point share; the rounded shift moves it by ≤ 1.
-        let max_abs = sq.bound.saturating_add(
-            sq.row_offsets
-                .iter()
-                .map(|o| o.saturating_abs())
-                .max()
-                .unwrap_or(0),
-        );
-        let shifted_fits_i32 = sq
-            .shift_only
-            .is_some_and(|k| (max_abs >> k).saturating_add(1) < i64::from(i32::MAX));
         Fixed {
             wide: sq.wide,
             requant: sq.requant,
             narrow: sq.narrow,
             shift_only: sq.shift_only,
-            shifted_fits_i32,
+            saturate_in_i32: false,
         }
     }
 }
@@ -675,20 +664,20 @@ fn lower_stage(
             out_i: stage.out_i,
             out_r: stage.out_r,
             accumulate,
-            fixed,
+            // Only tiles saturate int64 temporaries in 32 bits: GCC's code for the unrolled,
+            // straight-line sums measured 0.6% slower with it (basic_motions KP int16 on the
+            // M4), while tiles gain 3-8%.
+            fixed: quant.map(|q| Fixed {
+                saturate_in_i32: q.shifted_fits_i32(),
+                ..Fixed::of(q)
+            }),
             init: (!offsets.is_empty()).then(|| format!("{}_zp", stage.factor)),
             simd,
             outer2: Outer2::of(stage),
         }))];
     }
     // Unrolled: the weights become literals, one sum per output row (zero weights vanish),
-    // inside the loops over r and r2 that have more than one step. Their int64 temporaries keep
-    // the 64-bit saturation: with the 32-bit one GCC's code for the straight-line sums measured
-    // 0.6% slower (basic_motions KP int16 on the M4), while tiles gain 3-8%.
-    let fixed = fixed.map(|f| Fixed {
-        shifted_fits_i32: false,
-        ..f
-    });
+    // inside the loops over r and r2 that have more than one step.
     // (variable, count, input stride, output stride), innermost first.
     let loops: Vec<(&'static str, usize, usize, usize)> = [
         ("r", stage.outer, stage.in_r, stage.out_r),

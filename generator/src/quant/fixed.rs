@@ -107,9 +107,11 @@ pub fn divide_by_power_of_two(dividend: i32, exponent: i32) -> i32 {
 /// SMLAL into a preset rounding constant and one shift (≈ 4 instructions instead of ≈ 12).
 pub fn requantize(val: i32, r: Requant) -> i32 {
     let left = r.shift.max(0);
-    let s = 31 + (-r.shift).max(0);
     let v = val.wrapping_mul(1 << left);
-    ((v as i64 * r.multiplier as i64 + (1i64 << (s - 1))) >> s) as i32
+    rshift_round(
+        v as i64 * r.multiplier as i64,
+        31 + (-r.shift).max(0) as u32,
+    ) as i32
 }
 
 /// `arm_nn_requantize_s64`: `val · M` rounded, for 64-bit accumulators (shift ≤ 14). The plan

@@ -104,6 +104,22 @@ pub struct StageQuant {
     pub row_offsets: Vec<i64>,
 }
 
+impl StageQuant {
+    /// A shift-only temp whose rounded, shifted accumulator provably fits 32 bits: |acc| is at
+    /// most the bound plus the largest zero-point share, and the rounding moves it by ≤ 1.
+    pub fn shifted_fits_i32(&self) -> bool {
+        let max_abs = self.bound.saturating_add(
+            self.row_offsets
+                .iter()
+                .map(|o| o.saturating_abs())
+                .max()
+                .unwrap_or(0),
+        );
+        self.shift_only
+            .is_some_and(|k| (max_abs >> k).saturating_add(1) < i64::from(i32::MAX))
+    }
+}
+
 /// The codes a stage reads: their scale, zero point and largest |code − zero point|.
 #[derive(Debug, Clone, Copy)]
 struct InputCodes {
