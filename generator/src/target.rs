@@ -94,6 +94,16 @@ pub struct PlanRules {
     /// A stored matrix (KP factor or dense weight) with at most this many elements is unrolled:
     /// its weights become literals in straight-line code.
     pub unroll_max_factor_elems: usize,
+    /// The same for integer builds, where it differs (on Helium cores a stored factor's
+    /// vector dot products beat literals, so none is unrolled); absent: as float.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unroll_max_factor_elems_int: Option<usize>,
+    /// Helium cores: what a MAC of an integer stage that reads its input strided along the
+    /// reduction (dual 16-bit MACs) costs against one of a contiguous stage (vector dot
+    /// products), per precision: the order of a two-factor KP product minimizes MACs weighted
+    /// by it. Absent: orders minimize MACs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strided_mac_cost: Option<StridedMacCost>,
     /// A doping overlay with at most this many non-zeros becomes straight-line code.
     pub straight_line_max_nnz: usize,
     /// Register tile `[rows, columns]` of a stored factor's loops in float builds: that many
@@ -101,6 +111,34 @@ pub struct PlanRules {
     pub tile_float: [usize; 2],
     /// The same for integer builds (fewer, since they live in core registers).
     pub tile_int: [usize; 2],
+}
+
+/// [`PlanRules::strided_mac_cost`] per integer precision.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct StridedMacCost {
+    pub int8: f64,
+    pub int16: f64,
+}
+
+impl PlanRules {
+    /// The relative cost of a strided stage's MAC in a build with `bits`-bit integer weights
+    /// (None: float), 1 where the target sets none.
+    pub fn strided_weight(&self, bits: Option<u32>) -> f64 {
+        match (self.strided_mac_cost, bits) {
+            (Some(c), Some(8)) => c.int8,
+            (Some(c), Some(16)) => c.int16,
+            _ => 1.0,
+        }
+    }
+
+    /// The largest factor unrolled in an integer (`fixed`) or float build.
+    pub fn unroll_limit(&self, fixed: bool) -> usize {
+        match self.unroll_max_factor_elems_int {
+            Some(n) if fixed => n,
+            _ => self.unroll_max_factor_elems,
+        }
+    }
 }
 
 /// Cycles per executed instruction class, from the core's published instruction timings:

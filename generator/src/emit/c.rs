@@ -150,6 +150,61 @@ const FIXED_RUNTIME: &[Piece] = &[
         &[],
     ),
     piece(
+        "kp_i8x16_t",
+        include_str!("../../../runtime/c/q_i8x16.c"),
+        &[],
+    ),
+    piece(
+        "kp_i16x8_t",
+        include_str!("../../../runtime/c/q_i16x8.c"),
+        &[],
+    ),
+    piece(
+        "kp_vld_s8x16",
+        include_str!("../../../runtime/c/q_vld_s8x16.c"),
+        &["kp_i8x16_t"],
+    ),
+    piece(
+        "kp_vld_s8x16_n",
+        include_str!("../../../runtime/c/q_vld_s8x16_n.c"),
+        &["kp_i8x16_t"],
+    ),
+    piece(
+        "kp_vld_s8x8",
+        include_str!("../../../runtime/c/q_vld_s8x8.c"),
+        &["kp_i16x8_t"],
+    ),
+    piece(
+        "kp_vld_s8x8_n",
+        include_str!("../../../runtime/c/q_vld_s8x8_n.c"),
+        &["kp_i16x8_t"],
+    ),
+    piece(
+        "kp_vld_s16x8",
+        include_str!("../../../runtime/c/q_vld_s16x8.c"),
+        &["kp_i16x8_t"],
+    ),
+    piece(
+        "kp_vld_s16x8_n",
+        include_str!("../../../runtime/c/q_vld_s16x8_n.c"),
+        &["kp_i16x8_t"],
+    ),
+    piece(
+        "kp_vdot_s8x16",
+        include_str!("../../../runtime/c/q_vdot_s8x16.c"),
+        &["kp_i8x16_t"],
+    ),
+    piece(
+        "kp_vdot_s16x8",
+        include_str!("../../../runtime/c/q_vdot_s16x8.c"),
+        &["kp_i16x8_t"],
+    ),
+    piece(
+        "kp_vdot_s16x8_s64",
+        include_str!("../../../runtime/c/q_vdot_s16x8_s64.c"),
+        &["kp_i16x8_t"],
+    ),
+    piece(
         "kp_div_pow2",
         include_str!("../../../runtime/c/q_div_pow2.c"),
         &[],
@@ -695,8 +750,9 @@ mod tests {
                     .iter()
                     .filter(|q| q.name != p.name)
                     .filter(|q| {
-                        // a call, an argument, or a table indexed or offset
-                        ["(", ",", "[", " +"]
+                        // a call, an argument, a table indexed or offset, or a type used
+                        let type_use = if q.name.ends_with("_t") { " " } else { "(" };
+                        ["(", ",", "[", " +", type_use]
                             .iter()
                             .any(|after| p.text.contains(&format!("{}{after}", q.name)))
                     })
@@ -711,8 +767,14 @@ mod tests {
                 if p.text.is_empty() {
                     assert!(GENERATED_PIECES.contains(&p.name), "{} has no text", p.name);
                 } else {
+                    // A function, or a type (`typedef ... kp_name_t;`).
+                    let defined = if p.name.ends_with("_t") {
+                        format!(" {};", p.name)
+                    } else {
+                        format!("{}(", p.name)
+                    };
                     assert!(
-                        p.text.contains(&format!("{}(", p.name)),
+                        p.text.contains(&defined),
                         "{} does not define {}",
                         p.text.lines().next().unwrap_or(""),
                         p.name

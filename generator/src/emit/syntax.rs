@@ -2,8 +2,8 @@
 //! every loop, index and literal is printed from the same statement tree in the same order.
 
 use crate::lower::kernel::{
-    blocks, Access, Affine, Array, Coef, Elem, Fixed, Index, Kernel, Num, Simd, Stmt, Table, Tile,
-    Values,
+    blocks, Access, Affine, Array, Coef, Elem, Fixed, Index, Kernel, Mve, Num, Simd, Stmt, Table,
+    Tile, Values,
 };
 
 use super::ops::Calls;
@@ -338,7 +338,9 @@ impl Printer {
                 );
             }
         }
-        if let Some(simd) = t.simd {
+        if let Some(v) = t.mve {
+            self.mve_pass(d, t, v, blk, acc);
+        } else if let Some(simd) = t.simd {
             self.simd_pass(d, t, simd, blk, acc);
         } else {
             self.scalar_pass(d, t, blk, acc);
@@ -445,6 +447,103 @@ impl Printer {
             }
         }
         self.line(d, "}");
+    }
+
+    /// The j loop of a block in Helium chunks (see [`Mve`]): in C each row's and each column's
+    /// chunk one vector load (the last, partial chunk with a tail predicate) and one dot
+    /// product per pair; in Rust, which has no Helium target, one MAC per weight over the same
+    /// row-major weights (integer sums are exact, so both agree bit for bit).
+    fn mve_pass(&mut self, d: usize, t: &Tile, v: Mve, blk: Block, acc: Elem) {
+        let Block {
+            rows,
+            row0,
+            cols,
+            col0,
+            ..
+        } = blk;
+        let weight = |a: usize, j: Option<(&'static str, usize)>, j0: usize| {
+            access(&Access::flat(
+                Array::Const(t.weights.clone()),
+                Affine::new((row0 + a) * t.q + j0, &terms(&[blk.ib(rows * t.q), j])),
+            ))
+        };
+        let input = |b: usize, j: Option<(&'static str, usize)>, j0: usize| {
+            access(&Access::flat(
+                t.input.clone(),
+                Affine::new(
+                    t.in_base + (col0 + b) * t.in_r + j0 * t.in_j,
+                    &terms(&[j, blk.rb(cols * t.in_r), t.r2_in()]),
+                ),
+            ))
+        };
+        if self.lang == Lang::Rust {
+            let ty = acc.rust_name();
+            self.loop_open(d, "j", t.q);
+            for a in 0..rows {
+                let w = weight(a, Some(("j", 1)), 0);
+                self.line(d + 1, &format!("let w{a} = {w} as {ty};"));
+            }
+            for b in 0..cols {
+                let x = input(b, Some(("j", t.in_j)), 0);
+                self.line(d + 1, &format!("let x{b} = {x} as {ty};"));
+            }
+            for a in 0..rows {
+                for b in 0..cols {
+                    self.line(d + 1, &format!("acc{a}_{b} += w{a} * x{b};"));
+                }
+            }
+            self.line(d, "}");
+            return;
+        }
+        let l = v.lanes;
+        let (full, rest) = (t.q / l, t.q % l);
+        let vt = v.vector_type();
+        let dot = v.dot(acc);
+        self.calls.extend([vt, dot]);
+        // One chunk at j = j0 (+ jv·lanes in the loop); `n` lanes when partial.
+        let chunk = |me: &mut Self, depth: usize, jv: bool, j0: usize, n: Option<usize>| {
+            let j = jv.then_some(("jv", l));
+            let (wl, xl) = (v.load(v.weight, n.is_some()), v.load(v.input, n.is_some()));
+            me.calls.extend([wl, xl]);
+            let count = n.map_or(String::new(), |n| format!(", {n}"));
+            for a in 0..rows {
+                me.line(
+                    depth,
+                    &format!(
+                        "const kp_{vt} w{a} = kp_{wl}(&{}{count});",
+                        weight(a, j, j0)
+                    ),
+                );
+            }
+            for b in 0..cols {
+                me.line(
+                    depth,
+                    &format!("const kp_{vt} x{b} = kp_{xl}(&{}{count});", input(b, j, j0)),
+                );
+            }
+            for a in 0..rows {
+                for b in 0..cols {
+                    me.line(
+                        depth,
+                        &format!("acc{a}_{b} = kp_{dot}(acc{a}_{b}, w{a}, x{b});"),
+                    );
+                }
+            }
+        };
+        if full > 1 {
+            self.loop_open(d, "jv", full);
+            chunk(self, d + 1, true, 0, None);
+            self.line(d, "}");
+        } else if full == 1 {
+            self.line(d, "{");
+            chunk(self, d + 1, false, 0, None);
+            self.line(d, "}");
+        }
+        if rest > 0 {
+            self.line(d, "{");
+            chunk(self, d + 1, false, full * l, Some(rest));
+            self.line(d, "}");
+        }
     }
 
     /// The j loop of a block in groups of `simd.group`: in C one 32-bit word per row and

@@ -358,8 +358,11 @@ fn stage_line(k: usize, s: &Stage) -> String {
             "stored, register tile {}x{}{}",
             s.tile[0],
             s.tile[1],
-            // The kernel pairs MACs only where the input is contiguous along the reduction.
-            if s.simd && s.in_j == 1 {
+            // The kernel vectorizes (Helium) or pairs MACs (DSP) only where the input is
+            // contiguous along the reduction.
+            if s.mve && s.in_j == 1 {
+                ", Helium vector dot products"
+            } else if s.simd && s.in_j == 1 {
                 ", dual 16-bit MACs"
             } else {
                 ""

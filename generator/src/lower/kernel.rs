@@ -230,6 +230,9 @@ pub struct Tile {
     pub init: Option<String>,
     /// Dual 16-bit MACs over groups of j (see [`Simd`]); None for one MAC per weight.
     pub simd: Option<Simd>,
+    /// Helium vector dot products over chunks of j (see [`Mve`]); when set, `simd` is None and
+    /// the weights are stored row-major.
+    pub mve: Option<Mve>,
     /// A loop `r2` around the whole tile (a mode product on a middle mode); None for none.
     pub outer2: Option<Outer2>,
 }
@@ -335,6 +338,72 @@ impl Simd {
     }
 }
 
+/// How a [`Tile`] feeds Helium (MVE) dot products: j runs in chunks of `lanes` (16 int8
+/// lanes, or 8 int16 lanes with int8 operands sign-extended by widening loads), each row's
+/// chunk and each column's chunk one vector load, each pair one VMLADAVA (VMLALDAVA for int64
+/// accumulators) into the scalar accumulator; a last partial chunk loads with a tail predicate
+/// (zeroed lanes, nothing read past the end). The weights stay row-major, so a row's chunk is
+/// contiguous.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mve {
+    pub lanes: usize,
+    pub weight: Elem,
+    pub input: Elem,
+}
+
+impl Mve {
+    /// The Helium form of a stage, if its operands allow one: integer weights and inputs, the
+    /// input contiguous along j. int64 accumulators take 16-bit lanes (there is no 64-bit
+    /// dot product of int8 lanes).
+    pub fn for_stage(in_j: usize, weight: Elem, input: Elem, wide: bool) -> Option<Mve> {
+        let int = |e: Elem| matches!(e, Elem::I8 | Elem::I16);
+        if in_j != 1 || !int(weight) || !int(input) {
+            return None;
+        }
+        let lanes = if weight == Elem::I8 && input == Elem::I8 && !wide {
+            16
+        } else {
+            8
+        };
+        Some(Mve {
+            lanes,
+            weight,
+            input,
+        })
+    }
+
+    /// The runtime's name of a vector load of `elem` values into this form's lanes, with a
+    /// tail predicate when `partial`.
+    pub fn load(&self, elem: Elem, partial: bool) -> &'static str {
+        match (elem, self.lanes, partial) {
+            (Elem::I8, 16, false) => "vld_s8x16",
+            (Elem::I8, 16, true) => "vld_s8x16_n",
+            (Elem::I8, _, false) => "vld_s8x8",
+            (Elem::I8, _, true) => "vld_s8x8_n",
+            (_, _, false) => "vld_s16x8",
+            (_, _, true) => "vld_s16x8_n",
+        }
+    }
+
+    /// The runtime's name of the dot product into an accumulator of `acc`.
+    pub fn dot(&self, acc: Elem) -> &'static str {
+        match (self.lanes, acc) {
+            (16, _) => "vdot_s8x16",
+            (_, Elem::I64) => "vdot_s16x8_s64",
+            _ => "vdot_s16x8",
+        }
+    }
+
+    /// The runtime's name of the vector type of this form's lanes.
+    pub fn vector_type(&self) -> &'static str {
+        if self.lanes == 16 {
+            "i8x16_t"
+        } else {
+            "i16x8_t"
+        }
+    }
+}
+
 /// `n` split into as few blocks of at most `max` as possible, of balanced sizes (differing by
 /// at most one): `(blocks, size, first index)` per size, larger blocks first.
 pub fn blocks(n: usize, max: usize) -> Vec<(usize, usize, usize)> {
@@ -406,6 +475,7 @@ pub fn tile_cost(p: usize, q: usize, outer: usize, tile: [usize; 2], form: TileF
         accumulate,
         simd,
         float,
+        mve,
     } = form;
     let store = if accumulate { 3 } else { 1 };
     let mut cost = 0;
@@ -413,8 +483,16 @@ pub fn tile_cost(p: usize, q: usize, outer: usize, tile: [usize; 2], form: TileF
         for (nr, cols, _) in blocks(outer, tile[1]) {
             let accs = rows * cols * if wide { 2 } else { 1 };
             // (instructions, registers) of one pass, and the number of passes.
-            let ((pass, regs), passes) = match simd {
-                Some(s) => {
+            let ((pass, regs), passes) = match (mve, simd) {
+                // Per chunk: one vector load per row and per column, one dot product per
+                // pair. Eight Q registers hold the loaded vectors; the accumulators (even
+                // registers for VMLADAVA, pairs for VMLALDAVA) and pointers the core registers.
+                (Some(v), _) => {
+                    let pass = rows + cols + rows * cols + PER_J;
+                    let q_spill = (rows + cols).saturating_sub(8);
+                    ((pass + SPILL * q_spill, accs + 3), q.div_ceil(v.lanes))
+                }
+                (None, Some(s)) => {
                     let unpack_w = if s.group == 4 { 2 } else { 0 };
                     let macs = rows * cols * s.group / 2;
                     // Per group: each column's input words, and their unpacking or pairing.
@@ -435,7 +513,7 @@ pub fn tile_cost(p: usize, q: usize, outer: usize, tile: [usize; 2], form: TileF
                     let w_regs = if s.group == 4 { 2 } else { 1 };
                     ((pass, accs + rows * w_regs + x_regs + 3), q / s.group)
                 }
-                None => {
+                (None, None) => {
                     let mac = if wide { 2 } else { 1 };
                     let pass = rows + cols + mac * rows * cols + PER_J;
                     ((pass, accs + rows + 1 + 3), q)
@@ -445,7 +523,10 @@ pub fn tile_cost(p: usize, q: usize, outer: usize, tile: [usize; 2], form: TileF
             // pointers in core registers; integers share the 14 core registers.
             let limit = if float { 32 + 3 } else { 14 };
             let spill = SPILL * regs.saturating_sub(limit);
-            let tail = simd.map_or(0, |s| q % s.group) * (rows + cols + rows * cols);
+            let tail = match (mve, simd) {
+                (None, Some(s)) => q % s.group * (rows + cols + rows * cols),
+                _ => 0,
+            };
             let block = passes * (pass + spill) + tail + store * rows * cols + PER_BLOCK;
             cost += nb * nr * block;
         }
@@ -464,6 +545,8 @@ pub struct TileForm {
     pub simd: Option<Simd>,
     /// Float accumulators and operands (in the FPU's registers).
     pub float: bool,
+    /// Helium vector dot products over chunks of j.
+    pub mve: Option<Mve>,
 }
 
 /// The cheapest tile within the core's limit `max`; 64-bit accumulators take two registers, so
@@ -609,8 +692,15 @@ fn lower_stage(
     // A fixed-point temp is stored once, saturated: never accumulated into.
     let accumulate = stage.accumulate;
     if !stage.unrolled {
+        let wide = fixed.is_some_and(|f| f.wide);
+        let mve = match &values {
+            Values::Int(weight, _) if stage.mve => {
+                Mve::for_stage(stage.in_j, *weight, input_elem, wide)
+            }
+            _ => None,
+        };
         let simd = match &values {
-            Values::Int(weight, _) if stage.simd => {
+            Values::Int(weight, _) if stage.simd && mve.is_none() => {
                 Simd::for_stage(stage.q, stage.in_j, stage.in_r, *weight, input_elem)
             }
             _ => None,
@@ -621,10 +711,11 @@ fn lower_stage(
             stage.outer,
             stage.tile,
             TileForm {
-                wide: fixed.is_some_and(|f| f.wide),
+                wide,
                 accumulate: stage.accumulate,
                 simd,
                 float: fixed.is_none(),
+                mve,
             },
         );
         if !tables.iter().any(|t| t.name() == stage.factor) {
@@ -633,6 +724,13 @@ fn lower_stage(
                 Values::F32(v) => Table::Floats {
                     name: stage.factor.clone(),
                     values: pack_tiles(v, stage.p, stage.q, ti, None),
+                },
+                // Helium loads each row's chunk: the blocks are consecutive rows, so
+                // row-major inside them is the factor as it is.
+                Values::Int(elem, v) if mve.is_some() => Table::Ints {
+                    name: stage.factor.clone(),
+                    elem: *elem,
+                    values: v.clone(),
                 },
                 Values::Int(elem, v) => Table::Ints {
                     name: stage.factor.clone(),
@@ -673,6 +771,7 @@ fn lower_stage(
             }),
             init: (!offsets.is_empty()).then(|| format!("{}_zp", stage.factor)),
             simd,
+            mve,
             outer2: Outer2::of(stage),
         }))];
     }
@@ -956,6 +1055,7 @@ mod tests {
             accumulate: true,
             tile: [2, 3],
             simd: false,
+            mve: false,
         };
         let body = lower_stage(&stage, Elem::F32, None, 0, &mut Vec::new());
         let [Stmt::Loop {

@@ -366,6 +366,10 @@ pub struct Stage {
     /// Integer build on a core with the DSP extension: dual 16-bit MACs (SMLAD) where the
     /// input is contiguous along the reduction.
     pub simd: bool,
+    /// Integer build on a core with Helium (MVE): vector dot products (VMLADAVA) where the
+    /// input is contiguous along the reduction. Left out of the JSON when unset.
+    #[serde(skip_serializing_if = "is_false")]
+    pub mve: bool,
 }
 
 impl Stage {
@@ -444,6 +448,10 @@ fn is_zero(n: &usize) -> bool {
 
 fn is_one(n: &usize) -> bool {
     *n == 1
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -603,6 +611,7 @@ fn stored_stage(
         accumulate,
         tile: [1, 1],
         simd: false,
+        mve: false,
     }
 }
 
@@ -794,12 +803,14 @@ fn with_dense_rows(
 /// Plans `dest[dest_offset ..] += W x` for one weight.
 fn plan_matrix(
     target: &Target,
+    precision: Precision,
     id: String,
     w: &Weight,
     dest: &str,
     dest_offset: usize,
 ) -> MatrixPlan {
-    let unroll = |elems: usize| elems <= target.plan.unroll_max_factor_elems;
+    let limit = target.plan.unroll_limit(precision.is_fixed());
+    let unroll = |elems: usize| elems <= limit;
     let (rows, cols) = (w.rows(), w.cols());
     let (product, overlay) = match &w.form {
         WeightForm::Dense(m) => {
@@ -834,7 +845,17 @@ fn plan_matrix(
                 m2: b.nrows(),
                 n2: b.ncols(),
             };
-            let (order, _) = shapes::cheaper_order(&shape);
+            // On Helium cores the strided first stage of a left-first order costs more per
+            // MAC than a contiguous stage: the order weighs its MACs by the target's figure.
+            let bits = precision
+                .is_fixed()
+                .then(|| precision.value_bytes() as u32 * 8);
+            let strided = target.plan.strided_weight(bits);
+            let (order, _) = if strided == 1.0 {
+                shapes::cheaper_order(&shape)
+            } else {
+                shapes::cheaper_weighted_order(&shape, strided)
+            };
             let costs = shapes::order_costs(&shape);
             let cost_of = |o: KronOrder| {
                 costs
@@ -1004,6 +1025,7 @@ pub fn plan_model(model: &Model, target: &Target) -> Plan {
                 tile[1].clamp(1, s.outer.max(1)),
             ];
             s.simd = target.features.dsp && model.precision.is_fixed();
+            s.mve = target.features.mve && model.precision.is_fixed();
         }
     }
     let mut plan = Plan {
@@ -1058,8 +1080,8 @@ fn plan_layer(
             let cell = buffer(format!("l{index}_c"), h, true, CellState);
             let gates = buffer(format!("l{index}_gates"), 4 * h, false, Accumulator);
             let m = vec![
-                plan_matrix(target, id("w_ih"), &g.w_ih, &gates, 0),
-                plan_matrix(target, id("w_hh"), &g.w_hh, &gates, 0),
+                plan_matrix(target, precision, id("w_ih"), &g.w_ih, &gates, 0),
+                plan_matrix(target, precision, id("w_hh"), &g.w_hh, &gates, 0),
             ];
             let bias: Vec<f64> = g.b_ih.iter().zip(&g.b_hh).map(|(a, b)| a + b).collect();
             (
@@ -1077,8 +1099,8 @@ fn plan_layer(
             // Input gates in [0, 3H), recurrent gates in [3H, 6H).
             let gates = buffer(format!("l{index}_gates"), 6 * h, false, Accumulator);
             let m = vec![
-                plan_matrix(target, id("w_ih"), &g.w_ih, &gates, 0),
-                plan_matrix(target, id("w_hh"), &g.w_hh, &gates, 3 * h),
+                plan_matrix(target, precision, id("w_ih"), &g.w_ih, &gates, 0),
+                plan_matrix(target, precision, id("w_hh"), &g.w_hh, &gates, 3 * h),
             ];
             (
                 m,
@@ -1094,8 +1116,8 @@ fn plan_layer(
             let hidden = buffer(format!("l{index}_h"), h, true, Act);
             let gates = buffer(format!("l{index}_pre"), h, false, Accumulator);
             let m = vec![
-                plan_matrix(target, id("w"), &f.w, &gates, 0),
-                plan_matrix(target, id("u"), &f.u, &gates, 0),
+                plan_matrix(target, precision, id("w"), &f.w, &gates, 0),
+                plan_matrix(target, precision, id("u"), &f.u, &gates, 0),
             ];
             (
                 m,
@@ -1120,7 +1142,7 @@ fn plan_layer(
                 .clone()
                 .or_else(|| out.clone())
                 .unwrap_or_else(|| "y".to_owned());
-            let m = vec![plan_matrix(target, id("w"), &d.w, &dest, 0)];
+            let m = vec![plan_matrix(target, precision, id("w"), &d.w, &dest, 0)];
             (
                 m,
                 LayerConstants::Dense {

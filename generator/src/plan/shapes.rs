@@ -114,6 +114,23 @@ pub fn cheaper_order(shape: &KronShape) -> (KronOrder, usize) {
     }
 }
 
+/// The order of least weighted cost when a MAC of the left-first order's first stage (the one
+/// stage that reads its input strided along the reduction) costs `strided` contiguous ones,
+/// with its MAC count; ties go to [`cheaper_order`]'s choice.
+pub fn cheaper_weighted_order(shape: &KronShape, strided: f64) -> (KronOrder, usize) {
+    let KronShape { m1, n1, m2, n2 } = *shape;
+    let [r, l] = order_costs(shape);
+    let right = r.1 as f64;
+    let left = (m1 * n1 * n2) as f64 * strided + (m1 * n2 * m2) as f64;
+    if left < right {
+        (l.0, l.1)
+    } else if right < left {
+        (r.0, r.1)
+    } else {
+        cheaper_order(shape)
+    }
+}
+
 /// Largest accepted M or N. Far beyond any RNN layer, and it keeps divisor
 /// enumeration and the candidate list small.
 pub const MAX_DIM: usize = 1 << 24;
@@ -650,6 +667,48 @@ pub fn render_json(m: usize, n: usize, top: usize, k: usize) -> Result<String, S
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Weighing the strided stage moves the choice only where its extra cost outweighs the
+    /// saved MACs; weight 1 is the plain MAC count.
+    #[test]
+    fn a_weighted_order_trades_macs_for_contiguous_stages() {
+        // 512 x 512 = (16 x 32) ⊗ (32 x 16): left-first 16,384 MACs (8,192 strided), right-first
+        // 32,768: weighted 8,192·w + 8,192 against 32,768.
+        let shape = KronShape {
+            m1: 16,
+            n1: 32,
+            m2: 32,
+            n2: 16,
+        };
+        assert_eq!(cheaper_order(&shape), (KronOrder::LeftFirst, 16_384));
+        assert_eq!(
+            cheaper_weighted_order(&shape, 1.0),
+            (KronOrder::LeftFirst, 16_384)
+        );
+        assert_eq!(
+            cheaper_weighted_order(&shape, 2.8),
+            (KronOrder::LeftFirst, 16_384)
+        );
+        assert_eq!(
+            cheaper_weighted_order(&shape, 4.0),
+            (KronOrder::RightFirst, 32_768)
+        );
+        // An exact tie falls back to the MAC count's choice.
+        assert_eq!(
+            cheaper_weighted_order(&shape, 3.0),
+            (KronOrder::LeftFirst, 16_384)
+        );
+        // Right-first already cheapest stays so at any weight.
+        let square = KronShape {
+            m1: 16,
+            n1: 16,
+            m2: 16,
+            n2: 16,
+        };
+        for w in [1.0, 2.8, 4.0, 10.0] {
+            assert_eq!(cheaper_weighted_order(&square, w).0, KronOrder::RightFirst);
+        }
+    }
 
     /// Steps `v` to the previous permutation in lexicographic order; false at the first one.
     fn prev_permutation(v: &mut [usize]) -> bool {

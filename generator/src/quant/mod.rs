@@ -927,6 +927,7 @@ mod tests {
             accumulate: output == Operand::Dest,
             tile: [1, 1],
             simd: false,
+            mve: false,
         }
     }
 

@@ -1,0 +1,235 @@
+//! Every Helium (MVE) form of a fixed-point product stage (`lower::kernel::Mve`): one dense
+//! layer per form, its factor shapes chosen so that the plan gives its stages the form, the
+//! chunk counts and the tail predicates the case names. Each case is generated for the
+//! Cortex-M55 and
+//! - run in QEMU (mps3-an547) in C, compared bit for bit with the integer reference;
+//! - run on the host through the portable C twins of the vector pieces, with gcc and clang;
+//! - compiled for the M55 with the strict flags under the cross gcc and clang.
+//!
+//! Rust has no Helium target, so the Rust printer writes the same row-major stage as scalar
+//! MACs: the Cortex-M33 target with Helium switched on in its features gives that lowering a
+//! core with a Rust target, where C (its portable twins, no `__ARM_FEATURE_MVE`) and Rust run
+//! in QEMU against the same reference.
+//! Each case checks that the generated C contains its form's pieces, so a change of plan
+//! cannot leave a form untested. Needs arm-none-eabi-gcc, clang, qemu-system-arm and the
+//! thumbv8m.main-none-eabihf Rust target, and FAILS (never skips) when they are missing.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use kpgen::base::sequences::{SplitMix64, TestInputs};
+use kpgen::base::tensor::write_npy_f32;
+use kpgen::qemu::Toolchain;
+use kpgen::spec::{Lang, Precision};
+use kpgen::target::Target;
+use kpgen::verify::{self, Platform, RunOptions, Tolerance};
+
+enum Weights {
+    /// W = A ⊗ B with A m x n and B p x q.
+    Kron((usize, usize), (usize, usize)),
+    /// A dense rows x cols W.
+    Dense(usize, usize),
+}
+
+struct Form {
+    name: &'static str,
+    weights: Weights,
+    precision: Precision,
+    /// Text the generated C for the M55 must contain (the form's loads and dot products).
+    marks: &'static [&'static str],
+}
+
+const FORMS: &[Form] = &[
+    // Right-first (7,488 MACs against 9,280): B (16 x 20) on the int8 input, one chunk of 16
+    // lanes and a predicated one of 4; then A (16 x 13) on the int16 temp, int8 weights
+    // widened to 8 lanes: one chunk and a predicated one of 5.
+    Form {
+        name: "int8_kron_partial_chunks",
+        weights: Weights::Kron((16, 13), (16, 20)),
+        precision: Precision::Int8,
+        marks: &[
+            "kp_vld_s8x16(&",
+            "kp_vld_s8x16_n(&",
+            "kp_vdot_s8x16(",
+            "kp_vld_s8x8(&",
+            "kp_vld_s8x8_n(&",
+            "kp_vld_s16x8_n(&",
+            "kp_vdot_s16x8(",
+        ],
+    },
+    // A (16 x 16) on the temp: two full chunks of 8 in a loop.
+    Form {
+        name: "int8_kron_chunk_loop",
+        weights: Weights::Kron((16, 16), (16, 16)),
+        precision: Precision::Int8,
+        marks: &["for (int jv = 0; jv < 2; ++jv)", "kp_vld_s16x8(&"],
+    },
+    // int16 weights and activations, 64-bit accumulators: VMLALDAVA over 8 lanes.
+    Form {
+        name: "int16_kron_partial_chunks",
+        weights: Weights::Kron((16, 13), (16, 20)),
+        precision: Precision::Int16,
+        marks: &["kp_vld_s16x8_n(&", "kp_vdot_s16x8_s64("],
+    },
+    // A dense weight: 40 columns = two chunks of 16 in a loop and a predicated one of 8.
+    Form {
+        name: "int8_dense",
+        weights: Weights::Dense(24, 40),
+        precision: Precision::Int8,
+        marks: &["for (int jv = 0; jv < 2; ++jv)", "kp_vld_s8x16_n(&"],
+    },
+];
+
+fn write_case(dir: &Path, form: &Form) -> PathBuf {
+    let mut rng = SplitMix64(0x3e5 ^ form.name.len() as u64);
+    let mut tensor = |file: &str, shape: &[usize], scale: f32| {
+        let len = shape.iter().product();
+        let data: Vec<f32> = (0..len).map(|_| rng.uniform(scale)).collect();
+        write_npy_f32(&dir.join(file), shape, &data).expect("write a tensor");
+    };
+    let (rows, cols, w) = match form.weights {
+        Weights::Kron((m, n), (p, q)) => {
+            tensor("A.npy", &[m, n], 0.5);
+            tensor("B.npy", &[p, q], 0.5);
+            (m * p, n * q, "{kron: [A.npy, B.npy]}")
+        }
+        Weights::Dense(rows, cols) => {
+            tensor("W.npy", &[rows, cols], 0.5);
+            (rows, cols, "W.npy")
+        }
+    };
+    tensor("b.npy", &[rows], 0.1);
+    tensor("calib.npy", &[8, 2, cols], 1.0);
+    let spec = format!(
+        "name: mve_{name}\ninput: {{features: {cols}, steps: 2}}\ncalibration: calib.npy\n\
+         layers:\n  - kind: dense\n    units: {rows}\n    w: {w}\n    \
+         b: b.npy\n    activation: none\n",
+        name = form.name
+    );
+    let path = dir.join("spec.yaml");
+    std::fs::write(&path, spec).expect("write the spec");
+    path
+}
+
+fn m55() -> Target {
+    kpgen::target::lookup("cortex-m55").unwrap_or_else(|d| panic!("cortex-m55: {d:?}"))
+}
+
+/// The Cortex-M33 with Helium switched on: the M55's lowering on a core with a Rust target.
+fn m33_with_helium() -> Target {
+    let mut t = kpgen::target::lookup("cortex-m33").unwrap_or_else(|d| panic!("cortex-m33: {d:?}"));
+    t.features.mve = true;
+    t.plan.unroll_max_factor_elems_int = m55().plan.unroll_max_factor_elems_int;
+    t
+}
+
+fn generate(dir: &Path, form: &Form, target: &Target) -> Result<kpgen::Generation, String> {
+    let spec = write_case(dir, form);
+    let mut model = kpgen::load(&spec).map_err(|d| d.render())?;
+    model.precision = form.precision;
+    let gen = kpgen::generate_model(&model, target).map_err(|d| d.render())?;
+    let c = gen
+        .files
+        .iter()
+        .filter(|f| f.path.ends_with(".c"))
+        .map(|f| f.contents.as_str())
+        .collect::<String>();
+    for mark in form.marks {
+        if !c.contains(mark) {
+            return Err(format!(
+                "the generated C lacks `{mark}`: the plan no longer gives this case its form"
+            ));
+        }
+    }
+    Ok(gen)
+}
+
+fn run(platform: &Platform, target: &Target, langs: &[Lang], form: &Form) -> Result<(), String> {
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let gen = generate(dir.path(), form, target)?;
+    let inputs = TestInputs::random(3, 2, gen.plan.input_features, 0x5eed, 1.0);
+    let opts = RunOptions {
+        langs: langs.to_vec(),
+        tolerance: Tolerance::default(),
+        timeout: Duration::from_secs(60),
+        dense_baseline: false,
+        every_step: false,
+        work_dir: dir.path().join("work"),
+    };
+    let suite = verify::run_suite(platform, target, &gen, &inputs, &opts, &mut |_| {})
+        .map_err(|e| format!("the run failed: {e}"))?;
+    if suite.results.len() != langs.len() {
+        return Err(format!("unexpected results: {:#?}", suite.results));
+    }
+    for r in &suite.results {
+        if !r.comparison.pass || r.comparison.integer_mismatches != Some(0) {
+            return Err(format!(
+                "{}: differs from the integer reference: {:#?}",
+                r.lang.as_str(),
+                r.comparison
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn qemu() -> Platform {
+    Platform::Qemu(
+        Toolchain::locate()
+            .unwrap_or_else(|e| panic!("the cross toolchain is missing (run ci/setup): {e}")),
+    )
+}
+
+fn check_all(what: impl Fn(&Form) -> Result<(), String>) {
+    let failures: Vec<String> = FORMS
+        .iter()
+        .filter_map(|f| what(f).err().map(|e| format!("{}: {e}", f.name)))
+        .collect();
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn every_helium_form_is_bit_exact_on_the_m55_under_qemu() {
+    let platform = qemu();
+    check_all(|f| run(&platform, &m55(), &[Lang::C], f));
+}
+
+/// The same lowering on the host, where no `__ARM_FEATURE_MVE` is defined: the portable twins
+/// of the vector types, loads (with their tail counts) and dot products give the same bits,
+/// with gcc and clang.
+#[test]
+fn every_helium_form_is_bit_exact_through_the_portable_c_on_the_host() {
+    for cc in ["gcc", "clang"] {
+        let platform = Platform::Host { cc: cc.to_owned() };
+        check_all(|f| run(&platform, &m55(), &[Lang::C], f).map_err(|e| format!("{cc}: {e}")));
+    }
+}
+
+/// Rust's scalar form of the row-major stages, and C's portable twins on a core without
+/// Helium, in QEMU.
+#[test]
+fn the_helium_lowering_is_bit_exact_in_rust_and_portable_c_on_the_m33() {
+    let platform = qemu();
+    check_all(|f| run(&platform, &m33_with_helium(), &[Lang::C, Lang::Rust], f));
+}
+
+/// The C of every form compiles for the M55 with the strict flags under the cross gcc and
+/// clang (whose `-Wunused-function` also sees a vector piece nothing calls).
+#[test]
+fn the_c_of_every_helium_form_compiles_cleanly_with_gcc_and_clang() {
+    let target = m55();
+    let flags: Vec<&str> = target.c.cflags.iter().map(String::as_str).collect();
+    check_all(|form| {
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let gen = generate(dir.path(), form, &target)?;
+        let out = dir.path().join("gen");
+        kpgen::output::write_tree(&out, &gen.files).map_err(|e| e.to_string())?;
+        let mut clang_flags = vec!["--target=arm-none-eabi", "-ffreestanding"];
+        clang_flags.extend(&flags);
+        for (cc, extra) in [("arm-none-eabi-gcc", flags.clone()), ("clang", clang_flags)] {
+            kpgen::verify::firmware::check_c_compiles(cc, &out.join("c"), &extra)
+                .map_err(|e| format!("{cc}: {e}"))?;
+        }
+        Ok(())
+    });
+}
