@@ -28,7 +28,7 @@ fn generate(
             gen.quant.is_some()
         ));
     }
-    case.check_plan(&gen.plan)?;
+    case.check_plan(&gen.plan, target)?;
     Ok((fixture, gen))
 }
 

@@ -1,8 +1,9 @@
-//! Every Helium (MVE) form of a fixed-point product stage (`lower::kernel::Mve`): one dense
-//! layer per form, its factor shapes chosen so that the plan gives its stages the form, the
+//! Every Helium (MVE) form of a product stage (`lower::kernel::Mve`: integer dot products
+//! over chunks of the reduction, float vectors across four rows): one dense layer per form, its factor shapes chosen so that the plan gives its stages the form, the
 //! chunk counts and the tail predicates the case names. Each case is generated for the
 //! Cortex-M55 and
-//! - run in QEMU (mps3-an547) in C, compared bit for bit with the integer reference;
+//! - run in QEMU (mps3-an547) in C, compared bit for bit with the integer reference (float:
+//!   within the default tolerance of the f64 reference);
 //! - run on the host through the portable C twins of the vector pieces, with gcc and clang;
 //! - compiled for the M55 with the strict flags under the cross gcc and clang.
 //!
@@ -71,6 +72,35 @@ const FORMS: &[Form] = &[
         precision: Precision::Int16,
         marks: &["kp_vld_s16x8_n(&", "kp_vdot_s16x8_s64("],
     },
+    // Float across four rows: B (16 x 16) then A (16 x 16), each block's outputs a scatter
+    // store (the temp) or a gather, add and scatter (y, rows 16 apart).
+    Form {
+        name: "f32_kron_by_rows",
+        weights: Weights::Kron((16, 16), (16, 16)),
+        precision: Precision::F32,
+        marks: &[
+            "kp_vld_f32x4(&",
+            "kp_vfma_n_f32x4(v",
+            "kp_vst_f32x4_s(&t[",
+            ", 4);",
+            "kp_vadd_f32x4_s(&y[",
+        ],
+    },
+    // A float dense weight: one column, the rows contiguous in y (a plain vector add).
+    Form {
+        name: "f32_dense_by_rows",
+        weights: Weights::Dense(24, 40),
+        precision: Precision::F32,
+        marks: &["kp_vadd_f32x4_s(&y[", ", 1, v0, 4);"],
+    },
+    // Rows that are not a multiple of four: A (10 x 6) in blocks of 4, 3 and 3, B (6 x 7) in
+    // blocks of 3: predicated weight loads and (scatter) stores.
+    Form {
+        name: "f32_kron_partial_rows",
+        weights: Weights::Kron((10, 6), (6, 7)),
+        precision: Precision::F32,
+        marks: &["kp_vld_f32x4_n(&", ", 3);"],
+    },
     // A dense weight: 40 columns = two chunks of 16 in a loop and a predicated one of 8.
     Form {
         name: "int8_dense",
@@ -119,7 +149,7 @@ fn m55() -> Target {
 fn m33_with_helium() -> Target {
     let mut t = kpgen::target::lookup("cortex-m33").unwrap_or_else(|d| panic!("cortex-m33: {d:?}"));
     t.features.mve = true;
-    t.plan.unroll_max_factor_elems_int = m55().plan.unroll_max_factor_elems_int;
+    t.plan.unroll_max_factor_elems = m55().plan.unroll_max_factor_elems;
     t
 }
 
@@ -161,10 +191,12 @@ fn run(platform: &Platform, target: &Target, langs: &[Lang], form: &Form) -> Res
     if suite.results.len() != langs.len() {
         return Err(format!("unexpected results: {:#?}", suite.results));
     }
+    // Integers bit for bit; float within the default tolerance of the f64 reference.
+    let exact = form.precision.is_fixed();
     for r in &suite.results {
-        if !r.comparison.pass || r.comparison.integer_mismatches != Some(0) {
+        if !r.comparison.pass || exact && r.comparison.integer_mismatches != Some(0) {
             return Err(format!(
-                "{}: differs from the integer reference: {:#?}",
+                "{}: differs from the reference: {:#?}",
                 r.lang.as_str(),
                 r.comparison
             ));

@@ -94,10 +94,6 @@ pub struct PlanRules {
     /// A stored matrix (KP factor or dense weight) with at most this many elements is unrolled:
     /// its weights become literals in straight-line code.
     pub unroll_max_factor_elems: usize,
-    /// The same for integer builds, where it differs (on Helium cores a stored factor's
-    /// vector dot products beat literals, so none is unrolled); absent: as float.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub unroll_max_factor_elems_int: Option<usize>,
     /// Helium cores: what a MAC of an integer stage that reads its input strided along the
     /// reduction (dual 16-bit MACs) costs against one of a contiguous stage (vector dot
     /// products), per precision: the order of a two-factor KP product minimizes MACs weighted
@@ -129,14 +125,6 @@ impl PlanRules {
             (Some(c), Some(8)) => c.int8,
             (Some(c), Some(16)) => c.int16,
             _ => 1.0,
-        }
-    }
-
-    /// The largest factor unrolled in an integer (`fixed`) or float build.
-    pub fn unroll_limit(&self, fixed: bool) -> usize {
-        match self.unroll_max_factor_elems_int {
-            Some(n) if fixed => n,
-            _ => self.unroll_max_factor_elems,
         }
     }
 }

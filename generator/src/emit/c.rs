@@ -30,6 +30,41 @@ const fn piece(name: &'static str, text: &'static str, calls: &'static [&'static
 /// come from [`EXACT_ACTIVATIONS`] or [`TABLE_ACTIVATIONS`], by the program's `activations`.
 const FLOAT_RUNTIME: &[Piece] = &[
     piece("kp_fmaf", include_str!("../../../runtime/c/fmaf.c"), &[]),
+    piece(
+        "kp_f32x4_t",
+        include_str!("../../../runtime/c/f32x4.c"),
+        &[],
+    ),
+    piece(
+        "kp_vld_f32x4",
+        include_str!("../../../runtime/c/vld_f32x4.c"),
+        &["kp_f32x4_t"],
+    ),
+    piece(
+        "kp_vld_f32x4_n",
+        include_str!("../../../runtime/c/vld_f32x4_n.c"),
+        &["kp_f32x4_t"],
+    ),
+    piece(
+        "kp_vzero_f32x4",
+        include_str!("../../../runtime/c/vzero_f32x4.c"),
+        &["kp_f32x4_t"],
+    ),
+    piece(
+        "kp_vfma_n_f32x4",
+        include_str!("../../../runtime/c/vfma_n_f32x4.c"),
+        &["kp_f32x4_t"],
+    ),
+    piece(
+        "kp_vst_f32x4_s",
+        include_str!("../../../runtime/c/vst_f32x4_s.c"),
+        &["kp_f32x4_t"],
+    ),
+    piece(
+        "kp_vadd_f32x4_s",
+        include_str!("../../../runtime/c/vadd_f32x4_s.c"),
+        &["kp_f32x4_t"],
+    ),
     piece("kp_expf", include_str!("../../../runtime/c/expf.c"), &[]),
     piece("KP_SIGMOID_F32", "", &[]),
     piece(

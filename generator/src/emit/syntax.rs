@@ -303,6 +303,12 @@ impl Printer {
 
     /// One block of `rows x cols` outputs starting at (row0 [+ ib*ti], col0 [+ rb*tr]).
     fn tile_block(&mut self, depth: usize, t: &Tile, blk: Block) {
+        if let Some(v) = t.mve.filter(|v| v.by_rows) {
+            if self.lang == Lang::C {
+                self.by_rows_block(depth, t, v, blk);
+                return;
+            }
+        }
         let Block {
             rows,
             row0,
@@ -338,7 +344,7 @@ impl Printer {
                 );
             }
         }
-        if let Some(v) = t.mve {
+        if let Some(v) = t.mve.filter(|v| !v.by_rows) {
             self.mve_pass(d, t, v, blk, acc);
         } else if let Some(simd) = t.simd {
             self.simd_pass(d, t, simd, blk, acc);
@@ -449,6 +455,76 @@ impl Printer {
         self.line(d, "}");
     }
 
+    /// A float block of four rows in C across Helium lanes (see [`Mve::by_rows`]): a vector
+    /// accumulator per column; per j the block's four weights (consecutive in the j-major
+    /// packing) as one vector and each column's input as the scalar of a VFMA; then each
+    /// column's four outputs stored (or added) at once. Rust prints the scalar tile over the
+    /// same packing.
+    fn by_rows_block(&mut self, depth: usize, t: &Tile, v: Mve, blk: Block) {
+        let Block {
+            rows,
+            row0,
+            cols,
+            col0,
+            ..
+        } = blk;
+        let vt = v.vector_type();
+        // A block of fewer than four rows: its weight loads and output stores under a tail
+        // predicate.
+        let partial = rows < 4;
+        let (load, fma) = (v.load(Elem::F32, partial), v.dot(Elem::F32));
+        let count = if partial {
+            format!(", {rows}")
+        } else {
+            String::new()
+        };
+        let store = if t.accumulate {
+            "vadd_f32x4_s"
+        } else {
+            "vst_f32x4_s"
+        };
+        self.calls.extend([vt, "vzero_f32x4", load, fma, store]);
+        self.line(depth, "{");
+        let d = depth + 1;
+        for b in 0..cols {
+            self.line(d, &format!("kp_{vt} v{b} = kp_vzero_f32x4();"));
+        }
+        self.loop_open(d, "j", t.q);
+        let weight = access(&Access::flat(
+            Array::Const(t.weights.clone()),
+            Affine::new(row0 * t.q, &terms(&[blk.ib(rows * t.q), Some(("j", rows))])),
+        ));
+        self.line(
+            d + 1,
+            &format!("const kp_{vt} w = kp_{load}(&{weight}{count});"),
+        );
+        for b in 0..cols {
+            let x = access(&Access::flat(
+                t.input.clone(),
+                Affine::new(
+                    t.in_base + (col0 + b) * t.in_r,
+                    &terms(&[Some(("j", t.in_j)), blk.rb(cols * t.in_r), t.r2_in()]),
+                ),
+            ));
+            self.line(d + 1, &format!("v{b} = kp_{fma}(v{b}, w, {x});"));
+        }
+        self.line(d, "}");
+        for b in 0..cols {
+            let dst = access(&Access::flat(
+                t.output.clone(),
+                Affine::new(
+                    t.out_base + row0 * t.out_i + (col0 + b) * t.out_r,
+                    &terms(&[blk.ib(rows * t.out_i), blk.rb(cols * t.out_r), t.r2_out()]),
+                ),
+            ));
+            self.line(
+                d,
+                &format!("kp_{store}(&{dst}, {}, v{b}, {rows});", t.out_i),
+            );
+        }
+        self.line(depth, "}");
+    }
+
     /// The j loop of a block in Helium chunks (see [`Mve`]): in C each row's and each column's
     /// chunk one vector load (the last, partial chunk with a tail predicate) and one dot
     /// product per pair; in Rust, which has no Helium target, one MAC per weight over the same
@@ -500,6 +576,7 @@ impl Printer {
         let vt = v.vector_type();
         let dot = v.dot(acc);
         self.calls.extend([vt, dot]);
+
         // One chunk at j = j0 (+ jv·lanes in the loop); `n` lanes when partial.
         let chunk = |me: &mut Self, depth: usize, jv: bool, j0: usize, n: Option<usize>| {
             let j = jv.then_some(("jv", l));

@@ -157,16 +157,20 @@ fn stmts(out: &mut String, body: &[Stmt], depth: usize) {
                     t.in_base,
                     t.in_j,
                     t.in_r,
-                    t.mve.map_or(String::new(), |v| format!(
-                        ", Helium dot products over chunks of {} lanes ({} weights, {} inputs{})",
-                        v.lanes,
-                        elem(v.weight),
-                        elem(v.input),
-                        match t.q % v.lanes {
-                            0 => String::new(),
-                            n => format!(", the last chunk {n} lanes under a tail predicate"),
-                        }
-                    )) + &t.simd.map_or(String::new(), |s| format!(
+                    t.mve.map_or(String::new(), |v| if v.by_rows {
+                        ", Helium vectors across up to 4 rows (f32: a weight vector per j, a VFMA per column)".to_owned()
+                    } else {
+                        format!(
+                            ", Helium dot products over chunks of {} lanes ({} weights, {} inputs{})",
+                            v.lanes,
+                            elem(v.weight),
+                            elem(v.input),
+                            match t.q % v.lanes {
+                                0 => String::new(),
+                                n => format!(", the last chunk {n} lanes under a tail predicate"),
+                            }
+                        )
+                    }) + &t.simd.map_or(String::new(), |s| format!(
                         ", dual MACs over groups of {} ({} weights, {} inputs{})",
                         s.group,
                         elem(s.weight),

@@ -350,7 +350,7 @@ fn offset(o: usize) -> String {
     }
 }
 
-fn stage_line(k: usize, s: &Stage) -> String {
+fn stage_line(k: usize, s: &Stage, fixed: bool) -> String {
     let how = if s.unrolled {
         "unrolled (weights as literals, zeros dropped)".to_owned()
     } else {
@@ -360,8 +360,10 @@ fn stage_line(k: usize, s: &Stage) -> String {
             s.tile[1],
             // The kernel vectorizes (Helium) or pairs MACs (DSP) only where the input is
             // contiguous along the reduction.
-            if s.mve && s.in_j == 1 {
+            if s.mve && s.in_j == 1 && fixed {
                 ", Helium vector dot products"
+            } else if s.mve && !fixed && s.p >= 4 {
+                ", Helium vectors across 4 rows"
             } else if s.simd && s.in_j == 1 {
                 ", dual 16-bit MACs"
             } else {
@@ -490,7 +492,7 @@ pub fn plan(p: &Plan) -> (String, Value) {
                 m.product.describe()
             );
             for (k, s) in m.product.stages().iter().enumerate() {
-                line!(t, "      {}", stage_line(k + 1, s));
+                line!(t, "      {}", stage_line(k + 1, s, p.precision.is_fixed()));
             }
             if let Some(o) = &m.overlay {
                 let enc = match &o.encoding {

@@ -338,25 +338,42 @@ impl Simd {
     }
 }
 
-/// How a [`Tile`] feeds Helium (MVE) dot products: j runs in chunks of `lanes` (16 int8
-/// lanes, or 8 int16 lanes with int8 operands sign-extended by widening loads), each row's
-/// chunk and each column's chunk one vector load, each pair one VMLADAVA (VMLALDAVA for int64
-/// accumulators) into the scalar accumulator; a last partial chunk loads with a tail predicate
-/// (zeroed lanes, nothing read past the end). The weights stay row-major, so a row's chunk is
-/// contiguous.
+/// How a [`Tile`] uses Helium (MVE), in one of two forms.
+///
+/// Integer (`by_rows` false): j runs in chunks of `lanes` (16 int8 lanes, or 8 int16 lanes
+/// with int8 operands sign-extended by widening loads), each row's chunk and each column's
+/// chunk one vector load, each pair one VMLADAVA (VMLALDAVA for int64 accumulators) into the
+/// scalar accumulator; a last partial chunk loads with a tail predicate (zeroed lanes, nothing
+/// read past the end). The weights stay row-major, so a row's chunk is contiguous.
+///
+/// Float (`by_rows`): Helium has no float dot product into a scalar, so the vector runs across
+/// four factor rows instead: per j one vector load of the block's four weights (packed j-major,
+/// as the scalar tile reads them) and, per column, one VFMA with the column's input as a
+/// scalar operand into the column's vector accumulator; the four outputs are stored at once
+/// (a scatter store where the rows are not adjacent in the output). Any input layout works.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Mve {
     pub lanes: usize,
     pub weight: Elem,
     pub input: Elem,
+    pub by_rows: bool,
 }
 
 impl Mve {
-    /// The Helium form of a stage, if its operands allow one: integer weights and inputs, the
-    /// input contiguous along j. int64 accumulators take 16-bit lanes (there is no 64-bit
-    /// dot product of int8 lanes).
-    pub fn for_stage(in_j: usize, weight: Elem, input: Elem, wide: bool) -> Option<Mve> {
+    /// The Helium form of a stage (`p` factor rows), if its operands allow one: integer
+    /// weights and inputs with the input contiguous along j (int64 accumulators take 16-bit
+    /// lanes: there is no 64-bit dot product of int8 lanes), or float with at least four rows
+    /// (a block of fewer rows loads and stores under a tail predicate).
+    pub fn for_stage(p: usize, in_j: usize, weight: Elem, input: Elem, wide: bool) -> Option<Mve> {
         let int = |e: Elem| matches!(e, Elem::I8 | Elem::I16);
+        if weight == Elem::F32 && input == Elem::F32 {
+            return (p >= 4).then_some(Mve {
+                lanes: 4,
+                weight,
+                input,
+                by_rows: true,
+            });
+        }
         if in_j != 1 || !int(weight) || !int(input) {
             return None;
         }
@@ -369,6 +386,7 @@ impl Mve {
             lanes,
             weight,
             input,
+            by_rows: false,
         })
     }
 
@@ -376,6 +394,8 @@ impl Mve {
     /// tail predicate when `partial`.
     pub fn load(&self, elem: Elem, partial: bool) -> &'static str {
         match (elem, self.lanes, partial) {
+            (Elem::F32, _, false) => "vld_f32x4",
+            (Elem::F32, _, true) => "vld_f32x4_n",
             (Elem::I8, 16, false) => "vld_s8x16",
             (Elem::I8, 16, true) => "vld_s8x16_n",
             (Elem::I8, _, false) => "vld_s8x8",
@@ -388,6 +408,7 @@ impl Mve {
     /// The runtime's name of the dot product into an accumulator of `acc`.
     pub fn dot(&self, acc: Elem) -> &'static str {
         match (self.lanes, acc) {
+            (_, Elem::F32) => "vfma_n_f32x4",
             (16, _) => "vdot_s8x16",
             (_, Elem::I64) => "vdot_s16x8_s64",
             _ => "vdot_s16x8",
@@ -396,10 +417,10 @@ impl Mve {
 
     /// The runtime's name of the vector type of this form's lanes.
     pub fn vector_type(&self) -> &'static str {
-        if self.lanes == 16 {
-            "i8x16_t"
-        } else {
-            "i16x8_t"
+        match (self.weight, self.lanes) {
+            (Elem::F32, _) => "f32x4_t",
+            (_, 16) => "i8x16_t",
+            _ => "i16x8_t",
         }
     }
 }
@@ -487,6 +508,17 @@ pub fn tile_cost(p: usize, q: usize, outer: usize, tile: [usize; 2], form: TileF
                 // Per chunk: one vector load per row and per column, one dot product per
                 // pair. Eight Q registers hold the loaded vectors; the accumulators (even
                 // registers for VMLADAVA, pairs for VMLALDAVA) and pointers the core registers.
+                // By rows (float): blocks of at most four rows (one vector); per j one weight
+                // vector, and per column a scalar load and a VFMA into the column's vector
+                // accumulator.
+                (Some(v), _) if v.by_rows => {
+                    if rows > 4 {
+                        return usize::MAX;
+                    }
+                    let pass = 1 + 2 * cols + PER_J;
+                    let q_spill = (1 + cols).saturating_sub(8);
+                    ((pass + SPILL * q_spill, 3 + cols), q)
+                }
                 (Some(v), _) => {
                     let pass = rows + cols + rows * cols + PER_J;
                     let q_spill = (rows + cols).saturating_sub(8);
@@ -527,7 +559,11 @@ pub fn tile_cost(p: usize, q: usize, outer: usize, tile: [usize; 2], form: TileF
                 (None, Some(s)) => q % s.group * (rows + cols + rows * cols),
                 _ => 0,
             };
-            let block = passes * (pass + spill) + tail + store * rows * cols + PER_BLOCK;
+            let outputs = match mve {
+                Some(v) if v.by_rows => cols,
+                _ => rows * cols,
+            };
+            let block = passes * (pass + spill) + tail + store * outputs + PER_BLOCK;
             cost += nb * nr * block;
         }
     }
@@ -695,7 +731,10 @@ fn lower_stage(
         let wide = fixed.is_some_and(|f| f.wide);
         let mve = match &values {
             Values::Int(weight, _) if stage.mve => {
-                Mve::for_stage(stage.in_j, *weight, input_elem, wide)
+                Mve::for_stage(stage.p, stage.in_j, *weight, input_elem, wide)
+            }
+            Values::F32(_) if stage.mve => {
+                Mve::for_stage(stage.p, stage.in_j, Elem::F32, input_elem, wide)
             }
             _ => None,
         };

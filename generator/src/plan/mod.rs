@@ -809,8 +809,7 @@ fn plan_matrix(
     dest: &str,
     dest_offset: usize,
 ) -> MatrixPlan {
-    let limit = target.plan.unroll_limit(precision.is_fixed());
-    let unroll = |elems: usize| elems <= limit;
+    let unroll = |elems: usize| elems <= target.plan.unroll_max_factor_elems;
     let (rows, cols) = (w.rows(), w.cols());
     let (product, overlay) = match &w.form {
         WeightForm::Dense(m) => {
@@ -1025,7 +1024,7 @@ pub fn plan_model(model: &Model, target: &Target) -> Plan {
                 tile[1].clamp(1, s.outer.max(1)),
             ];
             s.simd = target.features.dsp && model.precision.is_fixed();
-            s.mve = target.features.mve && model.precision.is_fixed();
+            s.mve = target.features.mve;
         }
     }
     let mut plan = Plan {
