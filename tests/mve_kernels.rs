@@ -11,6 +11,10 @@
 //! MACs: the Cortex-M33 target with Helium switched on in its features gives that lowering a
 //! core with a Rust target, where C (its portable twins, no `__ARM_FEATURE_MVE`) and Rust run
 //! in QEMU against the same reference.
+//! The float LSTM, GRU and FastGRNN updates with table activations run four units per Helium
+//! vector (`kp_vlstm4`, ...) and the rest one at a time: layers of 8 and 6 units cover both, on
+//! the M55, on the host and compiled with both compilers, inputs large enough to reach the
+//! table's clamp.
 //! Each case checks that the generated C contains its form's pieces, so a change of plan
 //! cannot leave a form untested. Needs arm-none-eabi-gcc, clang, qemu-system-arm and the
 //! thumbv8m.main-none-eabihf Rust target, and FAILS (never skips) when they are missing.
@@ -264,4 +268,161 @@ fn the_c_of_every_helium_form_compiles_cleanly_with_gcc_and_clang() {
         }
         Ok(())
     });
+}
+
+/// The recurrent layers whose f32 updates run in Helium lanes.
+#[derive(Clone, Copy)]
+enum Cell {
+    Lstm,
+    Gru,
+    FastGrnn,
+}
+
+impl Cell {
+    fn name(self) -> &'static str {
+        match self {
+            Cell::Lstm => "lstm",
+            Cell::Gru => "gru",
+            Cell::FastGrnn => "fastgrnn",
+        }
+    }
+
+    /// What the generated C must contain: the vector update of four units and the scalar
+    /// rest.
+    fn marks(self) -> [&'static str; 2] {
+        match self {
+            Cell::Lstm => [
+                "kp_vlstm4(z, c, h, n, k);",
+                "kp_lstm_units(z, c, h, n, rest);",
+            ],
+            Cell::Gru => ["kp_vgru4(z, h, n, k);", "kp_gru_units(z, h, n, rest);"],
+            Cell::FastGrnn => [
+                "kp_vfastgrnn4(pre, b_z, b_h, zeta, nu, h, k);",
+                "kp_fastgrnn_units(pre, b_z, b_h, zeta, nu, h, n, rest);",
+            ],
+        }
+    }
+}
+
+/// An f32 `cell` layer of `units` (8 inputs, 3 steps) and a dense head, weights scaled so that
+/// gates saturate (the table's clamp) as well as sit in its middle.
+fn write_cell(dir: &Path, cell: Cell, units: usize) -> PathBuf {
+    let mut rng = SplitMix64(0x157 ^ units as u64);
+    let mut tensor = |file: &str, shape: &[usize], scale: f32| {
+        let len = shape.iter().product();
+        let data: Vec<f32> = (0..len).map(|_| rng.uniform(scale)).collect();
+        write_npy_f32(&dir.join(file), shape, &data).expect("write a tensor");
+    };
+    let fields = match cell {
+        Cell::Lstm | Cell::Gru => {
+            let gates = if matches!(cell, Cell::Lstm) { 4 } else { 3 };
+            tensor("w_ih.npy", &[gates * units, 8], 3.0);
+            tensor("w_hh.npy", &[gates * units, units], 1.0);
+            tensor("b_ih.npy", &[gates * units], 0.5);
+            tensor("b_hh.npy", &[gates * units], 0.5);
+            "w_ih: w_ih.npy\n    w_hh: w_hh.npy\n    b_ih: b_ih.npy\n    b_hh: b_hh.npy"
+        }
+        Cell::FastGrnn => {
+            tensor("w.npy", &[units, 8], 3.0);
+            tensor("u.npy", &[units, units], 1.0);
+            tensor("b_z.npy", &[units], 0.5);
+            tensor("b_h.npy", &[units], 0.5);
+            "w: w.npy\n    u: u.npy\n    b_z: b_z.npy\n    b_h: b_h.npy\n    zeta: 1.5\n    \
+             nu: -2.0"
+        }
+    };
+    tensor("head_w.npy", &[3, units], 1.0);
+    tensor("head_b.npy", &[3], 0.1);
+    let spec = format!(
+        "name: mve_{kind}{units}\ninput: {{features: 8, steps: 3}}\nlayers:\n  - kind: {kind}\n    \
+         units: {units}\n    {fields}\n  - kind: dense\n    units: 3\n    w: head_w.npy\n    \
+         b: head_b.npy\n    activation: none\n",
+        kind = cell.name()
+    );
+    let path = dir.join("spec.yaml");
+    std::fs::write(&path, spec).expect("write the spec");
+    path
+}
+
+fn run_cell(platform: &Platform, cell: Cell, units: usize) -> Result<(), String> {
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let spec = write_cell(dir.path(), cell, units);
+    let target = m55();
+    let gen = kpgen::generate(&spec, &target).map_err(|d| d.render())?;
+    let c: String = gen
+        .files
+        .iter()
+        .filter(|f| f.path.ends_with(".c"))
+        .map(|f| f.contents.as_str())
+        .collect();
+    for mark in cell.marks() {
+        if !c.contains(mark) {
+            return Err(format!("the generated C lacks `{mark}`"));
+        }
+    }
+    let inputs = TestInputs::random(4, 3, 8, 0x1157, 2.0);
+    let opts = RunOptions {
+        langs: vec![Lang::C],
+        tolerance: Tolerance::default(),
+        timeout: Duration::from_secs(60),
+        dense_baseline: false,
+        every_step: true,
+        work_dir: dir.path().join("work"),
+    };
+    let suite = verify::run_suite(platform, &target, &gen, &inputs, &opts, &mut |_| {})
+        .map_err(|e| format!("the run failed: {e}"))?;
+    match &suite.results[..] {
+        [r] if r.comparison.pass => Ok(()),
+        other => Err(format!("{other:#?}")),
+    }
+}
+
+/// Each float cell of 8 units (two vectors) and of 6 (a vector and two units one at a time)
+/// on the M55 in QEMU and through the portable C on the host (gcc, clang), against the f64
+/// reference at every step; and its C compiled for the M55 with gcc and clang.
+#[test]
+fn the_helium_cell_updates_match_the_reference_on_the_m55_and_the_host() {
+    let qemu = qemu();
+    let mut failures = Vec::new();
+    for cell in [Cell::Lstm, Cell::Gru, Cell::FastGrnn] {
+        for units in [8, 6] {
+            let case = format!("{}{units}", cell.name());
+            for (name, platform) in [
+                ("qemu", &qemu),
+                (
+                    "gcc",
+                    &Platform::Host {
+                        cc: "gcc".to_owned(),
+                    },
+                ),
+                (
+                    "clang",
+                    &Platform::Host {
+                        cc: "clang".to_owned(),
+                    },
+                ),
+            ] {
+                if let Err(e) = run_cell(platform, cell, units) {
+                    failures.push(format!("{name} {case}: {e}"));
+                }
+            }
+            let dir = tempfile::tempdir().expect("a temporary folder");
+            let spec = write_cell(dir.path(), cell, units);
+            let target = m55();
+            let gen = kpgen::generate(&spec, &target).unwrap_or_else(|d| panic!("{}", d.render()));
+            let out = dir.path().join("gen");
+            kpgen::output::write_tree(&out, &gen.files).expect("write the sources");
+            let flags: Vec<&str> = target.c.cflags.iter().map(String::as_str).collect();
+            let mut clang_flags = vec!["--target=arm-none-eabi", "-ffreestanding"];
+            clang_flags.extend(&flags);
+            for (cc, extra) in [("arm-none-eabi-gcc", flags.clone()), ("clang", clang_flags)] {
+                if let Err(e) =
+                    kpgen::verify::firmware::check_c_compiles(cc, &out.join("c"), &extra)
+                {
+                    failures.push(format!("{case} {cc}: {e}"));
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

@@ -2,9 +2,5 @@
 static inline void kp_fastgrnn_update(const float *pre, const float *b_z, const float *b_h,
                                       float zeta, float nu, float *h, int n)
 {
-    for (int k = 0; k < n; ++k) {
-        float z = kp_sigmoidf(pre[k] + b_z[k]);
-        float c = kp_tanhf(pre[k] + b_h[k]);
-        h[k] = (zeta * (1.0f - z) + nu) * c + z * h[k];
-    }
+    kp_fastgrnn_units(pre, b_z, b_h, zeta, nu, h, n, 0);
 }

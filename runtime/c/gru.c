@@ -1,11 +1,5 @@
 /* z holds W_ih x + b_ih (r, z, n) followed by W_hh h + b_hh (r, z, n), n each. */
 static inline void kp_gru_update(const float *z, float *h, int n)
 {
-    const float *zh = z + 3 * n;
-    for (int k = 0; k < n; ++k) {
-        float r = kp_sigmoidf(z[k] + zh[k]);
-        float u = kp_sigmoidf(z[n + k] + zh[n + k]);
-        float c = kp_tanhf(z[2 * n + k] + r * zh[2 * n + k]);
-        h[k] = (1.0f - u) * c + u * h[k];
-    }
+    kp_gru_units(z, h, n, 0);
 }

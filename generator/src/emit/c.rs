@@ -102,23 +102,107 @@ const TABLE_ACTIVATIONS: &[Piece] = &[
     ),
 ];
 
-/// The float cells and dense activations, after the activations they call.
-const FLOAT_CELLS: &[Piece] = &[
+/// The float cell updates, their units one at a time.
+const SCALAR_CELLS: &[Piece] = &[
+    piece(
+        "kp_lstm_units",
+        include_str!("../../../runtime/c/lstm_units.c"),
+        &["kp_sigmoidf", "kp_tanhf"],
+    ),
     piece(
         "kp_lstm_update",
         include_str!("../../../runtime/c/lstm.c"),
+        &["kp_lstm_units"],
+    ),
+    piece(
+        "kp_gru_units",
+        include_str!("../../../runtime/c/gru_units.c"),
         &["kp_sigmoidf", "kp_tanhf"],
     ),
     piece(
         "kp_gru_update",
         include_str!("../../../runtime/c/gru.c"),
+        &["kp_gru_units"],
+    ),
+    piece(
+        "kp_fastgrnn_units",
+        include_str!("../../../runtime/c/fastgrnn_units.c"),
         &["kp_sigmoidf", "kp_tanhf"],
     ),
     piece(
         "kp_fastgrnn_update",
         include_str!("../../../runtime/c/fastgrnn.c"),
+        &["kp_fastgrnn_units"],
+    ),
+];
+
+/// The float cell updates with table activations on Helium cores: four units at a time through
+/// the table in vector lanes (each vector piece compiles only there), the rest one at a time.
+const HELIUM_CELLS: &[Piece] = &[
+    piece(
+        "kp_vsigmoid_tab4",
+        include_str!("../../../runtime/c/vsigmoid_tab4.c"),
+        &["KP_SIGMOID_F32"],
+    ),
+    piece(
+        "kp_vsigmoidf4",
+        include_str!("../../../runtime/c/vsigmoidf4.c"),
+        &["kp_vsigmoid_tab4"],
+    ),
+    piece(
+        "kp_vtanhf4",
+        include_str!("../../../runtime/c/vtanhf4.c"),
+        &["kp_vsigmoid_tab4"],
+    ),
+    piece(
+        "kp_vlstm4",
+        include_str!("../../../runtime/c/vlstm4.c"),
+        &["kp_vsigmoidf4", "kp_vtanhf4"],
+    ),
+    piece(
+        "kp_lstm_units",
+        include_str!("../../../runtime/c/lstm_units.c"),
         &["kp_sigmoidf", "kp_tanhf"],
     ),
+    piece(
+        "kp_lstm_update",
+        include_str!("../../../runtime/c/lstm_table.c"),
+        &["kp_vlstm4", "kp_lstm_units"],
+    ),
+    piece(
+        "kp_vgru4",
+        include_str!("../../../runtime/c/vgru4.c"),
+        &["kp_vsigmoidf4", "kp_vtanhf4"],
+    ),
+    piece(
+        "kp_gru_units",
+        include_str!("../../../runtime/c/gru_units.c"),
+        &["kp_sigmoidf", "kp_tanhf"],
+    ),
+    piece(
+        "kp_gru_update",
+        include_str!("../../../runtime/c/gru_table.c"),
+        &["kp_vgru4", "kp_gru_units"],
+    ),
+    piece(
+        "kp_vfastgrnn4",
+        include_str!("../../../runtime/c/vfastgrnn4.c"),
+        &["kp_vsigmoidf4", "kp_vtanhf4"],
+    ),
+    piece(
+        "kp_fastgrnn_units",
+        include_str!("../../../runtime/c/fastgrnn_units.c"),
+        &["kp_sigmoidf", "kp_tanhf"],
+    ),
+    piece(
+        "kp_fastgrnn_update",
+        include_str!("../../../runtime/c/fastgrnn_table.c"),
+        &["kp_vfastgrnn4", "kp_fastgrnn_units"],
+    ),
+];
+
+/// The dense layers' activations, after the activations they call.
+const DENSE_ACTIVATIONS: &[Piece] = &[
     piece("kp_relu", include_str!("../../../runtime/c/relu.c"), &[]),
     piece(
         "kp_sigmoid",
@@ -425,11 +509,12 @@ fn generated_piece(p: &Program, name: &str) -> Option<String> {
 }
 
 /// The float runtime with one definition of sigmoid and tanh, in output order.
-fn float_runtime(activations: &'static [Piece]) -> Vec<&'static Piece> {
+fn float_runtime(activations: &'static [Piece], cells: &'static [Piece]) -> Vec<&'static Piece> {
     FLOAT_RUNTIME
         .iter()
         .chain(activations)
-        .chain(FLOAT_CELLS)
+        .chain(cells)
+        .chain(DENSE_ACTIVATIONS)
         .collect()
 }
 
@@ -437,10 +522,12 @@ fn float_runtime(activations: &'static [Piece]) -> Vec<&'static Piece> {
 fn runtime_table(p: &Program) -> Vec<&'static Piece> {
     if p.fixed.is_some() {
         FIXED_RUNTIME.iter().collect()
+    } else if p.activation_table.is_some() && p.helium {
+        float_runtime(TABLE_ACTIVATIONS, HELIUM_CELLS)
     } else if p.activation_table.is_some() {
-        float_runtime(TABLE_ACTIVATIONS)
+        float_runtime(TABLE_ACTIVATIONS, SCALAR_CELLS)
     } else {
-        float_runtime(EXACT_ACTIVATIONS)
+        float_runtime(EXACT_ACTIVATIONS, SCALAR_CELLS)
     }
 }
 
@@ -776,8 +863,9 @@ mod tests {
     #[test]
     fn declared_calls_match_the_sources() {
         for table in [
-            float_runtime(EXACT_ACTIVATIONS),
-            float_runtime(TABLE_ACTIVATIONS),
+            float_runtime(EXACT_ACTIVATIONS, SCALAR_CELLS),
+            float_runtime(TABLE_ACTIVATIONS, SCALAR_CELLS),
+            float_runtime(TABLE_ACTIVATIONS, HELIUM_CELLS),
             FIXED_RUNTIME.iter().collect(),
         ] {
             for (k, p) in table.iter().enumerate() {

@@ -172,6 +172,8 @@ pub struct Program {
     /// The float sigmoid table (`KP_SIGMOID_F32`) of f32 programs built with table
     /// activations; `None` for exact activations and fixed point.
     pub activation_table: Option<Table>,
+    /// The target has Helium (MVE).
+    pub helium: bool,
     pub kernels: Vec<KernelDef>,
     /// State-struct arrays: name, length, element type.
     pub buffers: Vec<(String, usize, Elem)>,
@@ -551,6 +553,7 @@ pub fn program(plan: &Plan, quant: Option<&QuantPlan>) -> Program {
                 values: crate::model::cells::sigmoid_table().to_vec(),
             }
         }),
+        helium: plan.helium,
         kernels,
         buffers: plan
             .buffers

@@ -20,6 +20,9 @@ pub struct Plan {
     /// The target's C flags and core macros (the generated C checks the core it is built for).
     pub cflags: Vec<String>,
     pub arch_macros: Vec<String>,
+    /// The core has Helium (MVE): the runtime's vector cell updates are worth emitting.
+    #[serde(skip_serializing_if = "is_false")]
+    pub helium: bool,
     pub precision: Precision,
     /// How f32 code evaluates sigmoid and tanh.
     pub activations: Activations,
@@ -1032,6 +1035,7 @@ pub fn plan_model(model: &Model, target: &Target) -> Plan {
         target: target.name.clone(),
         cflags: target.c.cflags.clone(),
         arch_macros: target.c.arch_macros.clone(),
+        helium: target.features.mve,
         precision: model.precision,
         activations: model.activations,
         input_features: model.input_features,
