@@ -11,8 +11,9 @@
 //! MACs: the Cortex-M33 target with Helium switched on in its features gives that lowering a
 //! core with a Rust target, where C (its portable twins, no `__ARM_FEATURE_MVE`) and Rust run
 //! in QEMU against the same reference.
-//! The float LSTM, GRU and FastGRNN updates with table activations run four units per Helium
-//! vector (`kp_vlstm4`, ...) and the rest one at a time: layers of 8 and 6 units cover both, on
+//! The float LSTM, GRU and FastGRNN updates with table activations and the int8 / int16 LSTM
+//! update run four units per Helium vector (`kp_vlstm4`, ..., `kp_vlstm_q4`) and the rest one
+//! at a time: layers of 8 and 6 units cover both, on
 //! the M55, on the host and compiled with both compilers, inputs large enough to reach the
 //! table's clamp.
 //! Each case checks that the generated C contains its form's pieces, so a change of plan
@@ -289,7 +290,13 @@ impl Cell {
 
     /// What the generated C must contain: the vector update of four units and the scalar
     /// rest.
-    fn marks(self) -> [&'static str; 2] {
+    fn marks(self, precision: Precision) -> [&'static str; 2] {
+        if precision.is_fixed() {
+            return [
+                "kp_vlstm_q4(z, c, h, n, cf, hf, k);",
+                "kp_lstm_q_units(z, c, h, n, cf, hf, rest);",
+            ];
+        }
         match self {
             Cell::Lstm => [
                 "kp_vlstm4(z, c, h, n, k);",
@@ -333,8 +340,9 @@ fn write_cell(dir: &Path, cell: Cell, units: usize) -> PathBuf {
     };
     tensor("head_w.npy", &[3, units], 1.0);
     tensor("head_b.npy", &[3], 0.1);
+    tensor("calib.npy", &[8, 3, 8], 2.0);
     let spec = format!(
-        "name: mve_{kind}{units}\ninput: {{features: 8, steps: 3}}\nlayers:\n  - kind: {kind}\n    \
+        "name: mve_{kind}{units}\ninput: {{features: 8, steps: 3}}\ncalibration: calib.npy\nlayers:\n  - kind: {kind}\n    \
          units: {units}\n    {fields}\n  - kind: dense\n    units: 3\n    w: head_w.npy\n    \
          b: head_b.npy\n    activation: none\n",
         kind = cell.name()
@@ -344,18 +352,25 @@ fn write_cell(dir: &Path, cell: Cell, units: usize) -> PathBuf {
     path
 }
 
-fn run_cell(platform: &Platform, cell: Cell, units: usize) -> Result<(), String> {
+fn run_cell(
+    platform: &Platform,
+    cell: Cell,
+    units: usize,
+    precision: Precision,
+) -> Result<(), String> {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let spec = write_cell(dir.path(), cell, units);
     let target = m55();
-    let gen = kpgen::generate(&spec, &target).map_err(|d| d.render())?;
+    let mut model = kpgen::load(&spec).map_err(|d| d.render())?;
+    model.precision = precision;
+    let gen = kpgen::generate_model(&model, &target).map_err(|d| d.render())?;
     let c: String = gen
         .files
         .iter()
         .filter(|f| f.path.ends_with(".c"))
         .map(|f| f.contents.as_str())
         .collect();
-    for mark in cell.marks() {
+    for mark in cell.marks(precision) {
         if !c.contains(mark) {
             return Err(format!("the generated C lacks `{mark}`"));
         }
@@ -371,22 +386,33 @@ fn run_cell(platform: &Platform, cell: Cell, units: usize) -> Result<(), String>
     };
     let suite = verify::run_suite(platform, &target, &gen, &inputs, &opts, &mut |_| {})
         .map_err(|e| format!("the run failed: {e}"))?;
+    let exact = precision.is_fixed();
     match &suite.results[..] {
-        [r] if r.comparison.pass => Ok(()),
+        [r] if r.comparison.pass && (!exact || r.comparison.integer_mismatches == Some(0)) => {
+            Ok(())
+        }
         other => Err(format!("{other:#?}")),
     }
 }
 
-/// Each float cell of 8 units (two vectors) and of 6 (a vector and two units one at a time)
-/// on the M55 in QEMU and through the portable C on the host (gcc, clang), against the f64
-/// reference at every step; and its C compiled for the M55 with gcc and clang.
+/// Each float cell, and the int8 and int16 LSTM, of 8 units (two vectors) and of 6 (a vector
+/// and two units one at a time) on the M55 in QEMU and through the portable C on the host (gcc,
+/// clang), against the reference at every step (fixed point bit for bit with the integer
+/// reference); and its C compiled for the M55 with gcc and clang.
 #[test]
 fn the_helium_cell_updates_match_the_reference_on_the_m55_and_the_host() {
     let qemu = qemu();
     let mut failures = Vec::new();
-    for cell in [Cell::Lstm, Cell::Gru, Cell::FastGrnn] {
+    let cases = [
+        (Cell::Lstm, Precision::F32),
+        (Cell::Gru, Precision::F32),
+        (Cell::FastGrnn, Precision::F32),
+        (Cell::Lstm, Precision::Int8),
+        (Cell::Lstm, Precision::Int16),
+    ];
+    for (cell, precision) in cases {
         for units in [8, 6] {
-            let case = format!("{}{units}", cell.name());
+            let case = format!("{}{units} {}", cell.name(), precision.as_str());
             for (name, platform) in [
                 ("qemu", &qemu),
                 (
@@ -402,14 +428,17 @@ fn the_helium_cell_updates_match_the_reference_on_the_m55_and_the_host() {
                     },
                 ),
             ] {
-                if let Err(e) = run_cell(platform, cell, units) {
+                if let Err(e) = run_cell(platform, cell, units, precision) {
                     failures.push(format!("{name} {case}: {e}"));
                 }
             }
             let dir = tempfile::tempdir().expect("a temporary folder");
             let spec = write_cell(dir.path(), cell, units);
             let target = m55();
-            let gen = kpgen::generate(&spec, &target).unwrap_or_else(|d| panic!("{}", d.render()));
+            let mut model = kpgen::load(&spec).unwrap_or_else(|d| panic!("{}", d.render()));
+            model.precision = precision;
+            let gen =
+                kpgen::generate_model(&model, &target).unwrap_or_else(|d| panic!("{}", d.render()));
             let out = dir.path().join("gen");
             kpgen::output::write_tree(&out, &gen.files).expect("write the sources");
             let flags: Vec<&str> = target.c.cflags.iter().map(String::as_str).collect();

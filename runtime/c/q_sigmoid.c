@@ -5,13 +5,14 @@
  * Q3.12 in (any int32), Q15 out, rounded half up and held below 1. tanh is read at x / 2
  * without dropping x's last bit: the table's spacing is 256 units of x (inputs clamped to
  * +-16), interpolated in 1/256ths; on DSP cores one 32-bit load and one SMLAD, as for tanh,
- * and both clamps are one SSAT where the core has it. */
+ * and both clamps are one SSAT where the core has it (written out elsewhere, so no static
+ * function goes unused where SSAT is taken). */
 static inline int32_t kp_sigmoid_q15(int32_t x)
 {
 #if defined(__ARM_FEATURE_SAT)
     const int32_t u = __ssat(x, 17) + 65536;
 #else
-    const int32_t u = kp_clamp(x, -65536, 65535) + 65536;
+    const int32_t u = (x < -65536 ? -65536 : (x > 65535 ? 65535 : x)) + 65536;
 #endif
     const int32_t f = u & 255;
     int32_t t;

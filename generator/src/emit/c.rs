@@ -357,7 +357,7 @@ const FIXED_RUNTIME: &[Piece] = &[
     piece(
         "kp_clamp_code",
         include_str!("../../../runtime/c/q_clamp_code.c"),
-        &["kp_clamp"],
+        &[],
     ),
     piece(
         "kp_sat16",
@@ -383,7 +383,7 @@ const FIXED_RUNTIME: &[Piece] = &[
     piece(
         "kp_sigmoid_q15",
         include_str!("../../../runtime/c/q_sigmoid.c"),
-        &["kp_read32", "kp_smlad", "kp_clamp", "KP_TANH_Q15"],
+        &["kp_read32", "kp_smlad", "KP_TANH_Q15"],
     ),
     piece("KP_EXP_Q15", "", &[]),
     piece(
@@ -392,8 +392,8 @@ const FIXED_RUNTIME: &[Piece] = &[
         &["kp_sat", "kp_rshift_round"],
     ),
     piece(
-        "kp_lstm_q",
-        include_str!("../../../runtime/c/q_lstm.c"),
+        "kp_lstm_q_units",
+        include_str!("../../../runtime/c/q_lstm_units.c"),
         &[
             "kp_clamp16",
             "kp_clamp_code",
@@ -401,6 +401,11 @@ const FIXED_RUNTIME: &[Piece] = &[
             "kp_sigmoid_q15",
             "KP_TANH_Q15",
         ],
+    ),
+    piece(
+        "kp_lstm_q",
+        include_str!("../../../runtime/c/q_lstm.c"),
+        &["kp_lstm_q_units"],
     ),
     piece(
         "kp_gru_q",
@@ -444,6 +449,32 @@ const FIXED_RUNTIME: &[Piece] = &[
         &[],
     ),
 ];
+
+/// On Helium cores, what replaces `kp_lstm_q` of [`FIXED_RUNTIME`]: four units per vector (the
+/// vector piece compiles only there), the rest one at a time.
+const HELIUM_LSTM_Q: &[Piece] = &[
+    piece(
+        "kp_vlstm_q4",
+        include_str!("../../../runtime/c/q_vlstm4.c"),
+        &["KP_TANH_Q15"],
+    ),
+    piece(
+        "kp_lstm_q",
+        include_str!("../../../runtime/c/q_lstm_helium.c"),
+        &["kp_vlstm_q4", "kp_lstm_q_units"],
+    ),
+];
+
+/// The fixed-point runtime of a target, with or without Helium, in output order.
+fn fixed_runtime(helium: bool) -> Vec<&'static Piece> {
+    FIXED_RUNTIME
+        .iter()
+        .flat_map(|p| match (helium, p.name) {
+            (true, "kp_lstm_q") => HELIUM_LSTM_Q.iter().collect(),
+            _ => vec![p],
+        })
+        .collect()
+}
 
 /// What the fixed-point GRU calls.
 const LUT_CELL: &[&str] = &[
@@ -521,7 +552,7 @@ fn float_runtime(activations: &'static [Piece], cells: &'static [Piece]) -> Vec<
 /// The runtime pieces a program draws from, in output order.
 fn runtime_table(p: &Program) -> Vec<&'static Piece> {
     if p.fixed.is_some() {
-        FIXED_RUNTIME.iter().collect()
+        fixed_runtime(p.helium)
     } else if p.activation_table.is_some() && p.helium {
         float_runtime(TABLE_ACTIVATIONS, HELIUM_CELLS)
     } else if p.activation_table.is_some() {
@@ -866,7 +897,8 @@ mod tests {
             float_runtime(EXACT_ACTIVATIONS, SCALAR_CELLS),
             float_runtime(TABLE_ACTIVATIONS, SCALAR_CELLS),
             float_runtime(TABLE_ACTIVATIONS, HELIUM_CELLS),
-            FIXED_RUNTIME.iter().collect(),
+            fixed_runtime(false),
+            fixed_runtime(true),
         ] {
             for (k, p) in table.iter().enumerate() {
                 let mentioned: BTreeSet<&str> = table
@@ -918,7 +950,6 @@ mod tests {
                 "kp_read32",
                 "kp_smlad",
                 "kp_sat",
-                "kp_clamp",
                 "kp_rshift_round",
                 "KP_TANH_Q15",
                 "kp_sigmoid_q15",
