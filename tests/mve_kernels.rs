@@ -20,15 +20,16 @@
 //! cannot leave a form untested. Needs arm-none-eabi-gcc, clang, qemu-system-arm and the
 //! thumbv8m.main-none-eabihf Rust target, and FAILS (never skips) when they are missing.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use kpgen::base::sequences::{SplitMix64, TestInputs};
 use kpgen::base::tensor::write_npy_f32;
 use kpgen::qemu::Toolchain;
 use kpgen::spec::{Lang, Precision};
 use kpgen::target::Target;
-use kpgen::verify::{self, Platform, RunOptions, Tolerance};
+use kpgen::verify::Platform;
 
 enum Weights {
     /// W = A ⊗ B with A m x n and B p x q.
@@ -163,19 +164,7 @@ fn generate(dir: &Path, form: &Form, target: &Target) -> Result<kpgen::Generatio
     let mut model = kpgen::load(&spec).map_err(|d| d.render())?;
     model.precision = form.precision;
     let gen = kpgen::generate_model(&model, target).map_err(|d| d.render())?;
-    let c = gen
-        .files
-        .iter()
-        .filter(|f| f.path.ends_with(".c"))
-        .map(|f| f.contents.as_str())
-        .collect::<String>();
-    for mark in form.marks {
-        if !c.contains(mark) {
-            return Err(format!(
-                "the generated C lacks `{mark}`: the plan no longer gives this case its form"
-            ));
-        }
-    }
+    common::check_marks(&gen, form.marks)?;
     Ok(gen)
 }
 
@@ -183,31 +172,8 @@ fn run(platform: &Platform, target: &Target, langs: &[Lang], form: &Form) -> Res
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let gen = generate(dir.path(), form, target)?;
     let inputs = TestInputs::random(3, 2, gen.plan.input_features, 0x5eed, 1.0);
-    let opts = RunOptions {
-        langs: langs.to_vec(),
-        tolerance: Tolerance::default(),
-        timeout: Duration::from_secs(60),
-        dense_baseline: false,
-        every_step: false,
-        work_dir: dir.path().join("work"),
-    };
-    let suite = verify::run_suite(platform, target, &gen, &inputs, &opts, &mut |_| {})
-        .map_err(|e| format!("the run failed: {e}"))?;
-    if suite.results.len() != langs.len() {
-        return Err(format!("unexpected results: {:#?}", suite.results));
-    }
-    // Integers bit for bit; float within the default tolerance of the f64 reference.
-    let exact = form.precision.is_fixed();
-    for r in &suite.results {
-        if !r.comparison.pass || exact && r.comparison.integer_mismatches != Some(0) {
-            return Err(format!(
-                "{}: differs from the reference: {:#?}",
-                r.lang.as_str(),
-                r.comparison
-            ));
-        }
-    }
-    Ok(())
+    let work = dir.path().join("work");
+    common::run_against_reference(platform, target, &gen, &inputs, langs, false, &work)
 }
 
 fn qemu() -> Platform {
@@ -255,19 +221,10 @@ fn the_helium_lowering_is_bit_exact_in_rust_and_portable_c_on_the_m33() {
 #[test]
 fn the_c_of_every_helium_form_compiles_cleanly_with_gcc_and_clang() {
     let target = m55();
-    let flags: Vec<&str> = target.c.cflags.iter().map(String::as_str).collect();
     check_all(|form| {
         let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
         let gen = generate(dir.path(), form, &target)?;
-        let out = dir.path().join("gen");
-        kpgen::output::write_tree(&out, &gen.files).map_err(|e| e.to_string())?;
-        let mut clang_flags = vec!["--target=arm-none-eabi", "-ffreestanding"];
-        clang_flags.extend(&flags);
-        for (cc, extra) in [("arm-none-eabi-gcc", flags.clone()), ("clang", clang_flags)] {
-            kpgen::verify::firmware::check_c_compiles(cc, &out.join("c"), &extra)
-                .map_err(|e| format!("{cc}: {e}"))?;
-        }
-        Ok(())
+        common::compiles_with_gcc_and_clang(&gen, &target, dir.path())
     });
 }
 
@@ -364,35 +321,10 @@ fn run_cell(
     let mut model = kpgen::load(&spec).map_err(|d| d.render())?;
     model.precision = precision;
     let gen = kpgen::generate_model(&model, &target).map_err(|d| d.render())?;
-    let c: String = gen
-        .files
-        .iter()
-        .filter(|f| f.path.ends_with(".c"))
-        .map(|f| f.contents.as_str())
-        .collect();
-    for mark in cell.marks(precision) {
-        if !c.contains(mark) {
-            return Err(format!("the generated C lacks `{mark}`"));
-        }
-    }
+    common::check_marks(&gen, &cell.marks(precision))?;
     let inputs = TestInputs::random(4, 3, 8, 0x1157, 2.0);
-    let opts = RunOptions {
-        langs: vec![Lang::C],
-        tolerance: Tolerance::default(),
-        timeout: Duration::from_secs(60),
-        dense_baseline: false,
-        every_step: true,
-        work_dir: dir.path().join("work"),
-    };
-    let suite = verify::run_suite(platform, &target, &gen, &inputs, &opts, &mut |_| {})
-        .map_err(|e| format!("the run failed: {e}"))?;
-    let exact = precision.is_fixed();
-    match &suite.results[..] {
-        [r] if r.comparison.pass && (!exact || r.comparison.integer_mismatches == Some(0)) => {
-            Ok(())
-        }
-        other => Err(format!("{other:#?}")),
-    }
+    let work = dir.path().join("work");
+    common::run_against_reference(platform, &target, &gen, &inputs, &[Lang::C], true, &work)
 }
 
 /// Each float cell, and the int8 and int16 LSTM, of 8 units (two vectors) and of 6 (a vector
@@ -439,17 +371,8 @@ fn the_helium_cell_updates_match_the_reference_on_the_m55_and_the_host() {
             model.precision = precision;
             let gen =
                 kpgen::generate_model(&model, &target).unwrap_or_else(|d| panic!("{}", d.render()));
-            let out = dir.path().join("gen");
-            kpgen::output::write_tree(&out, &gen.files).expect("write the sources");
-            let flags: Vec<&str> = target.c.cflags.iter().map(String::as_str).collect();
-            let mut clang_flags = vec!["--target=arm-none-eabi", "-ffreestanding"];
-            clang_flags.extend(&flags);
-            for (cc, extra) in [("arm-none-eabi-gcc", flags.clone()), ("clang", clang_flags)] {
-                if let Err(e) =
-                    kpgen::verify::firmware::check_c_compiles(cc, &out.join("c"), &extra)
-                {
-                    failures.push(format!("{case} {cc}: {e}"));
-                }
+            if let Err(e) = common::compiles_with_gcc_and_clang(&gen, &target, dir.path()) {
+                failures.push(format!("{case}: {e}"));
             }
         }
     }

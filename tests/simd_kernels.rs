@@ -15,13 +15,12 @@
 mod common;
 
 use std::path::Path;
-use std::time::Duration;
 
 use kpgen::base::sequences::{SplitMix64, TestInputs};
 use kpgen::base::tensor::write_npy_f32;
 use kpgen::qemu::Toolchain;
 use kpgen::spec::{Lang, Precision};
-use kpgen::verify::{self, Platform, RunOptions, Tolerance};
+use kpgen::verify::Platform;
 
 struct Form {
     name: &'static str,
@@ -103,43 +102,10 @@ fn run(platform: &Platform, langs: &[Lang], form: &Form) -> Result<(), String> {
     let mut model = kpgen::load(&spec).map_err(|d| d.render())?;
     model.precision = form.precision;
     let gen = kpgen::generate_model(&model, &target).map_err(|d| d.render())?;
-    let c = gen
-        .files
-        .iter()
-        .filter(|f| f.path.ends_with(".c"))
-        .map(|f| f.contents.as_str())
-        .collect::<String>();
-    for mark in form.marks {
-        if !c.contains(mark) {
-            return Err(format!(
-                "the generated C lacks `{mark}`: the plan no longer gives this case its form"
-            ));
-        }
-    }
+    common::check_marks(&gen, form.marks)?;
     let inputs = TestInputs::random(3, 2, model.input_features, 0x5eed, 1.0);
-    let opts = RunOptions {
-        langs: langs.to_vec(),
-        tolerance: Tolerance::default(),
-        timeout: Duration::from_secs(60),
-        dense_baseline: false,
-        every_step: false,
-        work_dir: dir.path().join("work"),
-    };
-    let suite = verify::run_suite(platform, &target, &gen, &inputs, &opts, &mut |_| {})
-        .map_err(|e| format!("the QEMU run failed: {e}"))?;
-    if suite.results.len() != langs.len() {
-        return Err(format!("unexpected results: {:#?}", suite.results));
-    }
-    for r in &suite.results {
-        if !r.comparison.pass || r.comparison.integer_mismatches != Some(0) {
-            return Err(format!(
-                "{}: differs from the integer reference: {:#?}",
-                r.lang.as_str(),
-                r.comparison
-            ));
-        }
-    }
-    Ok(())
+    let work = dir.path().join("work");
+    common::run_against_reference(platform, &target, &gen, &inputs, langs, false, &work)
 }
 
 #[test]
@@ -192,7 +158,6 @@ fn the_c_of_every_form_compiles_cleanly_for_every_dsp_core_with_gcc_and_clang() 
     for name in ["cortex-m4", "cortex-m7", "cortex-m33", "cortex-m55"] {
         let target = kpgen::target::lookup(name).unwrap_or_else(|d| panic!("{name}: {d:?}"));
         assert!(target.features.dsp, "{name} has the DSP extension");
-        let flags: Vec<&str> = target.c.cflags.iter().map(String::as_str).collect();
         for form in FORMS {
             let dir = tempfile::tempdir().expect("a temporary folder");
             let spec = write_case(dir.path(), form);
@@ -200,16 +165,8 @@ fn the_c_of_every_form_compiles_cleanly_for_every_dsp_core_with_gcc_and_clang() 
             model.precision = form.precision;
             let gen =
                 kpgen::generate_model(&model, &target).unwrap_or_else(|d| panic!("{}", d.render()));
-            let out = dir.path().join("gen");
-            kpgen::output::write_tree(&out, &gen.files).expect("write the sources");
-            let mut clang_flags = vec!["--target=arm-none-eabi", "-ffreestanding"];
-            clang_flags.extend(&flags);
-            for (cc, extra) in [("arm-none-eabi-gcc", flags.clone()), ("clang", clang_flags)] {
-                if let Err(e) =
-                    kpgen::verify::firmware::check_c_compiles(cc, &out.join("c"), &extra)
-                {
-                    failures.push(format!("{name} {} {cc}: {e}", form.name));
-                }
+            if let Err(e) = common::compiles_with_gcc_and_clang(&gen, &target, dir.path()) {
+                failures.push(format!("{name} {}: {e}", form.name));
             }
         }
     }

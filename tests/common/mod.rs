@@ -1330,3 +1330,78 @@ pub fn header_only_npy(shape: &str) -> Vec<u8> {
     npy.extend_from_slice(header.as_bytes());
     npy
 }
+
+/// The generated C of `gen` holds each of `marks` (the form a kernel test is meant to
+/// exercise), so a change of plan cannot leave a form untested.
+pub fn check_marks(gen: &kpgen::Generation, marks: &[&str]) -> Result<(), String> {
+    let c: String = gen
+        .files
+        .iter()
+        .filter(|f| f.path.ends_with(".c"))
+        .map(|f| f.contents.as_str())
+        .collect();
+    match marks.iter().find(|m| !c.contains(*m)) {
+        Some(mark) => Err(format!(
+            "the generated C lacks `{mark}`: the plan no longer gives this case its form"
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Runs `gen` on `platform` in each of `langs` (every step when `every_step`) and checks every
+/// result: fixed point equal to the integer reference bit for bit, float within the default
+/// tolerance of the f64 reference.
+pub fn run_against_reference(
+    platform: &kpgen::verify::Platform,
+    target: &kpgen::target::Target,
+    gen: &kpgen::Generation,
+    inputs: &kpgen::base::sequences::TestInputs,
+    langs: &[kpgen::spec::Lang],
+    every_step: bool,
+    work_dir: &Path,
+) -> Result<(), String> {
+    let opts = kpgen::verify::RunOptions {
+        langs: langs.to_vec(),
+        tolerance: kpgen::verify::Tolerance::default(),
+        timeout: std::time::Duration::from_secs(60),
+        dense_baseline: false,
+        every_step,
+        work_dir: work_dir.to_path_buf(),
+    };
+    let suite = kpgen::verify::run_suite(platform, target, gen, inputs, &opts, &mut |_| {})
+        .map_err(|e| format!("the run failed: {e}"))?;
+    if suite.results.len() != langs.len() {
+        return Err(format!("unexpected results: {:#?}", suite.results));
+    }
+    let exact = gen.quant.is_some();
+    for r in &suite.results {
+        if !r.comparison.pass || exact && r.comparison.integer_mismatches != Some(0) {
+            return Err(format!(
+                "{}: differs from the reference: {:#?}",
+                r.lang.as_str(),
+                r.comparison
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The C of `gen` written into `dir` compiles for `target` with the strict flags under the
+/// cross gcc and under clang (whose `-Wunused-function` also sees a static helper that only a
+/// portable branch calls).
+pub fn compiles_with_gcc_and_clang(
+    gen: &kpgen::Generation,
+    target: &kpgen::target::Target,
+    dir: &Path,
+) -> Result<(), String> {
+    let out = dir.join("gen");
+    kpgen::output::write_tree(&out, &gen.files).map_err(|e| e.to_string())?;
+    let flags: Vec<&str> = target.c.cflags.iter().map(String::as_str).collect();
+    let mut clang_flags = vec!["--target=arm-none-eabi", "-ffreestanding"];
+    clang_flags.extend(&flags);
+    for (cc, extra) in [("arm-none-eabi-gcc", flags.clone()), ("clang", clang_flags)] {
+        kpgen::verify::firmware::check_c_compiles(cc, &out.join("c"), &extra)
+            .map_err(|e| format!("{cc}: {e}"))?;
+    }
+    Ok(())
+}

@@ -102,17 +102,12 @@ const TABLE_ACTIVATIONS: &[Piece] = &[
     ),
 ];
 
-/// The float cell updates, their units one at a time.
-const SCALAR_CELLS: &[Piece] = &[
+/// The float cells' units one at a time, from a first unit: what every cell update calls.
+const CELL_UNITS: &[Piece] = &[
     piece(
         "kp_lstm_units",
         include_str!("../../../runtime/c/lstm_units.c"),
         &["kp_sigmoidf", "kp_tanhf"],
-    ),
-    piece(
-        "kp_lstm_update",
-        include_str!("../../../runtime/c/lstm.c"),
-        &["kp_lstm_units"],
     ),
     piece(
         "kp_gru_units",
@@ -120,14 +115,23 @@ const SCALAR_CELLS: &[Piece] = &[
         &["kp_sigmoidf", "kp_tanhf"],
     ),
     piece(
-        "kp_gru_update",
-        include_str!("../../../runtime/c/gru.c"),
-        &["kp_gru_units"],
-    ),
-    piece(
         "kp_fastgrnn_units",
         include_str!("../../../runtime/c/fastgrnn_units.c"),
         &["kp_sigmoidf", "kp_tanhf"],
+    ),
+];
+
+/// The float cell updates, every unit one at a time.
+const SCALAR_CELLS: &[Piece] = &[
+    piece(
+        "kp_lstm_update",
+        include_str!("../../../runtime/c/lstm.c"),
+        &["kp_lstm_units"],
+    ),
+    piece(
+        "kp_gru_update",
+        include_str!("../../../runtime/c/gru.c"),
+        &["kp_gru_units"],
     ),
     piece(
         "kp_fastgrnn_update",
@@ -160,11 +164,6 @@ const HELIUM_CELLS: &[Piece] = &[
         &["kp_vsigmoidf4", "kp_vtanhf4"],
     ),
     piece(
-        "kp_lstm_units",
-        include_str!("../../../runtime/c/lstm_units.c"),
-        &["kp_sigmoidf", "kp_tanhf"],
-    ),
-    piece(
         "kp_lstm_update",
         include_str!("../../../runtime/c/lstm_table.c"),
         &["kp_vlstm4", "kp_lstm_units"],
@@ -175,11 +174,6 @@ const HELIUM_CELLS: &[Piece] = &[
         &["kp_vsigmoidf4", "kp_vtanhf4"],
     ),
     piece(
-        "kp_gru_units",
-        include_str!("../../../runtime/c/gru_units.c"),
-        &["kp_sigmoidf", "kp_tanhf"],
-    ),
-    piece(
         "kp_gru_update",
         include_str!("../../../runtime/c/gru_table.c"),
         &["kp_vgru4", "kp_gru_units"],
@@ -188,11 +182,6 @@ const HELIUM_CELLS: &[Piece] = &[
         "kp_vfastgrnn4",
         include_str!("../../../runtime/c/vfastgrnn4.c"),
         &["kp_vsigmoidf4", "kp_vtanhf4"],
-    ),
-    piece(
-        "kp_fastgrnn_units",
-        include_str!("../../../runtime/c/fastgrnn_units.c"),
-        &["kp_sigmoidf", "kp_tanhf"],
     ),
     piece(
         "kp_fastgrnn_update",
@@ -539,11 +528,13 @@ fn generated_piece(p: &Program, name: &str) -> Option<String> {
     ))
 }
 
-/// The float runtime with one definition of sigmoid and tanh, in output order.
+/// The float runtime with one definition of sigmoid and tanh and one form of the cell updates
+/// (their shared units first), in output order.
 fn float_runtime(activations: &'static [Piece], cells: &'static [Piece]) -> Vec<&'static Piece> {
     FLOAT_RUNTIME
         .iter()
         .chain(activations)
+        .chain(CELL_UNITS)
         .chain(cells)
         .chain(DENSE_ACTIVATIONS)
         .collect()
