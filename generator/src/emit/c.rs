@@ -324,11 +324,6 @@ const FIXED_RUNTIME: &[Piece] = &[
     ),
     piece("kp_sat", include_str!("../../../runtime/c/q_sat.c"), &[]),
     piece(
-        "kp_clamp",
-        include_str!("../../../runtime/c/q_clamp.c"),
-        &[],
-    ),
-    piece(
         "kp_clamp16",
         include_str!("../../../runtime/c/q_clamp16.c"),
         &[],

@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 use serde_json::{json, Value};
 use serde_saphyr::Spanned;
 
+use crate::lower::kernel::{Elem, Mve};
 use crate::model::{value_range, Cell, Model, Weight};
 use crate::plan::{LayerConstants, OverlayEncoding, Plan, Source, Stage};
 use crate::quant::{LayerQuant, QFormat, QuantPlan, StageQuant};
@@ -350,6 +351,16 @@ fn offset(o: usize) -> String {
     }
 }
 
+/// The Helium form a stage's lowering takes, if any: `Some(true)` across rows (float),
+/// `Some(false)` dot products (integer).
+fn helium_form(s: &Stage, fixed: bool) -> Option<bool> {
+    let elem = if fixed { Elem::I8 } else { Elem::F32 };
+    s.mve
+        .then(|| Mve::for_stage(s.p, s.in_j, elem, elem, false))
+        .flatten()
+        .map(|v| v.by_rows)
+}
+
 fn stage_line(k: usize, s: &Stage, fixed: bool) -> String {
     let how = if s.unrolled {
         "unrolled (weights as literals, zeros dropped)".to_owned()
@@ -358,16 +369,14 @@ fn stage_line(k: usize, s: &Stage, fixed: bool) -> String {
             "stored, register tile {}x{}{}",
             s.tile[0],
             s.tile[1],
-            // The kernel vectorizes (Helium) or pairs MACs (DSP) only where the input is
-            // contiguous along the reduction.
-            if s.mve && s.in_j == 1 && fixed {
-                ", Helium vector dot products"
-            } else if s.mve && !fixed && s.p >= 4 {
-                ", Helium vectors across 4 rows"
-            } else if s.simd && s.in_j == 1 {
-                ", dual 16-bit MACs"
-            } else {
-                ""
+            // The Helium form the lowering takes (integer weights and inputs stand for either
+            // width: only float or not decides), else dual MACs where the input is contiguous
+            // along the reduction.
+            match helium_form(s, fixed) {
+                Some(true) => ", Helium vectors across 4 rows",
+                Some(false) => ", Helium vector dot products",
+                None if s.simd && s.in_j == 1 => ", dual 16-bit MACs",
+                None => "",
             }
         )
     };

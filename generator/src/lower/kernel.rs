@@ -729,15 +729,14 @@ fn lower_stage(
     let accumulate = stage.accumulate;
     if !stage.unrolled {
         let wide = fixed.is_some_and(|f| f.wide);
-        let mve = match &values {
-            Values::Int(weight, _) if stage.mve => {
-                Mve::for_stage(stage.p, stage.in_j, *weight, input_elem, wide)
-            }
-            Values::F32(_) if stage.mve => {
-                Mve::for_stage(stage.p, stage.in_j, Elem::F32, input_elem, wide)
-            }
-            _ => None,
+        let weight_elem = match &values {
+            Values::Int(weight, _) => *weight,
+            Values::F32(_) => Elem::F32,
         };
+        let mve = stage
+            .mve
+            .then(|| Mve::for_stage(stage.p, stage.in_j, weight_elem, input_elem, wide))
+            .flatten();
         let simd = match &values {
             Values::Int(weight, _) if stage.simd && mve.is_none() => {
                 Simd::for_stage(stage.q, stage.in_j, stage.in_r, *weight, input_elem)

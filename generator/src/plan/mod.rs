@@ -369,8 +369,8 @@ pub struct Stage {
     /// Integer build on a core with the DSP extension: dual 16-bit MACs (SMLAD) where the
     /// input is contiguous along the reduction.
     pub simd: bool,
-    /// Integer build on a core with Helium (MVE): vector dot products (VMLADAVA) where the
-    /// input is contiguous along the reduction. Left out of the JSON when unset.
+    /// A core with Helium (MVE): the stage takes a Helium form where its operands allow one
+    /// (`lower::kernel::Mve::for_stage`). Left out of the JSON when unset.
     #[serde(skip_serializing_if = "is_false")]
     pub mve: bool,
 }
