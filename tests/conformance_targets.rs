@@ -2,7 +2,7 @@
 //! and a CSR overlay, a stacked model, permuted multi-factor products) and the basic_motions
 //! KP example are generated for the core, built into bare-metal firmware in C and, where the
 //! target has a Rust triple, in Rust, run on the target's QEMU board, compared with the f64
-//! reference and measured.
+//! reference and measured; the Cortex-M55 also with its C compiled by clang.
 //! Also the CLI side: `kpgen targets`, the flash/RAM budget check and C-only testing on a core
 //! without Rust. Needs arm-none-eabi-gcc, qemu-system-arm and the rustup thumb targets (ci/setup),
 //! and FAILS (never skips) when they are missing.
@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use common::Case;
 use kpgen::base::sequences::TestInputs;
-use kpgen::qemu::Toolchain;
+use kpgen::qemu::{CCompiler, Toolchain};
 use kpgen::spec::Lang;
 use kpgen::target::{Fpu, Target};
 use kpgen::verify::{self, Platform, RunOptions, Tolerance};
@@ -32,9 +32,10 @@ const CASES: &[&str] = &[
     "perm_kp3_every_cell",
 ];
 
-fn platform() -> Platform {
+/// QEMU firmware whose C `cc` compiles.
+fn platform(cc: CCompiler) -> Platform {
     Platform::Qemu(
-        Toolchain::locate()
+        Toolchain::locate_with(cc)
             .unwrap_or_else(|e| panic!("the cross toolchain is missing (run ci/setup): {e}")),
     )
 }
@@ -196,8 +197,8 @@ fn run_example(platform: &Platform, target: &Target) -> Result<(), String> {
     Ok(())
 }
 
-fn conformance(target: &Target) {
-    let platform = platform();
+fn conformance(target: &Target, cc: CCompiler) {
+    let platform = platform(cc);
     common::run_cases(&cases(), |c| run_case(&platform, target, c));
     run_example(&platform, target).unwrap_or_else(|e| panic!("{}: example: {e}", target.name));
 }
@@ -216,7 +217,7 @@ fn every_builtin_target() {
                 let Some(t) = queue.lock().unwrap().pop() else {
                     return;
                 };
-                let run = std::panic::catch_unwind(|| conformance(t));
+                let run = std::panic::catch_unwind(|| conformance(t, CCompiler::Gcc));
                 if let Err(e) = run {
                     let why = e
                         .downcast_ref::<String>()
@@ -230,6 +231,13 @@ fn every_builtin_target() {
     });
     let failures = failures.into_inner().unwrap();
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// The Cortex-M55 again with its C compiled by clang (`kpgen test --cc clang`): its Helium
+/// code goes through clang's `arm_mve.h` and vectoriser, so it gets its own run.
+#[test]
+fn the_m55_with_clang() {
+    conformance(&target("cortex-m55"), CCompiler::Clang);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -2,8 +2,8 @@
 //! over chunks of the reduction, float vectors across four rows): one dense layer per form, its factor shapes chosen so that the plan gives its stages the form, the
 //! chunk counts and the tail predicates the case names. Each case is generated for the
 //! Cortex-M55 and
-//! - run in QEMU (mps3-an547) in C, compared bit for bit with the integer reference (float:
-//!   within the default tolerance of the f64 reference);
+//! - run in QEMU (mps3-an547) in C compiled by gcc and by clang, compared bit for bit with the
+//!   integer reference (float: within the default tolerance of the f64 reference);
 //! - run on the host through the portable C twins of the vector pieces, with gcc and clang;
 //! - compiled for the M55 with the strict flags under the cross gcc and clang.
 //!
@@ -14,7 +14,7 @@
 //! The float LSTM, GRU and FastGRNN updates with table activations and the int8 / int16 LSTM
 //! update run four units per Helium vector (`kp_vlstm4`, ..., `kp_vlstm_q4`) and the rest one
 //! at a time: layers of 8 and 6 units cover both, on
-//! the M55, on the host and compiled with both compilers, inputs large enough to reach the
+//! the M55 (C by gcc and by clang), on the host and compiled with both compilers, inputs large enough to reach the
 //! table's clamp.
 //! Each case checks that the generated C contains its form's pieces, so a change of plan
 //! cannot leave a form untested. Needs arm-none-eabi-gcc, clang, qemu-system-arm and the
@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 
 use kpgen::base::sequences::{SplitMix64, TestInputs};
 use kpgen::base::tensor::write_npy_f32;
-use kpgen::qemu::Toolchain;
+use kpgen::qemu::{CCompiler, Toolchain};
 use kpgen::spec::{Lang, Precision};
 use kpgen::target::Target;
 use kpgen::verify::Platform;
@@ -176,9 +176,10 @@ fn run(platform: &Platform, target: &Target, langs: &[Lang], form: &Form) -> Res
     common::run_against_reference(platform, target, &gen, &inputs, langs, false, &work)
 }
 
-fn qemu() -> Platform {
+/// QEMU firmware whose C `cc` compiles.
+fn qemu(cc: CCompiler) -> Platform {
     Platform::Qemu(
-        Toolchain::locate()
+        Toolchain::locate_with(cc)
             .unwrap_or_else(|e| panic!("the cross toolchain is missing (run ci/setup): {e}")),
     )
 }
@@ -191,10 +192,13 @@ fn check_all(what: impl Fn(&Form) -> Result<(), String>) {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
+/// With the C compiled by gcc and by clang, whose `arm_mve.h` and code differ.
 #[test]
 fn every_helium_form_is_bit_exact_on_the_m55_under_qemu() {
-    let platform = qemu();
-    check_all(|f| run(&platform, &m55(), &[Lang::C], f));
+    for cc in [CCompiler::Gcc, CCompiler::Clang] {
+        let platform = qemu(cc);
+        check_all(|f| run(&platform, &m55(), &[Lang::C], f).map_err(|e| format!("{cc}: {e}")));
+    }
 }
 
 /// The same lowering on the host, where no `__ARM_FEATURE_MVE` is defined: the portable twins
@@ -212,7 +216,7 @@ fn every_helium_form_is_bit_exact_through_the_portable_c_on_the_host() {
 /// Helium, in QEMU.
 #[test]
 fn the_helium_lowering_is_bit_exact_in_rust_and_portable_c_on_the_m33() {
-    let platform = qemu();
+    let platform = qemu(CCompiler::Gcc);
     check_all(|f| run(&platform, &m33_with_helium(), &[Lang::C, Lang::Rust], f));
 }
 
@@ -328,12 +332,12 @@ fn run_cell(
 }
 
 /// Each float cell, and the int8 and int16 LSTM, of 8 units (two vectors) and of 6 (a vector
-/// and two units one at a time) on the M55 in QEMU and through the portable C on the host (gcc,
+/// and two units one at a time) on the M55 in QEMU (C compiled by gcc and by clang) and through the portable C on the host (gcc,
 /// clang), against the reference at every step (fixed point bit for bit with the integer
 /// reference); and its C compiled for the M55 with gcc and clang.
 #[test]
 fn the_helium_cell_updates_match_the_reference_on_the_m55_and_the_host() {
-    let qemu = qemu();
+    let (qemu_gcc, qemu_clang) = (qemu(CCompiler::Gcc), qemu(CCompiler::Clang));
     let mut failures = Vec::new();
     let cases = [
         (Cell::Lstm, Precision::F32),
@@ -346,7 +350,8 @@ fn the_helium_cell_updates_match_the_reference_on_the_m55_and_the_host() {
         for units in [8, 6] {
             let case = format!("{}{units} {}", cell.name(), precision.as_str());
             for (name, platform) in [
-                ("qemu", &qemu),
+                ("qemu gcc", &qemu_gcc),
+                ("qemu clang", &qemu_clang),
                 (
                     "gcc",
                     &Platform::Host {

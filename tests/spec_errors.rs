@@ -383,6 +383,31 @@ fn bench_refuses_bad_layers_targets_and_baselines_with_exit_2() {
     let (code, stderr, _) = bench(&["--spec", "missing.yaml"]);
     assert_eq!(code, 2);
     assert!(stderr.contains("missing.yaml"), "{stderr}");
+    // A baseline measured with another compiler is no baseline for this run.
+    let dir = fixture();
+    std::fs::write(
+        dir.path().join("gcc.json"),
+        r#"{"cmsis_dsp": "not run", "measurements": []}"#,
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_kpgen"))
+        .current_dir(dir.path())
+        .args([
+            "bench", "--layer", "4x4*4x4", "--cc", "clang", "--check", "gcc.json",
+        ])
+        .args(["--work-dir", "work"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("measured with --cc gcc, this run would use --cc clang"),
+        "{stderr}"
+    );
+    assert!(!dir.path().join("work").exists(), "nothing built");
+    let (code, stderr, _) = bench(&["--layer", "4x4*4x4", "--cc", "icc"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("possible values: gcc, clang"), "{stderr}");
 }
 
 #[test]

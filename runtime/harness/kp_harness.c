@@ -355,9 +355,14 @@ uint32_t kp_stack_size(void)
 
 /* ---- libc subset ----
  * Weak, so a Rust staticlib's compiler_builtins (or any other) definition may win.
- * Loop-to-libcall conversion is disabled here: it would turn memset into a call to itself. */
+ * Loop-to-libcall conversion is disabled here: it would turn memset into a call to itself
+ * (gcc: an optimize attribute; clang: no_builtin, which it knows instead). */
 
+#if defined(__clang__)
+#define KP_NO_LIBCALL __attribute__((weak, no_builtin))
+#else
 #define KP_NO_LIBCALL __attribute__((weak, optimize("no-tree-loop-distribute-patterns")))
+#endif
 
 /* A word type that may alias anything (word-at-a-time copies of byte buffers). */
 typedef uint32_t __attribute__((may_alias)) kp_word;

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::qemu::{run_checked, FirmwareTarget};
+use crate::qemu::{run_checked, FirmwareTarget, Toolchain};
 use crate::spec::Precision;
 
 pub const VERSION: &str = "1.10.3";
@@ -141,7 +141,7 @@ impl CmsisDsp {
     /// follow the core's `__ARM_FEATURE_DSP` / `__ARM_FEATURE_MVE`, as in CMSIS builds.
     pub fn compile(
         &self,
-        gcc: &Path,
+        toolchain: &Toolchain,
         target: &FirmwareTarget,
         precision: Precision,
         work_dir: &Path,
@@ -149,14 +149,14 @@ impl CmsisDsp {
         let (func, _, _) = kernel(precision);
         let source = self.root.join(format!("Source/MatrixFunctions/{func}.c"));
         let object = work_dir.join(format!("{func}.o"));
-        self.compile_source(gcc, target, &source, &[], &object)?;
+        self.compile_source(toolchain, target, &source, &[], &object)?;
         Ok(object)
     }
 
     /// Compiles one C source that uses CMSIS-DSP ([`CmsisDsp::cflags`] plus `extra`).
     pub fn compile_source(
         &self,
-        gcc: &Path,
+        toolchain: &Toolchain,
         target: &FirmwareTarget,
         source: &Path,
         extra: &[String],
@@ -166,8 +166,8 @@ impl CmsisDsp {
             std::fs::create_dir_all(dir).map_err(|e| io_err("create the work folder", e))?;
         }
         run(
-            Command::new(gcc)
-                .args(&target.cflags)
+            toolchain
+                .c_compiler(target)
                 .args(self.cflags())
                 .args(extra)
                 .arg("-c")

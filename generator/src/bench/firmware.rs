@@ -533,14 +533,14 @@ fn measure_cmsis(
     let cdir = dir.join("cmsis");
     let main = cdir.join("cmsis_main.c");
     qemu::write_file(&main, &main_c).map_err(|e| e.to_string())?;
-    let kernel_obj = cm.compile(&env.toolchain.gcc, fwt, precision, &cdir)?;
+    let kernel_obj = cm.compile(env.toolchain, fwt, precision, &cdir)?;
     let main_obj = cdir.join("cmsis_main.o");
     let extra = [
         format!("-I{}", runtime.display()),
         "-Wall".to_owned(),
         "-Wextra".to_owned(),
     ];
-    cm.compile_source(&env.toolchain.gcc, fwt, &main, &extra, &main_obj)?;
+    cm.compile_source(env.toolchain, fwt, &main, &extra, &main_obj)?;
     // CMSIS-DSP's flash is its kernel object's own size, so this firmware needs no baseline.
     let firmware = Firmware {
         name: "cmsis".to_owned(),

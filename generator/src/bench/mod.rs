@@ -73,6 +73,9 @@ pub struct BenchRun {
     #[serde(default)]
     pub reason: String,
     pub cmsis_dsp: String,
+    /// The compiler of every firmware's C (older baselines: gcc).
+    #[serde(default)]
+    pub compiler: crate::qemu::CCompiler,
     pub measurements: Vec<Measurement>,
     /// `--model`: per-step rows of each recurrent layer, kpgen beside CMSIS-NN.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -127,6 +130,8 @@ pub struct BenchOptions {
     pub models: Vec<crate::model::Model>,
     /// A CMSIS-NN source tree for the model rows' baseline.
     pub cmsis_nn: Option<PathBuf>,
+    /// The compiler of every firmware's C: kpgen's and the baselines' alike.
+    pub cc: crate::qemu::CCompiler,
 }
 
 /// One unit of work.
@@ -163,7 +168,7 @@ pub fn run(
     progress: &(dyn Fn(crate::base::progress::Progress) + Sync),
 ) -> Result<BenchRun, BenchError> {
     let tool = |e: String| BenchError::Tool(e);
-    let toolchain = crate::qemu::Toolchain::locate().map_err(|e| tool(e.to_string()))?;
+    let toolchain = crate::qemu::Toolchain::locate_with(o.cc).map_err(|e| tool(e.to_string()))?;
     std::fs::create_dir_all(&o.work_dir)
         .map_err(|e| tool(format!("create {}: {e}", o.work_dir.display())))?;
     let plugin =
@@ -261,6 +266,7 @@ pub fn run(
     Ok(BenchRun {
         reason: String::new(),
         cmsis_dsp: cmsis.map_or("not run".to_owned(), |_| cmsis::VERSION.to_owned()),
+        compiler: o.cc,
         measurements: results.into_iter().flat_map(|(_, m)| m).collect(),
         model_rows,
     })
@@ -340,6 +346,7 @@ mod tests {
         BenchRun {
             reason: String::new(),
             cmsis_dsp: String::new(),
+            compiler: Default::default(),
             measurements: ms,
             model_rows: Vec::new(),
         }

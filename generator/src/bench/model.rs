@@ -355,17 +355,15 @@ fn measure_cmsis_nn(
     // CMSIS-NN and its caller with kpgen's optimization level (-O2) and the target's flags;
     // its DSP and Helium paths follow the core's __ARM_FEATURE_* macros.
     let flags = |extra: &[String]| -> Vec<String> {
-        let mut f = fwt.cflags.clone();
-        f.extend(
-            [
-                "-std=gnu11",
-                "-O2",
-                "-ffreestanding",
-                "-ffunction-sections",
-                "-fdata-sections",
-            ]
-            .map(String::from),
-        );
+        let mut f: Vec<String> = [
+            "-std=gnu11",
+            "-O2",
+            "-ffreestanding",
+            "-ffunction-sections",
+            "-fdata-sections",
+        ]
+        .map(String::from)
+        .to_vec();
         f.push(format!("-I{}", shim.display()));
         f.push(format!("-I{}", tree.include().display()));
         f.extend(extra.iter().cloned());
@@ -379,7 +377,8 @@ fn measure_cmsis_nn(
     for (k, (source, extra)) in sources.iter().enumerate() {
         let object = dir.join(format!("obj{k}.o"));
         crate::qemu::run_checked(
-            std::process::Command::new(&env.toolchain.gcc)
+            env.toolchain
+                .c_compiler(&fwt)
                 .args(flags(extra))
                 .arg("-c")
                 .arg(source)

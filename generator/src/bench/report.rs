@@ -54,6 +54,14 @@ fn pairs(run: &BenchRun) -> Vec<(&Measurement, Option<&Measurement>)> {
 /// rows of `--model`, each when there is something in it.
 pub fn markdown(run: &BenchRun) -> String {
     let mut out = String::new();
+    if run.compiler != crate::qemu::CCompiler::Gcc {
+        // Tables from the default compiler say nothing, as they always have.
+        let _ = writeln!(
+            out,
+            "C compiled by {} (`kpgen bench --cc {0}`; the cross gcc links).\n",
+            run.compiler
+        );
+    }
     if !run.measurements.is_empty() || run.model_rows.is_empty() {
         out.push_str(&kernel_markdown(run));
     }
@@ -299,5 +307,24 @@ mod tests {
             row(CMSIS_NN, None, "CMSIS-NN has no GRU kernel"),
         ];
         assert!(model_markdown(&gru).contains("| CMSIS-NN has no GRU kernel |"));
+    }
+
+    #[test]
+    fn a_table_from_clang_says_so_and_one_from_gcc_keeps_its_old_form() {
+        let mut run = BenchRun {
+            reason: String::new(),
+            cmsis_dsp: String::new(),
+            compiler: crate::qemu::CCompiler::Gcc,
+            measurements: Vec::new(),
+            model_rows: vec![row(KPGEN_FORM, Some(1000), "ok")],
+        };
+        assert!(markdown(&run).starts_with("| model |"));
+        run.compiler = crate::qemu::CCompiler::Clang;
+        let table = markdown(&run);
+        assert!(
+            table.starts_with("C compiled by clang (`kpgen bench --cc clang`")
+                && table.contains("\n\n| model |"),
+            "{table}"
+        );
     }
 }

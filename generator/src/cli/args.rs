@@ -119,6 +119,10 @@ pub struct TestArgs {
     /// Run natively with this C compiler instead of QEMU (no cost figures).
     #[arg(long, value_name = "CC")]
     pub host: Option<String>,
+    /// The compiler of the QEMU firmware's C: the cross gcc, or clang
+    /// (`--target=arm-none-eabi`; the cross gcc still links).
+    #[arg(long, value_enum, default_value_t = kpgen::qemu::CCompiler::Gcc, conflicts_with = "host")]
+    pub cc: kpgen::qemu::CCompiler,
     /// Keep the firmware build directory here (default: a temporary directory).
     #[arg(long)]
     pub work_dir: Option<PathBuf>,
@@ -171,6 +175,10 @@ pub struct BenchArgs {
     /// beside kpgen in the model rows.
     #[arg(long, value_name = "DIR", requires = "model")]
     pub cmsis_nn: Option<PathBuf>,
+    /// The compiler of every measured firmware's C (kpgen's, CMSIS-DSP's and CMSIS-NN's): the
+    /// cross gcc, or clang (`--target=arm-none-eabi`; the cross gcc still links).
+    #[arg(long, value_enum, default_value_t = kpgen::qemu::CCompiler::Gcc)]
+    pub cc: kpgen::qemu::CCompiler,
     /// Build and cache folder.
     #[arg(long, default_value = "target/kpgen-bench")]
     pub work_dir: PathBuf,

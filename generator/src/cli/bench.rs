@@ -87,6 +87,15 @@ pub fn bench(args: &BenchArgs) -> ExitCode {
             .map_err(|e| e.to_string())
             .and_then(|t| serde_json::from_str::<bench::BenchRun>(&t).map_err(|e| e.to_string()))
         {
+            Ok(b) if b.compiler != args.cc => {
+                return bad(format!(
+                    "the baseline {} was measured with --cc {}, this run would use --cc {}: \
+                     counts from different compilers are not comparable",
+                    shown_path(p),
+                    b.compiler,
+                    args.cc
+                ))
+            }
             Ok(b) => Some(b),
             Err(e) => return bad(format!("cannot read the baseline {}: {e}", shown_path(p))),
         },
@@ -117,6 +126,7 @@ pub fn bench(args: &BenchArgs) -> ExitCode {
         }),
         models,
         cmsis_nn: args.cmsis_nn.clone(),
+        cc: args.cc,
     };
     let started = Instant::now();
     let view = ProgressView::new("kpgen bench");

@@ -204,7 +204,7 @@ pub fn test(args: &TestArgs) -> ExitCode {
     let platform = match &args.host {
         Some(cc) => Platform::Host { cc: cc.clone() },
         // A missing tool exits as any other harness error does.
-        None => match Toolchain::locate().map_err(verify::HarnessError::from) {
+        None => match Toolchain::locate_with(args.cc).map_err(verify::HarnessError::from) {
             Ok(tc) => Platform::Qemu(tc),
             Err(e) => {
                 say!("kpgen test: {e}");
@@ -258,7 +258,12 @@ pub fn test(args: &TestArgs) -> ExitCode {
         every_step: args.every_step,
     };
     let where_ = match &platform {
-        Platform::Qemu(_) => format!("QEMU {} ({})", target.qemu.machine, target.name),
+        Platform::Qemu(tc) => format!(
+            "QEMU {} ({}), C compiled by {}",
+            target.qemu.machine,
+            target.name,
+            tc.compiler()
+        ),
         Platform::Host { cc } => format!("the host ({cc})"),
     };
     say!(

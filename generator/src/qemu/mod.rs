@@ -182,13 +182,54 @@ impl ToolchainError {
     }
 }
 
-/// The cross tools, found on PATH by [`Toolchain::locate`].
+/// Which compiler builds the C of a firmware (the cross gcc always links it, with its libgcc).
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
+pub enum CCompiler {
+    /// `arm-none-eabi-gcc`.
+    #[default]
+    Gcc,
+    /// `clang --target=arm-none-eabi` with the target's `-mcpu` flags; C library headers
+    /// (which only benchmark baselines include) come from the cross gcc's newlib.
+    Clang,
+}
+
+impl CCompiler {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CCompiler::Gcc => "gcc",
+            CCompiler::Clang => "clang",
+        }
+    }
+}
+
+impl std::fmt::Display for CCompiler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The cross tools, found on PATH by [`Toolchain::locate`] (or [`Toolchain::locate_with`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Toolchain {
+    /// `arm-none-eabi-gcc`: it links every firmware, and compiles its C unless `clang` is set.
     pub gcc: PathBuf,
     pub size: PathBuf,
     pub qemu: PathBuf,
     pub cargo: PathBuf,
+    /// When set, C is compiled by this clang instead of `gcc`.
+    pub clang: Option<Clang>,
+}
+
+/// A clang able to compile for bare-metal Arm: its path and the C library header folders of
+/// the cross gcc, searched after clang's own (so `stdint.h` and `arm_mve.h` are clang's).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Clang {
+    pub path: PathBuf,
+    pub libc_includes: Vec<PathBuf>,
 }
 
 /// Result of [`Toolchain::compile_firmware`].
@@ -477,8 +518,14 @@ pub fn qemu_args(target: &FirmwareTarget, elf: &Path) -> Vec<OsString> {
 
 impl Toolchain {
     /// Finds `arm-none-eabi-gcc`, `arm-none-eabi-size`, `qemu-system-arm` and `cargo` on
-    /// PATH (cargo also via `$CARGO`).
+    /// PATH (cargo also via `$CARGO`); C is compiled with the cross gcc.
     pub fn locate() -> Result<Toolchain, ToolchainError> {
+        Toolchain::locate_with(CCompiler::Gcc)
+    }
+
+    /// [`Toolchain::locate`], C compiled by `compiler` (for clang, also `clang` on PATH and
+    /// the cross gcc's C library headers).
+    pub fn locate_with(compiler: CCompiler) -> Result<Toolchain, ToolchainError> {
         let find = |tool: &str, hint: &str| {
             find_on_path(tool).ok_or_else(|| ToolchainError::MissingTool {
                 tool: tool.to_string(),
@@ -491,12 +538,51 @@ impl Toolchain {
                 tool: "cargo".into(),
                 hint: "install Rust with rustup (https://rustup.rs)".into(),
             })?;
+        let gcc = find("arm-none-eabi-gcc", INSTALL_HINT)?;
+        let clang = match compiler {
+            CCompiler::Gcc => None,
+            CCompiler::Clang => Some(Clang {
+                path: find("clang", "run ci/setup, or apt-get install clang")?,
+                libc_includes: gcc_libc_includes(&gcc)?,
+            }),
+        };
         Ok(Toolchain {
-            gcc: find("arm-none-eabi-gcc", INSTALL_HINT)?,
+            gcc,
             size: find("arm-none-eabi-size", INSTALL_HINT)?,
             qemu: find("qemu-system-arm", INSTALL_HINT)?,
             cargo,
+            clang,
         })
+    }
+
+    /// Which compiler builds C.
+    pub fn compiler(&self) -> CCompiler {
+        if self.clang.is_some() {
+            CCompiler::Clang
+        } else {
+            CCompiler::Gcc
+        }
+    }
+
+    /// A command compiling C for `target`: the chosen compiler with the target's flags (for
+    /// clang, `--target=arm-none-eabi` before them and the C library headers after its own).
+    /// The caller adds the language, optimisation and file arguments.
+    pub fn c_compiler(&self, target: &FirmwareTarget) -> Command {
+        match &self.clang {
+            None => {
+                let mut cmd = Command::new(&self.gcc);
+                cmd.args(&target.cflags);
+                cmd
+            }
+            Some(clang) => {
+                let mut cmd = Command::new(&clang.path);
+                cmd.arg("--target=arm-none-eabi").args(&target.cflags);
+                for dir in &clang.libc_includes {
+                    cmd.arg("-idirafter").arg(dir);
+                }
+                cmd
+            }
+        }
     }
 
     /// Compiles each C source with [`STRICT_C_FLAGS`], [`FIRMWARE_C_FLAGS`] and the target's flags into `work_dir`, then
@@ -528,10 +614,8 @@ impl Toolchain {
                 stem
             };
             let object = work_dir.join(format!("{base}.o"));
-            let mut cmd = Command::new(&self.gcc);
-            cmd.args(STRICT_C_FLAGS)
-                .args(FIRMWARE_C_FLAGS)
-                .args(&target.cflags);
+            let mut cmd = self.c_compiler(target);
+            cmd.args(STRICT_C_FLAGS).args(FIRMWARE_C_FLAGS);
             for dir in include_dirs {
                 cmd.arg("-I").arg(dir);
             }
@@ -757,6 +841,39 @@ impl Toolchain {
     }
 }
 
+/// The folders of the cross gcc's own `#include <...>` search list that hold the C library
+/// (newlib's `string.h`, ...), as `gcc -E -v` prints them; gcc's private folders (its
+/// `stdint.h`, `arm_mve.h`, under `lib/gcc/`) are left to clang's equivalents. None when the
+/// toolchain has no C library installed (kpgen's firmware and generated code need none).
+fn gcc_libc_includes(gcc: &Path) -> Result<Vec<PathBuf>, ToolchainError> {
+    let mut cmd = Command::new(gcc);
+    cmd.args(["-xc", "-E", "-v", "-o"])
+        .arg(if cfg!(windows) { "NUL" } else { "/dev/null" })
+        .arg("-")
+        .stdin(Stdio::null());
+    let output = run_checked(&mut cmd, "list the include folders of arm-none-eabi-gcc")?;
+    Ok(parse_include_search(&String::from_utf8_lossy(
+        &output.stderr,
+    )))
+}
+
+/// The folders of a `gcc -E -v` search list (between `#include <...> search starts here:` and
+/// `End of search list.`) holding `string.h` outside gcc's private `lib/gcc/` tree.
+fn parse_include_search(text: &str) -> Vec<PathBuf> {
+    text.lines()
+        .skip_while(|l| !l.starts_with("#include <...> search starts here"))
+        .skip(1)
+        .take_while(|l| !l.starts_with("End of search list"))
+        .map(|l| PathBuf::from(l.trim()))
+        .filter(|d| {
+            let private = d.components().any(|c| c.as_os_str() == "gcc")
+                && d.components().any(|c| c.as_os_str() == "lib");
+            !private && d.join("string.h").is_file()
+        })
+        .map(|d| d.canonicalize().unwrap_or(d))
+        .collect()
+}
+
 fn find_on_path(tool: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)
@@ -942,6 +1059,32 @@ mod tests {
         assert_eq!(s.flash(), 3984);
         assert_eq!(s.ram(), 20);
         assert!(parse_size_output("nonsense").is_err());
+    }
+
+    #[test]
+    fn the_c_library_folders_are_read_from_gccs_search_list() {
+        let dir = tempfile::tempdir().unwrap();
+        let newlib = dir.path().join("arm-none-eabi/include");
+        let private = dir.path().join("lib/gcc/arm-none-eabi/12/include");
+        let empty = dir.path().join("empty");
+        for d in [&newlib, &private, &empty] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        std::fs::write(newlib.join("string.h"), "").unwrap();
+        std::fs::write(private.join("string.h"), "").unwrap();
+        let text = format!(
+            "ignoring nonexistent directory \"/nowhere\"\n#include \"...\" search starts here:\n\
+             #include <...> search starts here:\n {}\n {}\n {}\nEnd of search list.\n {}\n",
+            private.display(),
+            newlib.display(),
+            empty.display(),
+            dir.path().join("after").display()
+        );
+        assert_eq!(
+            parse_include_search(&text),
+            vec![newlib.canonicalize().unwrap()]
+        );
+        assert!(parse_include_search("no list here").is_empty());
     }
 
     #[test]

@@ -499,7 +499,11 @@ pub fn run_suite(
     Ok(Suite {
         target: target.name.clone(),
         platform: match platform {
-            Platform::Qemu(_) => format!("qemu-system-arm -M {}", target.qemu.machine),
+            Platform::Qemu(tc) => format!(
+                "qemu-system-arm -M {}, C compiled by {}",
+                target.qemu.machine,
+                tc.compiler()
+            ),
             Platform::Host { cc } => format!("host ({cc})"),
         },
         sequences: inputs.sequences.len(),
