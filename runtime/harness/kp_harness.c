@@ -432,3 +432,22 @@ KP_NO_LIBCALL int memcmp(const void *a, const void *b, size_t n)
     }
     return 0;
 }
+
+#if defined(__ARM_EABI__)
+/* The Arm run-time ABI's names for the same (clang calls these where gcc calls memcpy; a C
+ * library would provide them). The suffixed forms promise 4- or 8-byte alignment, which the
+ * plain routines find by themselves; memset's operands come in another order. */
+#define KP_AEABI __attribute__((weak))
+KP_AEABI void __aeabi_memcpy(void *dst, const void *src, size_t n) { memcpy(dst, src, n); }
+KP_AEABI void __aeabi_memcpy4(void *dst, const void *src, size_t n) { memcpy(dst, src, n); }
+KP_AEABI void __aeabi_memcpy8(void *dst, const void *src, size_t n) { memcpy(dst, src, n); }
+KP_AEABI void __aeabi_memmove(void *dst, const void *src, size_t n) { memmove(dst, src, n); }
+KP_AEABI void __aeabi_memmove4(void *dst, const void *src, size_t n) { memmove(dst, src, n); }
+KP_AEABI void __aeabi_memmove8(void *dst, const void *src, size_t n) { memmove(dst, src, n); }
+KP_AEABI void __aeabi_memset(void *dst, size_t n, int c) { memset(dst, c, n); }
+KP_AEABI void __aeabi_memset4(void *dst, size_t n, int c) { memset(dst, c, n); }
+KP_AEABI void __aeabi_memset8(void *dst, size_t n, int c) { memset(dst, c, n); }
+KP_AEABI void __aeabi_memclr(void *dst, size_t n) { memset(dst, 0, n); }
+KP_AEABI void __aeabi_memclr4(void *dst, size_t n) { memset(dst, 0, n); }
+KP_AEABI void __aeabi_memclr8(void *dst, size_t n) { memset(dst, 0, n); }
+#endif

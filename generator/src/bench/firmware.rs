@@ -263,6 +263,7 @@ fn kpgen_main(
         measured: if null { "" } else { MEASURED_CALL },
     }
     .render()
+    .map(super::ending_with_newline)
     .map_err(|e| format!("render the benchmark main: {e}"))
 }
 
@@ -529,6 +530,7 @@ fn measure_cmsis(
         measured: MEASURED_CALL,
     }
     .render()
+    .map(super::ending_with_newline)
     .map_err(|e| format!("render the CMSIS-DSP main: {e}"))?;
     let cdir = dir.join("cmsis");
     let main = cdir.join("cmsis_main.c");

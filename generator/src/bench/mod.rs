@@ -272,6 +272,15 @@ pub fn run(
     })
 }
 
+/// A rendered C source with the final newline the template engine drops (C99 wants one;
+/// clang's -pedantic says so).
+fn ending_with_newline(mut text: String) -> String {
+    if !text.ends_with('\n') {
+        text.push('\n');
+    }
+    text
+}
+
 /// A measurement's identity in a baseline.
 pub fn key(m: &Measurement) -> String {
     format!(

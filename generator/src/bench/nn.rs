@@ -394,6 +394,7 @@ pub fn lstm_main(q: &LstmQ, layer: &str) -> Result<String, String> {
             .collect(),
     }
     .render()
+    .map(super::ending_with_newline)
     .map_err(|e| format!("render the CMSIS-NN main: {e}"))
 }
 

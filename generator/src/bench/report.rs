@@ -54,14 +54,6 @@ fn pairs(run: &BenchRun) -> Vec<(&Measurement, Option<&Measurement>)> {
 /// rows of `--model`, each when there is something in it.
 pub fn markdown(run: &BenchRun) -> String {
     let mut out = String::new();
-    if run.compiler != crate::qemu::CCompiler::Gcc {
-        // Tables from the default compiler say nothing, as they always have.
-        let _ = writeln!(
-            out,
-            "C compiled by {} (`kpgen bench --cc {0}`; the cross gcc links).\n",
-            run.compiler
-        );
-    }
     if !run.measurements.is_empty() || run.model_rows.is_empty() {
         out.push_str(&kernel_markdown(run));
     }
@@ -70,6 +62,16 @@ pub fn markdown(run: &BenchRun) -> String {
             out.push('\n');
         }
         out.push_str(&model_markdown(&run.model_rows));
+    }
+    if run.compiler != crate::qemu::CCompiler::Gcc {
+        // Tables from the default compiler say nothing, as they always have.
+        out.insert_str(
+            0,
+            &format!(
+                "C compiled by {} (`kpgen bench --cc {0}`; the cross gcc links).\n\n",
+                run.compiler
+            ),
+        );
     }
     out
 }
@@ -323,7 +325,7 @@ mod tests {
         let table = markdown(&run);
         assert!(
             table.starts_with("C compiled by clang (`kpgen bench --cc clang`")
-                && table.contains("\n\n| model |"),
+                && table.contains(").\n\n| model |"),
             "{table}"
         );
     }
