@@ -268,6 +268,10 @@ case!(
     replace("name: motion\n", "name: motion\nactivations: fast\n")
 );
 case!(
+    unknown_optimize,
+    replace("name: motion\n", "name: motion\noptimize: fast\n")
+);
+case!(
     missing_calibration_file,
     replace(
         "name: motion\n",

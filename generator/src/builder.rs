@@ -19,7 +19,7 @@ use crate::base::input::Reader;
 use crate::explain::{self, Explanation};
 use crate::model::Model;
 use crate::output::{self, OutputError};
-use crate::spec::{Activations, Precision};
+use crate::spec::{Activations, Optimize, Precision};
 use crate::target::{self, Target};
 use crate::Generation;
 
@@ -31,6 +31,7 @@ pub struct Builder {
     target: String,
     precision: Option<Precision>,
     activations: Option<Activations>,
+    optimize: Option<Optimize>,
     calibrate: Option<PathBuf>,
     flash_budget: Option<u64>,
     ram_budget: Option<u64>,
@@ -78,6 +79,7 @@ impl Builder {
             target: "cortex-m4".to_owned(),
             precision: None,
             activations: None,
+            optimize: None,
             calibrate: None,
             flash_budget: None,
             ram_budget: None,
@@ -101,6 +103,12 @@ impl Builder {
     /// How f32 code evaluates sigmoid and tanh, replacing the spec's `activations`.
     pub fn activations(mut self, activations: Activations) -> Self {
         self.activations = Some(activations);
+        self
+    }
+
+    /// What the plan optimizes for (speed or size), replacing the spec's `optimize`.
+    pub fn optimize(mut self, optimize: Optimize) -> Self {
+        self.optimize = Some(optimize);
         self
     }
 
@@ -166,6 +174,9 @@ impl Builder {
         }
         if let Some(a) = self.activations {
             model.activations = a;
+        }
+        if let Some(o) = self.optimize {
+            model.optimize = o;
         }
         if let Some(c) = &self.calibrate {
             model.calibration = Some(c.clone());

@@ -170,6 +170,7 @@ fn synthetic_model(name: &str, a: (usize, usize), b: (usize, usize), density: f6
         }],
         precision: Precision::F32,
         activations: crate::spec::Activations::default(),
+        optimize: crate::spec::Optimize::default(),
         calibration: None,
         sources: Vec::new(),
     }

@@ -97,6 +97,7 @@ pub fn synthetic_lstm(inputs: usize, units: usize) -> Model {
         }],
         precision: Precision::F32,
         activations: Default::default(),
+        optimize: Default::default(),
         calibration: None,
         sources: Vec::new(),
     }

@@ -53,6 +53,10 @@ pub struct BuildOptions {
     /// table: interpolated, absolute error below 1e-4; exact: polynomial exp and a division).
     #[arg(long, value_enum)]
     pub activations: Option<kpgen::spec::Activations>,
+    /// What the plan optimizes for, replacing the spec's `optimize` (default speed; size:
+    /// loops instead of unrolled factors, no register tiles, CSR overlays).
+    #[arg(long, value_enum)]
+    pub optimize: Option<kpgen::spec::Optimize>,
     /// Calibration inputs for int8/int16 (float .npy, sequences x steps x features), replacing
     /// the spec's `calibration`.
     #[arg(long, value_name = "FILE.npy")]

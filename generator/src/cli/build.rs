@@ -19,6 +19,9 @@ impl BuildOptions {
         if let Some(a) = self.activations {
             b = b.activations(a);
         }
+        if let Some(o) = self.optimize {
+            b = b.optimize(o);
+        }
         if let Some(c) = &self.calibrate {
             b = b.calibrate(c);
         }

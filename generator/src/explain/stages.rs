@@ -160,6 +160,10 @@ pub fn spec(doc: &SpecDocument) -> (String, Value) {
         Some(a) => line!(t, "  line {:>3}  activations: {}", at(a), a.value.as_str()),
         None => line!(t, "            activations: omitted (table)"),
     }
+    match &s.optimize {
+        Some(o) => line!(t, "  line {:>3}  optimize: {}", at(o), o.value.as_str()),
+        None => line!(t, "            optimize: omitted (speed)"),
+    }
     match &s.calibration {
         Some(c) => line!(t, "  line {:>3}  calibration: {}", at(c), c.value),
         None => line!(t, "            calibration: none"),
@@ -199,6 +203,7 @@ pub fn spec(doc: &SpecDocument) -> (String, Value) {
         },
         "precision": s.precision.as_ref().map(|p| json!({ "value": p.value, "line": at(p) })),
         "activations": s.activations.as_ref().map(|a| json!({ "value": a.value, "line": at(a) })),
+        "optimize": s.optimize.as_ref().map(|o| json!({ "value": o.value, "line": at(o) })),
         "calibration": s.calibration.as_ref().map(|c| json!({ "value": c.value, "line": at(c) })),
         "layers": layers,
     });
@@ -253,7 +258,7 @@ pub fn model(m: &Model) -> (String, Value) {
     let mut t = String::new();
     line!(
         t,
-        "model {}: {} input features, {} steps, {} outputs, precision {}{}",
+        "model {}: {} input features, {} steps, {} outputs, precision {}{}, optimized for {}",
         m.name,
         m.input_features,
         m.steps,
@@ -263,7 +268,8 @@ pub fn model(m: &Model) -> (String, Value) {
             String::new()
         } else {
             format!(", {} activations", m.activations.as_str())
-        }
+        },
+        m.optimize.as_str()
     );
     match &m.calibration {
         Some(c) => line!(t, "  calibration: {}", c.display()),
@@ -325,6 +331,7 @@ pub fn model(m: &Model) -> (String, Value) {
         "output_size": m.output_size(),
         "precision": m.precision,
         "activations": m.activations,
+        "optimize": m.optimize,
         "calibration": m.calibration.as_ref().map(|c| c.display().to_string()),
         "layers": layers,
         "sources": m.sources.iter().map(|s| s.display().to_string()).collect::<Vec<_>>(),
@@ -472,6 +479,26 @@ pub fn plan(p: &Plan) -> (String, Value) {
         p.input_features,
         p.steps,
         p.output_size
+    );
+    let tile = if p.precision.is_fixed() {
+        p.rules.tile_int
+    } else {
+        p.rules.tile_float
+    };
+    let unrolled = match p.rules.unroll_max_factor_elems {
+        0 => "no matrix unrolled".to_owned(),
+        n => format!("matrices of at most {n} elements unrolled"),
+    };
+    let straight = match p.rules.straight_line_max_nnz {
+        0 => "every overlay in CSR".to_owned(),
+        n => format!("overlays of at most {n} non-zeros straight-line"),
+    };
+    line!(
+        t,
+        "  optimized for {}: {unrolled}, register tiles {}x{}, {straight}",
+        p.optimize.as_str(),
+        tile[0],
+        tile[1],
     );
     for l in &p.layers {
         line!(

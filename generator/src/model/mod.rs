@@ -14,8 +14,8 @@ pub use crate::base::sparse::SparseMatrix;
 use crate::base::sparse::{self, Array, Positions, Stored};
 use crate::base::tensor::{self, Tensor};
 use crate::spec::{
-    Activation, Activations, LayerKind, LayerSpec, Precision, ScalarSpec, SparseParts, SparseSpec,
-    SpecDocument, WeightMap, WeightSpec,
+    Activation, Activations, LayerKind, LayerSpec, Optimize, Precision, ScalarSpec, SparseParts,
+    SparseSpec, SpecDocument, WeightMap, WeightSpec,
 };
 
 #[derive(Debug, Clone)]
@@ -29,6 +29,9 @@ pub struct Model {
     /// How f32 code evaluates sigmoid and tanh (the spec's `activations`, table when
     /// omitted); the CLI may override it. The f64 reference follows it.
     pub activations: Activations,
+    /// What the plan optimizes for (the spec's `optimize`, speed when omitted); the CLI may
+    /// override it.
+    pub optimize: Optimize,
     /// The spec's `calibration` file, resolved against the spec's folder.
     pub calibration: Option<PathBuf>,
     /// Every file the model was read from (the spec, each tensor file): an output may never
@@ -1329,6 +1332,10 @@ pub fn load_model_with(
             .activations
             .as_ref()
             .map_or_else(Activations::default, |a| a.value),
+        optimize: spec
+            .optimize
+            .as_ref()
+            .map_or_else(Optimize::default, |o| o.value),
         calibration: spec
             .calibration
             .as_ref()

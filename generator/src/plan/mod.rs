@@ -9,8 +9,8 @@ use serde::Serialize;
 
 use crate::model::cells::sigmoid;
 use crate::model::{factor_name, Cell, Layer, Model, SparseMatrix, Weight, WeightForm};
-use crate::spec::{Activation, Activations, LayerKind, Precision};
-use crate::target::Target;
+use crate::spec::{Activation, Activations, LayerKind, Optimize, Precision};
+use crate::target::{PlanRules, Target};
 use shapes::{Factors, KronOrder, KronShape};
 
 #[derive(Debug, Clone, Serialize)]
@@ -26,6 +26,9 @@ pub struct Plan {
     pub precision: Precision,
     /// How f32 code evaluates sigmoid and tanh.
     pub activations: Activations,
+    /// What the plan optimized for, and the rules it ran with ([`rules_for`]).
+    pub optimize: Optimize,
+    pub rules: PlanRules,
     pub input_features: usize,
     pub steps: usize,
     pub output_size: usize,
@@ -993,8 +996,33 @@ fn plan_overlay(target: &Target, s: &SparseMatrix) -> OverlayPlan {
     }
 }
 
-/// Plans the whole model for a target.
+/// The plan rules a target gives a build that optimizes for `optimize`: its own for speed;
+/// for size, every stored matrix read by a loop (an unrolled weight costs several bytes of
+/// code per element against its own bytes stored), one output per pass (a register tile's
+/// accumulators and remainder blocks are code), and every overlay in CSR (straight-line code
+/// costs several bytes per non-zero against one or two of index). A Helium core keeps its
+/// float tile: there the tile's rows are the lanes of one vector, and its block loop is the
+/// whole kernel.
+pub fn rules_for(target: &Target, optimize: Optimize) -> PlanRules {
+    let mut rules = target.plan.clone();
+    if optimize == Optimize::Size {
+        rules.unroll_max_factor_elems = 0;
+        rules.straight_line_max_nnz = 0;
+        rules.tile_int = [1, 1];
+        if !target.features.mve {
+            rules.tile_float = [1, 1];
+        }
+    }
+    rules
+}
+
+/// Plans the whole model for a target, with the rules of the model's objective
+/// ([`rules_for`]).
 pub fn plan_model(model: &Model, target: &Target) -> Plan {
+    let target = &Target {
+        plan: rules_for(target, model.optimize),
+        ..target.clone()
+    };
     let mut buffers = Vec::new();
     let mut layers = Vec::new();
     let mut input = Source::ModelInput;
@@ -1038,6 +1066,8 @@ pub fn plan_model(model: &Model, target: &Target) -> Plan {
         helium: target.features.mve,
         precision: model.precision,
         activations: model.activations,
+        optimize: model.optimize,
+        rules: target.plan.clone(),
         input_features: model.input_features,
         steps: model.steps,
         output_size: model.output_size(),

@@ -66,6 +66,7 @@ pub fn render(report: &Report, plan: &Plan, measured: Option<&Measured>) -> Stri
         summary: vec![
             ("target".into(), report.target.clone()),
             ("precision".into(), precision_name(report).to_owned()),
+            ("optimized for".into(), report.optimize.why.to_owned()),
             (
                 "input".into(),
                 format!(

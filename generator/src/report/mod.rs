@@ -9,7 +9,7 @@ use crate::model::Model;
 use crate::plan::shapes::{Factors, KronOrder, KronShape};
 use crate::plan::{MatrixPlan, OverlayEncoding, Plan, Product};
 use crate::quant::QuantPlan;
-use crate::spec::{Activations, LayerKind, Precision};
+use crate::spec::{Activations, LayerKind, Optimize, Precision};
 use crate::target::Target;
 
 #[derive(Debug, Clone, Serialize)]
@@ -20,6 +20,8 @@ pub struct Report {
     /// f32 builds: how sigmoid and tanh are evaluated (`table` or `exact`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub activations: Option<Activations>,
+    /// What the plan optimized for, the rules that gave it, and why.
+    pub optimize: OptimizeReport,
     /// Fixed point: formats, calibration, and per matrix the requantization and the proven
     /// accumulator bound (|acc| <= bound; int64 accumulators where int32 could overflow).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -35,6 +37,46 @@ pub struct Report {
     /// Filled in by `kpgen test`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub measured: Option<serde_json::Value>,
+}
+
+/// The objective of a build and the plan rules it ran with ([`crate::plan::rules_for`]).
+#[derive(Debug, Clone, Serialize)]
+pub struct OptimizeReport {
+    pub objective: Optimize,
+    /// Stored matrices of at most this many elements became literals in code.
+    pub unroll_max_factor_elems: usize,
+    /// Overlays of at most this many non-zeros became straight-line code.
+    pub straight_line_max_nnz: usize,
+    /// Register tile `[rows, columns]` of the stored factors' loops.
+    pub tile: [usize; 2],
+    pub why: &'static str,
+}
+
+impl OptimizeReport {
+    fn of(plan: &Plan) -> OptimizeReport {
+        let rules = &plan.rules;
+        OptimizeReport {
+            objective: plan.optimize,
+            unroll_max_factor_elems: rules.unroll_max_factor_elems,
+            straight_line_max_nnz: rules.straight_line_max_nnz,
+            tile: if plan.precision.is_fixed() {
+                rules.tile_int
+            } else {
+                rules.tile_float
+            },
+            why: match plan.optimize {
+                Optimize::Speed => {
+                    "speed: the target's plan rules, the fastest forms measured on the core"
+                }
+                Optimize::Size => {
+                    "size: every factor a stored array read by a loop (literals cost several \
+                     bytes of code per weight), no register tiles (their accumulators and \
+                     remainder blocks are code), every overlay in CSR (one or two bytes of index \
+                     per non-zero against several of code)"
+                }
+            },
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -250,6 +292,7 @@ pub fn build_report(model: &Model, plan: &Plan, quant: Option<&QuantPlan>) -> Re
         target: plan.target.clone(),
         precision: plan.precision,
         activations: (!plan.precision.is_fixed()).then_some(plan.activations),
+        optimize: OptimizeReport::of(plan),
         quantization: quant.cloned(),
         input_features: plan.input_features,
         input_steps: plan.steps,

@@ -62,6 +62,9 @@ pub struct Spec {
     /// How f32 builds evaluate sigmoid and tanh; `--activations` overrides it. Omitted = table.
     #[serde(default)]
     pub activations: Option<Spanned<Activations>>,
+    /// What the plan optimizes for; `--optimize` overrides it. Omitted = speed.
+    #[serde(default)]
+    pub optimize: Option<Spanned<Optimize>>,
 }
 
 /// A language kpgen generates: what emit prints and what verify builds and runs.
@@ -115,6 +118,30 @@ impl Precision {
             Precision::F32 => 4,
             Precision::Int16 => 2,
             Precision::Int8 => 1,
+        }
+    }
+}
+
+/// What a plan optimizes for. Both objectives compute the same numbers (bit for bit in fixed
+/// point); they choose among the same kernel forms differently.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, Default)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
+#[serde(rename_all = "lowercase")]
+pub enum Optimize {
+    /// The fastest forms the target's plan rules give: small factors unrolled into literals,
+    /// register tiles, straight-line code for small overlays.
+    #[default]
+    Speed,
+    /// The smallest: every factor a stored array read by a loop, no register tiles, every
+    /// overlay in CSR (see [`crate::plan::rules_for`]).
+    Size,
+}
+
+impl Optimize {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Optimize::Speed => "speed",
+            Optimize::Size => "size",
         }
     }
 }
