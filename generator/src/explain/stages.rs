@@ -560,13 +560,14 @@ pub fn plan(p: &Plan) -> (String, Value) {
         }
         line!(t, "    constants: {}", constants_line(&l.constants));
     }
-    line!(t, "  state buffers:");
+    line!(t, "  state buffers ({} bytes):", p.state_bytes());
     for b in &p.buffers {
         line!(
             t,
-            "    {} [{}] {}{}",
+            "    {} [{}] {} B, {}{}",
             b.name,
             b.len,
+            b.len * b.role.elem_bytes(p.precision),
             json!(b.role).as_str().unwrap_or(""),
             if b.recurrent {
                 ", recurrent (zeroed by reset)"

@@ -30,6 +30,8 @@ pub struct Report {
     pub input_steps: usize,
     pub output_size: usize,
     pub layers: Vec<LayerReport>,
+    /// The caller-owned state struct, array by array in declaration order: what RAM holds.
+    pub state: Vec<BufferReport>,
     pub totals: Totals,
     /// What the user should know about this build on this target (e.g. software floating point).
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -77,6 +79,19 @@ impl OptimizeReport {
             },
         }
     }
+}
+
+/// One array of the state struct.
+#[derive(Debug, Clone, Serialize)]
+pub struct BufferReport {
+    pub name: String,
+    pub elements: usize,
+    pub bytes: usize,
+    /// What it holds: activation (a layer's output), accumulator (sums of products and
+    /// biases), cell_state, temp (the KP intermediate product).
+    pub holds: crate::plan::BufferRole,
+    /// Carried across steps and zeroed by reset; otherwise scratch within a step.
+    pub recurrent: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -309,6 +324,17 @@ pub fn build_report(model: &Model, plan: &Plan, quant: Option<&QuantPlan>) -> Re
             state_bytes: plan.state_bytes(),
         },
         layers,
+        state: plan
+            .buffers
+            .iter()
+            .map(|b| BufferReport {
+                name: b.name.clone(),
+                elements: b.len,
+                bytes: b.len * b.role.elem_bytes(plan.precision),
+                holds: b.role,
+                recurrent: b.recurrent,
+            })
+            .collect(),
         notes: Vec::new(),
         measured: None,
     }
