@@ -9,8 +9,9 @@ For every built-in target (`kpgen targets`) and precision (f32, int8, int16) thi
     kpgen test examples/EXAMPLE/spec.yaml --target T --precision P --inputs test_x.npy \\
         --lengths test_len.npy --labels test_y.npy --no-dense --out TMP
 
-and tabulates accuracy, flash, RAM, stack and instructions per inference (C; Rust where the
-target has a Rust triple). Needs only the Python standard library. Exit status 0 if every run
+once with `--optimize speed` and once with `--optimize size`, and tabulates accuracy, flash,
+RAM, stack and instructions per inference under speed and the flash and instructions under
+size (C; Rust where the target has a Rust triple). Needs only the Python standard library. Exit status 0 if every run
 passed its comparison (float: within tolerance; int8/int16: bit-exact with the integer reference).
 """
 
@@ -27,7 +28,7 @@ import results  # noqa: E402
 TARGETS = ["cortex-m0", "cortex-m3", "cortex-m4", "cortex-m7", "cortex-m33", "cortex-m55"]
 
 
-def cells(target, prec, report):
+def cells(target, prec, report, size_report):
     by = {r["lang"]: r for r in (report or {}).get("measured", {}).get("results", [])
           if r.get("variant") == "model"}
     langs = [lang for lang in ("c", "rust") if lang in by]
@@ -38,13 +39,24 @@ def cells(target, prec, report):
         return " / ".join(dict.fromkeys(vals)) if vals else "-"
 
     acc = [results.fmt_acc(by[lang]["comparison"].get("accuracy")) for lang in langs]
+    size_by = {r["lang"]: r for r in (size_report or {}).get("measured", {}).get("results", [])
+               if r.get("variant") == "model"}
+    ok = ok and all(lang in size_by and size_by[lang]["comparison"].get("pass") for lang in langs)
+
+    def s(k):
+        vals = [results.fmt_int(((size_by.get(lang) or {}).get("cost") or {}).get(k))
+                for lang in langs]
+        return " / ".join(dict.fromkeys(vals)) if vals else "-"
+
     return ok, [target, prec, " / ".join(langs) or "-", " / ".join(dict.fromkeys(acc)) or "-",
-                f("flash_bytes", results.fmt_int), f("ram_bytes", results.fmt_int),
-                f("stack_bytes", results.fmt_int), f("instructions_per_inference", results.fmt_int)]
+                f("flash_bytes", results.fmt_int), s("flash_bytes"), f("ram_bytes", results.fmt_int),
+                f("stack_bytes", results.fmt_int), f("instructions_per_inference", results.fmt_int),
+                s("instructions_per_inference")]
 
 
-HEADER = ["target", "precision", "languages", "accuracy", "flash bytes", "RAM bytes",
-          "stack bytes", "instructions / inference"]
+HEADER = ["target", "precision", "languages", "accuracy", "flash bytes", "flash bytes, size",
+          "RAM bytes", "stack bytes", "instructions / inference",
+          "instructions / inference, size"]
 
 
 def main(argv=None):
@@ -59,17 +71,22 @@ def main(argv=None):
     with tempfile.TemporaryDirectory(prefix="kpgen-cores-") as work:
         with concurrent.futures.ThreadPoolExecutor(max(1, args.jobs)) as pool:
             ds, m = args.example.split("/")
-            futs = {pool.submit(results.run_one, exe, ds, m, p, work, None, t): (t, p)
-                    for t, p in todo}
+            futs = {pool.submit(results.run_one, exe, ds, m, p, work, None, t, o): (t, p, o)
+                    for t, p in todo for o in ("speed", "size")}
+            done = {}
             for fut in concurrent.futures.as_completed(futs):
-                t, p = futs[fut]
-                report, log, _ = fut.result()
-                ok, row = cells(t, p, report)
+                t, p, o = futs[fut]
+                done[(t, p, o)] = fut.result()
+                if (t, p, "speed") not in done or (t, p, "size") not in done:
+                    continue
+                (report, log, _), (size_report, size_log, _) = (done[(t, p, "speed")],
+                                                                done[(t, p, "size")])
+                ok, row = cells(t, p, report, size_report)
                 rows[(t, p)] = row
                 print(f"{t} {p}: {'ok' if ok else 'FAILED'}", file=sys.stderr)
                 if not ok:
                     failed.append(f"{t} {p}")
-                    print(log, file=sys.stderr)
+                    print(log + size_log, file=sys.stderr)
     table = ["| " + " | ".join(HEADER) + " |", "|" + "|".join(" --- " for _ in HEADER) + "|"]
     table += ["| " + " | ".join(rows[k]) + " |" for k in todo]
     md = ["# One example on every core", "",
@@ -78,7 +95,9 @@ def main(argv=None):
           "precision. Values `a / b` are C / Rust; one value means both agree. Cortex-M55 has no",
           "Rust target in rustup (C only). M0 and M3 have no FPU: f32 runs in software floating",
           "point there. int8/int16 are calibrated on the example's `calib_x.npy`; their C and Rust",
-          "outputs equal kpgen's integer reference bit for bit.", "", *table, ""]
+          "outputs equal kpgen's integer reference bit for bit. The `size` columns are the same",
+          "model built with `--optimize size` (see docs/footprint.md); the other columns are those of",
+          "the default `speed` build.", "", *table, ""]
     if failed:
         md += ["Failed runs: " + ", ".join(failed), ""]
     with open(args.output, "w") as fh:

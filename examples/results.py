@@ -114,12 +114,15 @@ def kpgen_binary():
 PRECISIONS = ["f32", "int8", "int16"]
 
 
-def run_one(exe, ds, m, prec, work, reports, target=None):
-    """kpgen test on one example (on `target`, default the Cortex-M4); returns (report dict or
-    None, log text, seconds)."""
+def run_one(exe, ds, m, prec, work, reports, target=None, optimize=None):
+    """kpgen test on one example (on `target`, default the Cortex-M4; with `optimize`, the
+    spec's objective otherwise); returns (report dict or None, log text, seconds)."""
     d = os.path.join(HERE, ds, m)
-    out = os.path.join(work, f"{ds}_{m}_{prec}" + (f"_{target}" if target else ""))
+    out = os.path.join(work, f"{ds}_{m}_{prec}" + (f"_{target}" if target else "")
+                       + (f"_{optimize}" if optimize else ""))
     where = ["--target", target, "--timeout", "600"] if target else []
+    if optimize:
+        where += ["--optimize", optimize]
     cmd = [exe, "test", os.path.join(d, "spec.yaml"), *where, "--precision", prec,
            "--inputs", os.path.join(d, "test_x.npy"),
            "--lengths", os.path.join(d, "test_len.npy"),

@@ -433,10 +433,12 @@ KP_NO_LIBCALL int memcmp(const void *a, const void *b, size_t n)
     return 0;
 }
 
-#if defined(__ARM_EABI__)
-/* The Arm run-time ABI's names for the same (clang calls these where gcc calls memcpy; a C
- * library would provide them). The suffixed forms promise 4- or 8-byte alignment, which the
- * plain routines find by themselves; memset's operands come in another order. */
+#if defined(__ARM_EABI__) && defined(__clang__)
+/* The Arm run-time ABI's names for the same, which clang calls where gcc calls memcpy (a C
+ * library would provide them). Only in clang builds: elsewhere a Rust staticlib's
+ * compiler_builtins keeps providing its own. The suffixed forms promise 4- or 8-byte
+ * alignment, which the plain routines find by themselves; memset's operands come in another
+ * order. */
 #define KP_AEABI __attribute__((weak))
 KP_AEABI void __aeabi_memcpy(void *dst, const void *src, size_t n) { memcpy(dst, src, n); }
 KP_AEABI void __aeabi_memcpy4(void *dst, const void *src, size_t n) { memcpy(dst, src, n); }
