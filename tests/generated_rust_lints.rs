@@ -1,7 +1,8 @@
 //! The generated Rust crate of a model using every feature (stacked LSTM, GRU and FastGRNN; KP,
 //! straight-line and CSR overlays, a looped factor, a softmax head) is clippy-clean with
 //! `-D warnings` on the host and on thumbv7em-none-eabihf, is `no_std`, forbids unsafe code and
-//! has no dependencies.
+//! has no dependencies; so is its int8 crate under `optimize: size` (loops, CSR overlays,
+//! bias codes stored narrow and widened on load).
 
 mod common;
 
@@ -13,6 +14,10 @@ fn write_crate(dir: &Path) -> std::path::PathBuf {
     let case = common::everything_model();
     let target = common::target();
     let (_fixture, gen) = common::generate(&case, &target).unwrap_or_else(|e| panic!("{e}"));
+    write_rust(&gen, dir)
+}
+
+fn write_rust(gen: &kpgen::Generation, dir: &Path) -> std::path::PathBuf {
     let rust: Vec<_> = gen
         .files
         .iter()
@@ -93,6 +98,31 @@ fn generated_crate_is_clippy_clean_no_std_and_dependency_free() {
         }
     }
 
+    let target_dir = dir.path().join("target");
+    clippy(&crate_dir, &target_dir, None);
+    clippy(&crate_dir, &target_dir, Some("thumbv7em-none-eabihf"));
+}
+
+#[test]
+fn the_int8_size_crate_is_clippy_clean() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_fixture, gen) = common::generate_for(
+        &common::everything_model(),
+        &common::target(),
+        kpgen::spec::Precision::Int8,
+        kpgen::spec::Optimize::Size,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let lib = gen
+        .files
+        .iter()
+        .find(|f| f.path == "rust/src/lib.rs")
+        .expect("rust/src/lib.rs");
+    assert!(
+        lib.contents.contains("i32::from(*s)"),
+        "no bias stored narrow and widened on load"
+    );
+    let crate_dir = write_rust(&gen, &dir.path().join("gen"));
     let target_dir = dir.path().join("target");
     clippy(&crate_dir, &target_dir, None);
     clippy(&crate_dir, &target_dir, Some("thumbv7em-none-eabihf"));

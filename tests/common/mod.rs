@@ -1012,9 +1012,20 @@ pub fn generate_in(
     target: &kpgen::target::Target,
     precision: kpgen::spec::Precision,
 ) -> Result<(Fixture, kpgen::Generation), String> {
+    generate_for(case, target, precision, kpgen::spec::Optimize::Speed)
+}
+
+/// [`generate_in`] with the plan's objective.
+pub fn generate_for(
+    case: &Case,
+    target: &kpgen::target::Target,
+    precision: kpgen::spec::Precision,
+    optimize: kpgen::spec::Optimize,
+) -> Result<(Fixture, kpgen::Generation), String> {
     let fixture = case.model.write();
     let mut model = kpgen::load(&fixture.spec_path).map_err(|d| d.render())?;
     model.precision = precision;
+    model.optimize = optimize;
     if precision.is_fixed() {
         let steps = case.model.steps();
         let calib = kpgen::base::sequences::TestInputs::random(

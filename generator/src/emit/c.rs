@@ -700,7 +700,8 @@ impl Syntax for C {
         format!("{kernel}({});", C::args(args))
     }
 
-    fn load(&self, dst: &Vector, table: &str, len: usize) -> String {
+    fn load(&self, dst: &Vector, table: &str, len: usize, _elem: Elem) -> String {
+        // C widens an integer element on assignment.
         format!(
             "for (int k = 0; k < {len}; ++k) {{ {}[k] = {}[k]; }}",
             vector(dst),

@@ -39,7 +39,8 @@ pub trait Syntax {
     /// A call of a generated kernel as a statement.
     fn kernel_call(&self, kernel: &str, args: &[Arg]) -> String;
     /// `dst[0..len] = TABLE`.
-    fn load(&self, dst: &Vector, table: &str, len: usize) -> String;
+    /// dst = table, each element widened from the table's `elem` where it is narrower.
+    fn load(&self, dst: &Vector, table: &str, len: usize, elem: Elem) -> String;
     /// `dst[0..len] = 0` in elements of `elem`.
     fn zero(&self, dst: &Vector, len: usize, elem: Elem) -> String;
     /// `dst[0..len] = src[0..len]`.
@@ -56,7 +57,12 @@ pub fn op_lines(syntax: &impl Syntax, op: &Op, calls: &mut Calls) -> Vec<String>
     };
     match op {
         Op::Comment(c) => vec![syntax.comment(c)],
-        Op::Load { dst, table, len } => vec![syntax.load(dst, table, *len)],
+        Op::Load {
+            dst,
+            table,
+            len,
+            elem,
+        } => vec![syntax.load(dst, table, *len, *elem)],
         Op::Zero { dst, len, elem } => vec![syntax.zero(dst, *len, *elem)],
         Op::Copy { dst, src, len } => vec![syntax.copy(dst, src, *len)],
         Op::MatVec {

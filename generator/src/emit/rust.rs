@@ -167,8 +167,15 @@ impl Syntax for Rust {
         format!("{kernel}({});", Rust::args(args))
     }
 
-    fn load(&self, dst: &Vector, table: &str, _len: usize) -> String {
-        format!("{} = {};", place(dst), table.to_uppercase())
+    fn load(&self, dst: &Vector, table: &str, _len: usize, elem: Elem) -> String {
+        match elem {
+            Elem::I8 | Elem::I16 => format!(
+                "for (d, s) in {}.iter_mut().zip({}.iter()) {{ *d = i32::from(*s); }}",
+                place(dst),
+                table.to_uppercase()
+            ),
+            _ => format!("{} = {};", place(dst), table.to_uppercase()),
+        }
     }
 
     fn zero(&self, dst: &Vector, len: usize, elem: Elem) -> String {

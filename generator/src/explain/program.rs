@@ -255,7 +255,9 @@ fn vector(v: &Vector) -> String {
 fn op(o: &Op) -> String {
     match o {
         Op::Comment(c) => format!("// {c}"),
-        Op::Load { dst, table, len } => format!("{}[0..{len}] = {table}", vector(dst)),
+        Op::Load {
+            dst, table, len, ..
+        } => format!("{}[0..{len}] = {table}", vector(dst)),
         Op::Zero { dst, len, elem: e } => {
             format!("{}[0..{len}] = 0 ({})", vector(dst), elem(*e))
         }

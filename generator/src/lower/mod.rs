@@ -8,7 +8,7 @@ use crate::plan::{
     BufferRole, LayerConstants, LayerPlan, MatrixPlan, Plan, Product, Source, TEMP_BUFFER,
 };
 use crate::quant::{LayerQuant, QFormat, QuantPlan};
-use crate::spec::{Activation, Activations};
+use crate::spec::{Activation, Activations, Optimize};
 use kernel::{lower_matrix, Elem, Kernel, Table};
 
 /// A vector an operation reads or writes.
@@ -26,11 +26,13 @@ pub enum Vector {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Op {
     Comment(String),
-    /// dst = table (a bias).
+    /// dst = table (a bias); `elem` is the table's element type, narrower than dst's
+    /// int32 where a size build stores bias codes in fewer bytes (each widened on load).
     Load {
         dst: Vector,
         table: String,
         len: usize,
+        elem: Elem,
     },
     Zero {
         dst: Vector,
@@ -279,20 +281,47 @@ fn summary(m: &MatrixPlan) -> String {
     )
 }
 
+/// The element type a bias table is stored in: float, or the int32 codes, which a size build
+/// stores in the narrowest integer type holding every one of them (the same values).
+fn bias_elem(codes: Option<&Vec<i32>>, optimize: Optimize) -> Elem {
+    match codes {
+        None => Elem::F32,
+        Some(c) if optimize == Optimize::Size => {
+            let fits = |lo: i32, hi: i32| c.iter().all(|&v| (lo..=hi).contains(&v));
+            if fits(i8::MIN.into(), i8::MAX.into()) {
+                Elem::I8
+            } else if fits(i16::MIN.into(), i16::MAX.into()) {
+                Elem::I16
+            } else {
+                Elem::I32
+            }
+        }
+        Some(_) => Elem::I32,
+    }
+}
+
 fn layer_ops(
     l: &LayerPlan,
     quant: Option<&LayerQuant>,
+    optimize: Optimize,
     tables: &mut Vec<Table>,
     ops: &mut Vec<Op>,
 ) {
     let i = l.index;
     let input = vector(&l.input);
-    // Float constants, or their int32 codes in a fixed-point program.
-    let mut table = |name: String, values: &[f32], codes: Option<&Vec<i32>>| {
+    // Float constants, or their integer codes in a fixed-point program: the table's name and
+    // element type.
+    // `loaded`: the table is only copied into an int32 buffer (Op::Load), so a size build may
+    // store it narrower; a table a cell reads in place stays int32.
+    let mut table = |name: String, values: &[f32], codes: Option<&Vec<i32>>, loaded: bool| {
+        let elem = match codes {
+            Some(_) if !loaded => Elem::I32,
+            _ => bias_elem(codes, optimize),
+        };
         tables.push(match codes {
             Some(c) => Table::Ints {
                 name: name.clone(),
-                elem: Elem::I32,
+                elem,
                 values: c.clone(),
             },
             None => Table::Floats {
@@ -300,7 +329,7 @@ fn layer_ops(
                 values: values.to_vec(),
             },
         });
-        name
+        (name, elem)
     };
     let forms: Vec<String> = l
         .matrices
@@ -338,11 +367,12 @@ fn layer_ops(
                 }) => (Some(bias), Some((*cell_frac, *hidden_frac))),
                 _ => (None, None),
             };
-            let b = table(format!("l{i}_bias"), bias, codes);
+            let (b, elem) = table(format!("l{i}_bias"), bias, codes, true);
             ops.push(Op::Load {
                 dst: Vector::State(gates.clone()),
                 table: b,
                 len: bias.len(),
+                elem,
             });
             ops.push(mv(&l.matrices[0], input));
             ops.push(mv(&l.matrices[1], Vector::State(hidden.clone())));
@@ -365,11 +395,12 @@ fn layer_ops(
                 Some(LayerQuant::Gru { bias, hidden_frac }) => (Some(bias), Some(*hidden_frac)),
                 _ => (None, None),
             };
-            let b = table(format!("l{i}_bias"), &both, codes);
+            let (b, elem) = table(format!("l{i}_bias"), &both, codes, true);
             ops.push(Op::Load {
                 dst: Vector::State(gates.clone()),
                 table: b,
                 len: both.len(),
+                elem,
             });
             ops.push(mv(&l.matrices[0], input));
             ops.push(mv(&l.matrices[1], Vector::State(hidden.clone())));
@@ -397,8 +428,8 @@ fn layer_ops(
                 }) => (Some(b_z), Some(b_h), Some((*zeta, *nu, *hidden_frac))),
                 _ => (None, None, None),
             };
-            let bz = table(format!("l{i}_b_z"), b_z, codes_z);
-            let bh = table(format!("l{i}_b_h"), b_h, codes_h);
+            let (bz, _) = table(format!("l{i}_b_z"), b_z, codes_z, false);
+            let (bh, _) = table(format!("l{i}_b_h"), b_h, codes_h, false);
             ops.push(Op::Zero {
                 dst: Vector::State(gates.clone()),
                 len: l.units,
@@ -436,11 +467,12 @@ fn layer_ops(
                 }) => Some((bias, *acc_shift, output.zero_point)),
                 _ => None,
             };
-            let b = table(format!("l{i}_bias"), bias, q.map(|q| q.0));
+            let (b, elem) = table(format!("l{i}_bias"), bias, q.map(|q| q.0), true);
             ops.push(Op::Load {
                 dst: dst.clone(),
                 table: b,
                 len: bias.len(),
+                elem,
             });
             ops.push(mv(&l.matrices[0], input));
             match (acc, q) {
@@ -514,6 +546,7 @@ pub fn program(plan: &Plan, quant: Option<&QuantPlan>) -> Program {
         layer_ops(
             l,
             quant.and_then(|q| q.layers.get(l.index)),
+            plan.optimize,
             &mut tables,
             ops,
         );
@@ -580,5 +613,25 @@ fn fixed_api(q: &QuantPlan, advance: &[Op], head: &[Op]) -> FixedApi {
         uses_sigmoid: cells || narrow_uses(&[Activation::Sigmoid]),
         uses_tanh: cells || narrow_uses(&[Activation::Tanh]),
         uses_exp: narrow_uses(&[Activation::Softmax]),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{bias_elem, Elem, Optimize};
+
+    #[test]
+    fn a_size_build_stores_bias_codes_in_the_narrowest_type_that_holds_them() {
+        let size = |c: &[i32]| bias_elem(Some(&c.to_vec()), Optimize::Size);
+        assert_eq!(size(&[-128, 127]), Elem::I8);
+        assert_eq!(size(&[-129, 0]), Elem::I16);
+        assert_eq!(size(&[0, 128]), Elem::I16);
+        assert_eq!(size(&[-32768, 32767]), Elem::I16);
+        assert_eq!(size(&[32768]), Elem::I32);
+        assert_eq!(size(&[i32::MIN, 5]), Elem::I32);
+        assert_eq!(size(&[]), Elem::I8);
+        // Speed keeps int32 (as every build did), float stays float.
+        assert_eq!(bias_elem(Some(&vec![1, 2]), Optimize::Speed), Elem::I32);
+        assert_eq!(bias_elem(None, Optimize::Size), Elem::F32);
     }
 }

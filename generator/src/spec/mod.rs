@@ -133,7 +133,8 @@ pub enum Optimize {
     #[default]
     Speed,
     /// The smallest: every factor a stored array read by a loop, no register tiles, every
-    /// overlay in CSR (see [`crate::plan::rules_for`]).
+    /// overlay in CSR (see [`crate::plan::rules_for`]), integer bias codes stored in the
+    /// narrowest type that holds them.
     Size,
 }
 
