@@ -458,6 +458,15 @@ pub fn write_model(seed: u64, dir: &Path) -> Written {
     if precision.is_fixed() || w.rng.chance(0.3) {
         writeln!(w.yaml, "precision: {}", precision.as_str()).unwrap();
     }
+    // A quarter of the models are size builds (every matrix looped, every overlay in CSR, bias
+    // codes stored narrow). Drawn from a second stream of the seed, so that every other choice
+    // of a seed stays what it was.
+    if Rng::new(seed ^ 0x0b1e_c7ed_5123_u64).chance(0.25) {
+        w.tag("optimize:size");
+        writeln!(w.yaml, "optimize: size").unwrap();
+    } else {
+        w.tag("optimize:speed");
+    }
     let steps = steps.unwrap_or(1);
     // Fixed point: sometimes calibrate on skewed, wider data than the default [-1, 1).
     if precision.is_fixed() && w.rng.chance(0.4) {
