@@ -118,6 +118,15 @@ pub struct StridedMacCost {
 }
 
 impl PlanRules {
+    /// The register tile limit of a build: integer (`fixed`) or float.
+    pub fn tile(&self, fixed: bool) -> [usize; 2] {
+        if fixed {
+            self.tile_int
+        } else {
+            self.tile_float
+        }
+    }
+
     /// The relative cost of a strided stage's MAC in a build with `bits`-bit integer weights
     /// (None: float), 1 where the target sets none.
     pub fn strided_weight(&self, bits: Option<u32>) -> f64 {

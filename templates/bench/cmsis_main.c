@@ -14,14 +14,6 @@ static {{ elem }} kp_w[KP_ROWS * KP_COLS] {{ bulk_attr }};
 static {{ elem }} kp_x[KP_COLS];
 static {{ elem }} kp_y[KP_ROWS];
 
-/* The markers and the measured call stay calls: noipa under gcc, noinline under clang, whose
- * attribute inference would still drop a call to an empty function (hence the empty asm). */
-#if defined(__clang__)
-#define KP_MEASURED __attribute__((noinline))
-#else
-#define KP_MEASURED __attribute__((noipa))
-#endif
-
 KP_MEASURED void kp_bench_begin(void)
 {
     __asm__ __volatile__("");

@@ -13,14 +13,6 @@ static const {{ x_type }} kp_x[{{ cols }}] = {
 static {{ y_type }} kp_y[{{ y_len }}];
 {{ temp_decl }}
 
-/* The markers and the measured call stay calls: noipa under gcc, noinline under clang, whose
- * attribute inference would still drop a call to an empty function (hence the empty asm). */
-#if defined(__clang__)
-#define KP_MEASURED __attribute__((noinline))
-#else
-#define KP_MEASURED __attribute__((noipa))
-#endif
-
 KP_MEASURED void kp_bench_begin(void)
 {
     __asm__ __volatile__("");

@@ -29,14 +29,6 @@ static const int kp_lengths[KP_SEQUENCES] = {
 static {{ code }} kp_y[KP_OUTPUTS];
 static {{ code }} kp_y_stream[KP_OUTPUTS];
 
-/* noipa keeps each measured call where it is: the compiler may not move or merge it
- * (clang, used for host runs only, lacks noipa: noinline is its nearest). */
-#if defined(__clang__)
-#define KP_MEASURED __attribute__((noinline))
-#else
-#define KP_MEASURED __attribute__((noipa))
-#endif
-
 KP_MEASURED static void kp_model_reset(void)
 {
     {{ reset }}

@@ -480,11 +480,7 @@ pub fn plan(p: &Plan) -> (String, Value) {
         p.steps,
         p.output_size
     );
-    let tile = if p.precision.is_fixed() {
-        p.rules.tile_int
-    } else {
-        p.rules.tile_float
-    };
+    let tile = p.rules.tile(p.precision.is_fixed());
     let unrolled = match p.rules.unroll_max_factor_elems {
         0 => "no matrix unrolled".to_owned(),
         n => format!("matrices of at most {n} elements unrolled"),
@@ -567,7 +563,7 @@ pub fn plan(p: &Plan) -> (String, Value) {
             "    {} [{}] {} B, {}{}",
             b.name,
             b.len,
-            b.len * b.role.elem_bytes(p.precision),
+            b.bytes(p.precision),
             json!(b.role).as_str().unwrap_or(""),
             if b.recurrent {
                 ", recurrent (zeroed by reset)"

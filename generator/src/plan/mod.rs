@@ -47,6 +47,13 @@ pub struct Buffer {
     pub role: BufferRole,
 }
 
+impl Buffer {
+    /// Bytes of the array at its element size for `precision`.
+    pub fn bytes(&self, precision: Precision) -> usize {
+        self.len * self.role.elem_bytes(precision)
+    }
+}
+
 /// What a buffer holds, which decides its element type per precision.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -552,10 +559,7 @@ impl Plan {
 
     /// Bytes of the state struct: every buffer at its element size for the plan's precision.
     pub fn state_bytes(&self) -> usize {
-        self.buffers
-            .iter()
-            .map(|b| b.len * b.role.elem_bytes(self.precision))
-            .sum()
+        self.buffers.iter().map(|b| b.bytes(self.precision)).sum()
     }
 }
 
@@ -1043,11 +1047,7 @@ pub fn plan_model(model: &Model, target: &Target) -> Plan {
         layers.push(lp);
     }
     // Register tiles of the stored factors' loops: the core's, clipped to each stage.
-    let tile = if model.precision.is_fixed() {
-        target.plan.tile_int
-    } else {
-        target.plan.tile_float
-    };
+    let tile = target.plan.tile(model.precision.is_fixed());
     for m in layers.iter_mut().flat_map(|l| l.matrices.iter_mut()) {
         for s in m.product.stages_mut() {
             s.tile = [

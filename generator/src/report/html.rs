@@ -350,7 +350,7 @@ fn memory_chart(report: &Report, plan: &Plan) -> String {
     rows.extend(plan.buffers.iter().map(|b| {
         (
             format!("RAM: {}", b.name),
-            vec![(b.len * b.role.elem_bytes(plan.precision)) as u64],
+            vec![b.bytes(plan.precision) as u64],
         )
     }));
     bar_chart("Flash and RAM by part", "B", &["bytes"], &rows)

@@ -61,11 +61,7 @@ impl OptimizeReport {
             objective: plan.optimize,
             unroll_max_factor_elems: rules.unroll_max_factor_elems,
             straight_line_max_nnz: rules.straight_line_max_nnz,
-            tile: if plan.precision.is_fixed() {
-                rules.tile_int
-            } else {
-                rules.tile_float
-            },
+            tile: rules.tile(plan.precision.is_fixed()),
             why: match plan.optimize {
                 Optimize::Speed => {
                     "speed: the target's plan rules, the fastest forms measured on the core"
@@ -331,7 +327,7 @@ pub fn build_report(model: &Model, plan: &Plan, quant: Option<&QuantPlan>) -> Re
             .map(|b| BufferReport {
                 name: b.name.clone(),
                 elements: b.len,
-                bytes: b.len * b.role.elem_bytes(plan.precision),
+                bytes: b.bytes(plan.precision),
                 holds: b.role,
                 recurrent: b.recurrent,
             })
