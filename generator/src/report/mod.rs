@@ -69,7 +69,8 @@ impl OptimizeReport {
                 Optimize::Size => {
                     "size: every factor a stored array read by a loop (literals cost several \
                      bytes of code per weight), no register tiles (their accumulators and \
-                     remainder blocks are code), every overlay in CSR (one or two bytes of index \
+                     remainder blocks are code; Helium keeps its float tile, one vector's \
+                     rows), every overlay in CSR (one or two bytes of index \
                      per non-zero against several of code), int8/int16 bias codes in the \
                      narrowest type that holds them"
                 }
