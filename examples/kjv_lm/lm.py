@@ -9,7 +9,8 @@ reach the factors and the per-time-step work stays in the fused kernel.
 
 Methods and what they store per matrix (M x N, `budget` = M N / ratio parameters):
   dense    W
-  kp       W = A ⊗ B, A m1 x n1, B m2 x n2 (the fewest parameters whose rank bound reaches min(M, N))
+  kp       W = A ⊗ B, A m1 x n1, B m2 x n2 (kp_shape "min": the fewest parameters whose rank bound
+           reaches min(M, N), whatever the ratio; "budget": the most parameters within the budget)
   dkp      W = A ⊗ B + S, S annealed from dense to budget - |A| - |B| non-zeros by magnitude,
            with co-matrix row dropout on S's output rows while training
   hkp      W = [U ; A' ⊗ B], the first R rows dense (R a multiple of m2, the most within budget)
@@ -25,12 +26,25 @@ from torch import nn
 
 MATRICES = ("weight_ih_l0", "weight_hh_l0", "weight_ih_l1", "weight_hh_l1")
 METHODS = ("dense", "kp", "dkp", "hkp", "pruned", "lowrank")
+KP_SHAPES = ("min", "budget")
 
 
-def kp_shape(rows, cols):
+def kp_shape(rows, cols, budget=None):
     """(m1, n1, m2, n2) with m1 m2 = rows, n1 n2 = cols: the fewest parameters m1 n1 + m2 n2 whose
     rank bound min(m1, n1) min(m2, n2) reaches min(rows, cols), neither factor the whole
-    matrix; ties: the smaller A (kpgen shapes' rule for two factors)."""
+    matrix; ties: the smaller A (kpgen shapes' rule for two factors). With `budget`: the most
+    parameters at most `budget` among the shapes whose rank bound reaches min(rows, cols) (KP
+    at a compression as near the target as its structure allows); ties: the smaller A."""
+    if budget is not None:
+        full = [(m1, n1, rows // m1, cols // n1)
+                for m1 in range(1, rows + 1) if rows % m1 == 0
+                for n1 in range(1, cols + 1) if cols % n1 == 0]
+        full = [f for f in full
+                if (f[0], f[1]) not in ((rows, cols), (1, 1)) and (f[2], f[3]) not in ((rows, cols), (1, 1))
+                and min(f[0], f[1]) * min(f[2], f[3]) >= min(rows, cols) and f[0] * f[1] + f[2] * f[3] <= budget]
+        if not full:
+            raise ValueError(f"kp {rows} x {cols}: no full-rank Kronecker shape within {budget} parameters")
+        return min(full, key=lambda f: (-(f[0] * f[1] + f[2] * f[3]), f[0] * f[1]))
     best = None
     for m1 in range(1, rows + 1):
         if rows % m1:
@@ -75,10 +89,14 @@ def cubic_schedule(step, total, start, end):
 class Matrix(nn.Module):
     """One weight matrix in one of the METHODS; `forward()` returns W (rows x cols)."""
 
-    def __init__(self, method, rows, cols, ratio=25.0, rowdrop=0.1, gen=None):
+    def __init__(self, method, rows, cols, ratio=25.0, rowdrop=0.1, gen=None, kp_shape_rule="min"):
         super().__init__()
         if method not in METHODS:
             raise ValueError(f"method {method!r}: expected one of {', '.join(METHODS)}")
+        if kp_shape_rule not in KP_SHAPES:
+            raise ValueError(f"kp shape {kp_shape_rule!r}: expected one of {', '.join(KP_SHAPES)}")
+        if kp_shape_rule != "min" and method != "kp":
+            raise ValueError(f"kp shape {kp_shape_rule!r} applies to method kp only, not {method}")
         self.method, self.rows, self.cols = method, rows, cols
         self.budget = int(rows * cols / ratio) if method != "dense" else rows * cols
         self.rowdrop = rowdrop
@@ -92,7 +110,7 @@ class Matrix(nn.Module):
             if method == "pruned":
                 self.register_buffer("mask", torch.ones(rows, cols))
         elif method in ("kp", "dkp", "hkp"):
-            m1, n1, m2, n2 = kp_shape(rows, cols)
+            m1, n1, m2, n2 = kp_shape(rows, cols, self.budget if kp_shape_rule == "budget" else None)
             self.dense_rows = 0
             if method == "hkp":
                 kp = m1 * n1 + m2 * n2
@@ -179,7 +197,7 @@ class LM(nn.Module):
     vocabulary; `log_probs` gives all of them)."""
 
     def __init__(self, vocab, hidden=256, emb=None, method="dense", ratio=25.0, dropout=0.25,
-                 rowdrop=0.1, cutoffs=(2000,), seed=0):
+                 rowdrop=0.1, cutoffs=(2000,), seed=0, kp_shape="min"):
         super().__init__()
         emb = emb or hidden
         # A small vocabulary (tests) gets one cluster boundary inside it.
@@ -187,13 +205,15 @@ class LM(nn.Module):
         gen = torch.Generator().manual_seed(seed)
         torch.manual_seed(seed)
         self.config = dict(vocab=vocab, hidden=hidden, emb=emb, method=method, ratio=ratio,
-                           dropout=dropout, rowdrop=rowdrop, cutoffs=list(cutoffs), seed=seed)
+                           dropout=dropout, rowdrop=rowdrop, cutoffs=list(cutoffs), seed=seed,
+                           kp_shape=kp_shape)
         self.embed = nn.Embedding(vocab, emb)
         nn.init.uniform_(self.embed.weight, -0.1, 0.1)
         self.lstm = nn.LSTM(emb, hidden, num_layers=2, batch_first=True, dropout=dropout)
         shapes = {"weight_ih_l0": (4 * hidden, emb), "weight_hh_l0": (4 * hidden, hidden),
                   "weight_ih_l1": (4 * hidden, hidden), "weight_hh_l1": (4 * hidden, hidden)}
-        self.mats = nn.ModuleDict({n: Matrix(method, *shapes[n], ratio=ratio, rowdrop=rowdrop, gen=gen)
+        self.mats = nn.ModuleDict({n: Matrix(method, *shapes[n], ratio=ratio, rowdrop=rowdrop, gen=gen,
+                                             kp_shape_rule=kp_shape)
                                    for n in MATRICES})
         # The LSTM's own weight matrices are replaced by `mats`; its biases stay (forget gate 1).
         for n in MATRICES:

@@ -135,6 +135,18 @@ class Matrices(unittest.TestCase):
         self.assertEqual((m1 * m2, n1 * n2), (64, 16))
         self.assertGreaterEqual(min(m1, n1) * min(m2, n2), 16)
 
+    def test_kp_shape_within_a_budget(self):
+        # 1024 x 256 at 25x: 10,485 parameters; the largest full-rank shape within them is
+        # (8 x 4) ⊗ (128 x 64), 8,224 parameters (31.9x); the next larger ones exceed the budget.
+        self.assertEqual(L.kp_shape(1024, 256, 10_485), (8, 4, 128, 64))
+        m = L.Matrix("kp", 1024, 256, ratio=25.0, kp_shape_rule="budget", gen=torch.Generator().manual_seed(0))
+        self.assertEqual(m.stored(), 8_224)
+        self.assertEqual(tuple(m().shape), (1024, 256))
+        with self.assertRaises(ValueError):
+            L.kp_shape(1024, 256, 100)
+        with self.assertRaises(ValueError):
+            L.Matrix("dkp", 1024, 256, kp_shape_rule="budget")
+
     def test_every_method_at_its_budget(self):
         for method in L.METHODS:
             m = L.Matrix(method, 256, 64, ratio=8.0, gen=torch.Generator().manual_seed(0))

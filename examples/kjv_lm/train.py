@@ -57,7 +57,10 @@ def settings(args):
     """What must be equal for a checkpoint to be continued."""
     keys = ("method", "ratio", "hidden", "emb", "epochs", "seed", "batch", "bptt", "lr", "dropout",
             "rowdrop", "clip", "limit_tokens")
-    return {k: getattr(args, k) for k in keys}
+    out = {k: getattr(args, k) for k in keys}
+    if args.kp_shape != "min":  # runs from before --kp-shape continue unchanged
+        out["kp_shape"] = args.kp_shape
+    return out
 
 
 def save_atomic(obj, path):
@@ -76,6 +79,9 @@ def main(argv=None):
     ap.add_argument("--out", required=True, help="run folder (checkpoint, record, model)")
     ap.add_argument("--method", choices=L.METHODS, default="dense")
     ap.add_argument("--ratio", type=float, default=25.0, help="compression of the LSTM weight matrices")
+    ap.add_argument("--kp-shape", choices=L.KP_SHAPES, default="min",
+                    help="kp factor shapes: min = the fewest parameters of full rank bound, whatever "
+                         "--ratio (256x at H 256); budget = the most parameters within --ratio's budget")
     ap.add_argument("--hidden", type=int, default=256)
     ap.add_argument("--emb", type=int, default=0, help="embedding width (default: --hidden)")
     ap.add_argument("--epochs", type=int, default=6)
@@ -107,7 +113,8 @@ def main(argv=None):
     total_steps = args.epochs * len(windows)
 
     model = L.LM(corpus["vocab"], hidden=args.hidden, emb=args.emb,
-                 method=args.method, ratio=args.ratio, dropout=args.dropout, rowdrop=args.rowdrop, seed=args.seed)
+                 method=args.method, ratio=args.ratio, dropout=args.dropout, rowdrop=args.rowdrop, seed=args.seed,
+                 kp_shape=args.kp_shape)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(s, total_steps) / total_steps)))
