@@ -55,6 +55,20 @@ fn corpus_is_reproduced_bit_for_bit() {
     assert!(log.contains("identical to"), "{log}");
 }
 
+/// RESULTS.md's and README.md's tables are what results.py writes from the committed records
+/// (the full table is trained outside CI; this is its script's smoke form).
+#[test]
+fn results_tables_are_what_the_records_give() {
+    let log = run(
+        Command::new("python3")
+            .arg(script("results.py"))
+            .arg("--check")
+            .current_dir(repo()),
+        "results.py --check",
+    );
+    assert!(log.contains("agree with RESULTS.md and README.md"), "{log}");
+}
+
 fn perplexities(json: &Path) -> (f64, Vec<(String, f64, f64)>) {
     let v: serde_json::Value = serde_json::from_slice(&std::fs::read(json).unwrap()).unwrap();
     let companion = v["companion_perplexity"].as_f64().unwrap();
