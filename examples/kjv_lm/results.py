@@ -80,11 +80,22 @@ def group_key(r):
 
 
 def groups(records):
-    """[(description, [records by seed])], one per method and shape, in the table's order."""
+    """[(description, [records by seed])], one per method, shape and dropout, in the table's order."""
     out = {}
-    for r in sorted(records, key=lambda r: (group_key(r), r["seed"])):
-        out.setdefault(describe(r), []).append(r)
-    return list(out.items())
+    for r in sorted(records, key=lambda r: (group_key(r), r["dropout"], r["seed"])):
+        out.setdefault((describe(r), r["dropout"]), []).append(r)
+    return [(name, rs) for (name, _), rs in out.items()]
+
+
+def chosen(gs):
+    """Per method and shape, the dropout whose runs have the lowest mean validation perplexity
+    (dropout is tuned on validation; test perplexity plays no part in the choice)."""
+    best = {}
+    for name, rs in gs:
+        v = mean([r["valid_perplexity"] for r in rs])
+        if name not in best or v < best[name][0]:
+            best[name] = (v, rs)
+    return [(name, rs) for name, rs in gs if best[name][1] is rs]
 
 
 def mean(v):
@@ -99,7 +110,8 @@ def spread(v, digits=2):
 
 
 def dense_group(gs):
-    return next((rs for name, rs in gs if rs[0]["method"] == "dense" and rs[0]["hidden"] == 256), None)
+    """The full-size dense model's runs at its chosen dropout."""
+    return next((rs for name, rs in chosen(gs) if rs[0]["method"] == "dense" and rs[0]["hidden"] == 256), None)
 
 
 def methods_table(records):
@@ -107,22 +119,25 @@ def methods_table(records):
     gs = groups(records)
     dense = dense_group(gs)
     base = mean([r["test_perplexity"] for r in dense]) if dense else None
-    rows = ["| method (per LSTM matrix) | LSTM weights stored | compression | seeds | valid ppl, mean (min–max) "
-            "| test ppl, mean (min–max) | test against dense | training per run |",
-            "|---|---|---|---|---|---|---|---|"]
+    rows = ["| method (per LSTM matrix) | LSTM weights stored | compression | dropout | seeds "
+            "| valid ppl, mean (min–max) | test ppl, mean (min–max) | test against dense | training per run |",
+            "|---|---|---|---|---|---|---|---|---|"]
+    tuned = {name for name, _ in gs if sum(n == name for n, _ in gs) > 1}
+    picked = [rs for _, rs in chosen(gs)]
     for name, rs in gs:
+        drop = f"{rs[0]['dropout']:g}" + (" (chosen)" if name in tuned and any(rs is p for p in picked) else "")
         t = [r["test_perplexity"] for r in rs]
         vs = "–" if base is None or rs is dense else f"{100 * (mean(t) - base) / base:+.1f}%"
         times = [r["train_seconds"] / 60 for r in rs]
         rows.append(f"| {name} | {rs[0]['lstm_stored_parameters']:,} | {compression(rs[0]):.1f}x | "
-                    f"{len(rs)} | {spread([r['valid_perplexity'] for r in rs])} | {spread(t)} | {vs} | "
+                    f"{drop} | {len(rs)} | {spread([r['valid_perplexity'] for r in rs])} | {spread(t)} | {vs} | "
                     f"{spread(times, 1)} min |")
     return rows
 
 
 def ordering(records):
     """The methods ordered by mean test perplexity, best first."""
-    gs = sorted(groups(records), key=lambda g: mean([r["test_perplexity"] for r in g[1]]))
+    gs = sorted(chosen(groups(records)), key=lambda g: mean([r["test_perplexity"] for r in g[1]]))
     return ["By mean test perplexity, best first: "
             + " < ".join(f"{short(rs[0])} {mean([r['test_perplexity'] for r in rs]):.2f}" for _, rs in gs) + "."]
 
@@ -158,7 +173,7 @@ def paper_table(records, host):
     dense = dense_group(gs)
     base = mean([r["test_perplexity"] for r in dense]) if dense else None
     ours = {}
-    for _, rs in gs:
+    for _, rs in chosen(gs):
         m = rs[0]["method"]
         if m == "dense" and rs[0]["hidden"] != 256:
             continue
@@ -186,18 +201,19 @@ def paper_table(records, host):
         rows.append(f"| int8 of the dense model (kpgen's quantization, one seed) | – | – | – | 4x | "
                     f"{g['perplexity']:.2f} (1) | {100 * g['relative_to_companion']:+.2f}% against its float "
                     f"{dense_host['companion_perplexity']:.2f} |")
-    small = next((rs for _, rs in gs if rs[0]["method"] == "dense" and rs[0]["hidden"] != 256), None)
+    small = next((rs for _, rs in chosen(gs) if rs[0]["method"] == "dense" and rs[0]["hidden"] != 256), None)
     if small:
         rows.append(f"| small dense LSTM of the same size | – | – | – | {here(small)} |")
     return rows
 
 
 def training_table(records):
-    rows = ["| method (per LSTM matrix) | seed | LSTM weights stored | compression | valid ppl | test ppl | training |",
-            "|---|---|---|---|---|---|---|"]
+    rows = ["| method (per LSTM matrix) | dropout | seed | LSTM weights stored | compression | valid ppl | test ppl "
+            "| training |",
+            "|---|---|---|---|---|---|---|---|"]
     for _, rs in groups(records):
         for r in rs:
-            rows.append(f"| {describe(r)} | {r['seed']} | {r['lstm_stored_parameters']:,} | "
+            rows.append(f"| {describe(r)} | {r['dropout']:g} | {r['seed']} | {r['lstm_stored_parameters']:,} | "
                         f"{compression(r):.1f}x | {r['valid_perplexity']:.2f} | {r['test_perplexity']:.2f} | "
                         f"{minutes(r['train_seconds'])} ({r['epochs']} epochs) |")
     return rows
