@@ -263,6 +263,32 @@ def bench_table(benches):
     return rows
 
 
+def stack_cost(benches, deploys):
+    """Per word, the whole LSTM stack of each benchmarked model: the layers' instructions and
+    estimated cycles summed, checked against the deployment's measured instructions."""
+    out = []
+    for b in benches:
+        per = {}
+        for r in b["model_rows"]:
+            key = (r["model"], r["target"], r["precision"], r["implementation"])
+            per.setdefault(key, [0, 0])
+            per[key][0] += r["instructions_per_step"]
+            per[key][1] += r["cycles_per_step"]
+        for (model, target, precision, impl), (instr, cyc) in sorted(per.items()):
+            if impl != "kpgen":
+                continue
+            run = model.removeprefix("kjv_lm_")
+            dep = next((d for d in deploys if d["run"] == run and d["platform"] == target), None)
+            measured = (dep or {}).get("precisions", {}).get(precision, {}).get("langs", {}).get("c", {})
+            same = ("equal to the deployment's measured count" if measured.get("instructions_per_step") == instr
+                    else f"the deployment measured {num(measured.get('instructions_per_step'))}")
+            mhz = {"cortex-m7": 216, "cortex-m4": 80, "cortex-m33": 64, "cortex-m55": 160}.get(target)
+            at = f", {cyc / (mhz * 1e3):.2f} ms per word at {mhz} MHz" if mhz else ""
+            out.append(f"- {model} on the {target}, {precision}: {instr:,} instructions ({same}) and "
+                       f"{cyc:,} estimated cycles per word for both layers{at}.")
+    return out
+
+
 def replace_block(text, tag, rows, path):
     begin, end = f"<!-- kjv-results: {tag} begin -->", f"<!-- kjv-results: {tag} end -->"
     pattern = re.compile(re.escape(begin) + ".*?" + re.escape(end), re.S)
@@ -294,7 +320,8 @@ def main():
         README: {"brief": methods_table(train)},
         RESULTS: {"methods": methods_table(train), "ordering": ordering(train), "paper": paper_table(train, host),
                   "training": training_table(train), "host": host_table(host),
-                  "deployment": deployment_table(deploy), "bench": bench_table(bench)},
+                  "deployment": deployment_table(deploy), "bench": bench_table(bench),
+                  "stack": stack_cost(bench, deploy)},
     }
     stale = []
     for path, tables in blocks.items():
