@@ -272,9 +272,10 @@ fn generated_block<'a>(text: &'a str, begin: &str, end: &str) -> Option<Vec<&'a 
 }
 
 /// README.md's headline tables are never typed: the results table is written by
-/// examples/results.py from the same rows as docs/results.md's, and the benchmark rows are
+/// examples/results.py from the same rows as docs/results.md's, the benchmark rows are
 /// rows of docs/benchmark-tables.md and docs/benchmark-models.md, which `kpgen bench
-/// --markdown` writes.
+/// --markdown` writes, and the smallest-part rows are rows of docs/footprint.md's, which
+/// bench/footprint.py writes with them.
 #[test]
 fn readme_headline_tables_match_the_generated_ones() {
     let root = repo();
@@ -351,6 +352,19 @@ fn readme_headline_tables_match_the_generated_ones() {
             measured.contains(row),
             "README.md: this model row is not a row of docs/benchmark-models.md (copy the \
              current one):\n{row}"
+        );
+    }
+
+    // The smallest-part table: bench/footprint.py writes the Cortex-M4 rows of
+    // docs/footprint.md's table into README.md in the same run.
+    let rows = block(&readme, "parts", "README.md");
+    let measured = block(&read("docs/footprint.md"), "parts", "docs/footprint.md");
+    assert!(rows.len() > 2, "README.md: the parts block is empty");
+    for row in &rows {
+        assert!(
+            measured.contains(row),
+            "README.md: this smallest-part row is not a row of docs/footprint.md (run \
+             bench/footprint.py --markdown docs/footprint.md --readme README.md):\n{row}"
         );
     }
 }
