@@ -263,3 +263,49 @@ fn the_flash_estimate_is_within_ten_percent_of_every_measured_object() {
         misses.join("\n")
     );
 }
+
+/// The estimate's parts add up, `report.json` carries it, and the budget check uses it: a
+/// budget the stored weights fit but the code does not is refused, naming what it counts.
+#[test]
+fn the_budget_check_counts_code_and_says_so() {
+    let spec = common::repo_root().join("examples/basic_motions/kp/spec.yaml");
+    let target = kpgen::target::lookup("cortex-m4").unwrap_or_else(|d| panic!("{}", d.render()));
+    let gen = kpgen::generate(&spec, &target).unwrap_or_else(|d| panic!("{}", d.render()));
+    let flash = gen.report.flash.clone().expect("the flash estimate");
+    assert_eq!(flash.total_bytes, flash.data_bytes + flash.code_bytes);
+    assert_eq!(
+        flash.data_bytes,
+        flash.data.iter().map(|d| d.bytes).sum::<u64>()
+    );
+    let code: f64 = flash.code.iter().map(|c| c.bytes).sum();
+    assert_eq!(flash.code_bytes, code.round() as u64);
+    assert!(flash.code_bytes > 0 && flash.data_bytes > 0, "{flash:?}");
+    let json = serde_json::to_value(&gen.report).expect("the report as JSON");
+    assert_eq!(json["flash"]["total_bytes"], flash.total_bytes, "{json:#}");
+
+    // Over the stored data, under the whole estimate: refused after lowering.
+    let stored = (gen.report.totals.weight_bytes + gen.report.totals.overlay_index_bytes) as u64;
+    assert!(stored < flash.total_bytes);
+    let message = |t: &Target| {
+        let d = kpgen::generate(&spec, t).unwrap_err();
+        d.0.iter().map(|e| e.message.clone()).collect::<String>()
+    };
+    let mut tight = target.clone();
+    tight.budget.flash = stored + 1;
+    let err = message(&tight);
+    assert!(
+        err.contains(&format!(
+            "needs an estimated {} bytes of flash",
+            flash.total_bytes
+        )) && err.contains("code and constant data"),
+        "{err}"
+    );
+    // Under the stored data: refused right after planning, saying it counts the data only.
+    tight.budget.flash = stored - 1;
+    let err = message(&tight);
+    assert!(
+        err.contains(&format!("needs an estimated {stored} bytes of flash"))
+            && err.contains("before code is counted"),
+        "{err}"
+    );
+}
