@@ -574,6 +574,18 @@ mod tests {
             assert!(t.budget.ram <= t.memory.ram_size, "{}", t.name);
             assert_eq!(t.features.mve, t.name == "cortex-m55");
         }
+        // Each target's [code] table names every construct, by the name report.json uses.
+        for t in &targets {
+            for c in Construct::ALL {
+                assert!(
+                    t.code.bytes.contains_key(c.name()),
+                    "{} {}",
+                    t.name,
+                    c.name()
+                );
+                assert_eq!(serde_json::to_value(c).unwrap(), c.name());
+            }
+        }
         let m55 = lookup("cortex-m55").unwrap();
         assert!(m55.rust.triple.is_none());
         assert_eq!(lookup("cortex-m0").unwrap().features.fpu, Fpu::None);

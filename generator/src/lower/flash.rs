@@ -201,7 +201,8 @@ pub fn estimate(program: &Program, sizes: &CodeSizes) -> FlashEstimate {
                 construct,
                 count,
                 bytes_each: each,
-                bytes: each * count as f64,
+                // To a tenth of a byte, as the table is written.
+                bytes: (each * count as f64 * 10.0).round() / 10.0,
             }
         })
         .collect();
