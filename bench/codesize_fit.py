@@ -11,7 +11,8 @@ objects), compiles each model's C with the core's flags at -Os (-ffunction-secti
 .data (arm-none-eabi-size -A) and writes one JSON line per object: the construct counts and the
 exact constant-data bytes of the estimate, and the measured bytes. (The test itself fails while
 the tables are stale; its rows are written first.) With --reuse, an existing --rows FILE is
-fitted as it is, without running the test.
+fitted as it is, without running the test. KPGEN_TARGETS=cortex-m4,... in the environment
+measures and fits only those cores. The test's output goes to stderr, the tables to stdout.
 
 Per core and precision, the bytes per construct are fitted by least squares on the relative
 error of the whole object (code = measured - data), then reweighted a few rounds towards the
@@ -104,7 +105,7 @@ def run_test(rows_file):
     os.makedirs(os.path.dirname(rows_file), exist_ok=True)
     env = dict(os.environ, KPGEN_CODESIZE_ROWS=rows_file)
     subprocess.run(["cargo", "test", "--release", "-p", "kpgen", "--test", "flash_estimate"],
-                   cwd=ROOT, env=env, check=False)
+                   cwd=ROOT, env=env, check=False, stdout=sys.stderr)
 
 
 def section(fits, target):
