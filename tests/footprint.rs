@@ -9,7 +9,6 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use kpgen::base::sequences::TestInputs;
 use kpgen::qemu::Toolchain;
@@ -55,41 +54,6 @@ fn generate(
     model.optimize = optimize;
     kpgen::generate_model(&model, target)
         .unwrap_or_else(|d| panic!("{} {}: {}", spec.display(), precision.as_str(), d.render()))
-}
-
-/// Bytes of flash of the model's own object (`.text*`, `.rodata*`, `.data*` of its C compiled
-/// with the target's flags at `-Os`, as a size-minded user builds it).
-fn object_bytes(gen: &kpgen::Generation, target: &Target, dir: &Path) -> u64 {
-    let out = dir.join("gen");
-    kpgen::output::write_tree(&out, &gen.files).expect("write the sources");
-    let source = std::fs::read_dir(out.join("c"))
-        .expect("the C folder")
-        .map(|e| e.expect("an entry").path())
-        .find(|p| p.extension().is_some_and(|x| x == "c"))
-        .expect("a .c file");
-    let object = dir.join("model.o");
-    let built = Command::new("arm-none-eabi-gcc")
-        .args(&target.c.cflags)
-        .args(kpgen::qemu::STRICT_C_FLAGS)
-        .args(["-Os", "-ffunction-sections", "-fdata-sections", "-c"])
-        .arg(&source)
-        .arg("-o")
-        .arg(&object)
-        .output()
-        .expect("run arm-none-eabi-gcc (run ci/setup)");
-    assert!(
-        built.status.success(),
-        "{}",
-        String::from_utf8_lossy(&built.stderr)
-    );
-    let sizes = Command::new("arm-none-eabi-size")
-        .arg("-A")
-        .arg(&object)
-        .output()
-        .expect("run arm-none-eabi-size");
-    kpgen::qemu::parse_size_output(&String::from_utf8_lossy(&sizes.stdout))
-        .expect("arm-none-eabi-size output")
-        .flash()
 }
 
 #[test]
@@ -159,7 +123,7 @@ fn size_builds_are_never_larger_than_speed_builds_and_int8_never_larger_than_f32
                 let dir = tempfile::tempdir().expect("a temporary folder");
                 let bytes = |p: Precision, o: Optimize| {
                     let sub = dir.path().join(format!("{}-{}", p.as_str(), o.as_str()));
-                    object_bytes(&generate(&spec, &t, p, o), &t, &sub)
+                    common::object_bytes(&generate(&spec, &t, p, o), &t, &sub, "-Os")
                 };
                 let what = format!(
                     "{name} {}",

@@ -199,9 +199,6 @@ impl Builder {
             return Ok(explain::model(&model));
         }
         let plan = crate::plan::plan_model(&model, &target);
-        if stage == explain::Stage::Plan {
-            return Ok(explain::plan(&plan));
-        }
         let quant = if model.precision.is_fixed() {
             Some(crate::quantize(&model, &plan)?)
         } else {
@@ -210,10 +207,13 @@ impl Builder {
         if stage == explain::Stage::Quant {
             return Ok(explain::quant(&plan, quant.as_ref()));
         }
-        Ok(explain::lower(&crate::lower::program(
-            &plan,
-            quant.as_ref(),
-        )))
+        let program = crate::lower::program(&plan, quant.as_ref());
+        if stage == explain::Stage::Plan {
+            // The flash estimate counts the lowered program (in fixed point, quantized).
+            let flash = crate::lower::flash::estimate(&program, &target.code);
+            return Ok(explain::plan(&plan, &flash));
+        }
+        Ok(explain::lower(&program))
     }
 
     /// Every file a generation read: its output may not replace their folders, and a build

@@ -83,7 +83,9 @@ pub fn load_with(reader: &base::input::Reader, spec_path: &Path) -> Result<Model
 }
 
 /// Plans and emits a loaded model for a target. The target's flash and RAM budgets are
-/// checked as soon as the plan exists, before calibration or any code is generated.
+/// checked as soon as the plan exists, before calibration (flash by its stored data, a lower
+/// bound), and again on the whole flash estimate (code and data) of the lowered program,
+/// before any text is generated.
 pub fn generate_model(model: &Model, target: &Target) -> Result<Generation, Diagnostics> {
     let plan = plan::plan_model(model, target);
     // The estimates come from the plan alone (quantization changes none of them).
@@ -97,6 +99,8 @@ pub fn generate_model(model: &Model, target: &Target) -> Result<Generation, Diag
     report.quantization = quant.clone();
     report.notes = target::build_notes(target, model.precision);
     let program = lower::program(&plan, quant.as_ref());
+    report.flash = Some(lower::flash::estimate(&program, &target.code));
+    report::check_budget(target, &report)?;
     let mut files = emit::emit(&program).map_err(|e| {
         Diagnostic::new(
             Place::file(Path::new("templates")),

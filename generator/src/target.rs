@@ -17,6 +17,7 @@ pub struct Target {
     pub budget: Budget,
     pub plan: PlanRules,
     pub timing: Timing,
+    pub code: CodeSizes,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -183,6 +184,122 @@ pub struct Timing {
     pub other: f64,
 }
 
+/// A construct of a generated model whose code the flash estimate counts
+/// (`lower::flash`), with [`CodeSizes`] bytes per occurrence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Construct {
+    /// The model's entry points (step, reset, infer; quantize and dequantize in fixed point).
+    Program,
+    /// One operation of a step (a bias load, a kernel call, a cell update, a copy...).
+    Op,
+    /// One matrix kernel (its function, inlined or not).
+    Kernel,
+    /// The LSTM cell update of the runtime, present once whatever the number of LSTM layers.
+    Lstm,
+    /// The GRU cell update, once.
+    Gru,
+    /// The FastGRNN cell update, once.
+    Fastgrnn,
+    /// A dense layer's sigmoid (float or narrowing), once.
+    Sigmoid,
+    /// A dense layer's tanh, once.
+    Tanh,
+    /// A dense layer's softmax, once.
+    Softmax,
+    /// A dense layer's ReLU, once.
+    Relu,
+    /// A multiply-accumulate with a literal weight (unrolled factors, straight-line overlays).
+    UnrolledMac,
+    /// A statement of straight-line sums: one output requantized (fixed point) and stored.
+    Sum,
+    /// A loop with a constant bound around sums.
+    Loop,
+    /// One code block of a tiled stage: a block shape of its register tile (remainder
+    /// blocks are code of their own).
+    TileBlock,
+    /// One accumulator of a tiled block (its MAC, load and store code in the inner loop).
+    TileMac,
+    /// A loop of a tiled stage over its blocks of rows or columns, or its second outer loop.
+    TileLoop,
+    /// One accumulator of a tiled block's remainder pass: the last `q % group` weights of a
+    /// dual-MAC block, or the predicated last chunk of a Helium integer block.
+    TileTail,
+    /// A CSR overlay's row loop.
+    Csr,
+}
+
+impl Construct {
+    pub const ALL: [Construct; 18] = [
+        Construct::Program,
+        Construct::Op,
+        Construct::Kernel,
+        Construct::Lstm,
+        Construct::Gru,
+        Construct::Fastgrnn,
+        Construct::Sigmoid,
+        Construct::Tanh,
+        Construct::Softmax,
+        Construct::Relu,
+        Construct::UnrolledMac,
+        Construct::Sum,
+        Construct::Loop,
+        Construct::TileBlock,
+        Construct::TileMac,
+        Construct::TileLoop,
+        Construct::TileTail,
+        Construct::Csr,
+    ];
+
+    /// Its key in a target file's `[code.bytes]`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Construct::Program => "program",
+            Construct::Op => "op",
+            Construct::Kernel => "kernel",
+            Construct::Lstm => "lstm",
+            Construct::Gru => "gru",
+            Construct::Fastgrnn => "fastgrnn",
+            Construct::Sigmoid => "sigmoid",
+            Construct::Tanh => "tanh",
+            Construct::Softmax => "softmax",
+            Construct::Relu => "relu",
+            Construct::UnrolledMac => "unrolled_mac",
+            Construct::Sum => "sum",
+            Construct::Loop => "loop",
+            Construct::TileBlock => "tile_block",
+            Construct::TileMac => "tile_mac",
+            Construct::TileLoop => "tile_loop",
+            Construct::TileTail => "tile_tail",
+            Construct::Csr => "csr",
+        }
+    }
+}
+
+/// Bytes of code per [`Construct`] in the model's C object compiled with the core's flags at
+/// `-Os`, per precision `[f32, int16, int8]`: a least-squares fit to measured objects
+/// (`bench/codesize_fit.py` prints it), the data of the flash estimate's code part.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CodeSizes {
+    /// What the figures were fitted to, and how well they fit.
+    pub note: String,
+    /// Construct name -> bytes `[f32, int16, int8]`; every [`Construct`] exactly once.
+    pub bytes: std::collections::BTreeMap<String, [f64; 3]>,
+}
+
+impl CodeSizes {
+    /// Bytes of code one `construct` adds to a build of `precision`.
+    pub fn bytes(&self, construct: Construct, precision: crate::spec::Precision) -> f64 {
+        let column = match precision {
+            crate::spec::Precision::F32 => 0,
+            crate::spec::Precision::Int16 => 1,
+            crate::spec::Precision::Int8 => 2,
+        };
+        self.bytes.get(construct.name()).map_or(0.0, |b| b[column])
+    }
+}
+
 /// The targets shipped with kpgen, as (file name, contents): every file of `targets/`, by name
 /// (build.rs embeds them).
 const BUILTIN: &[(&str, &str)] = include!(concat!(env!("OUT_DIR"), "/builtin_targets.rs"));
@@ -326,6 +443,13 @@ pub fn parse_target(origin: &str, text: &str) -> Result<Target, Diagnostics> {
             "one line of text (at most 500 characters)",
         );
     }
+    if !prose(&target.code.note) {
+        bad(
+            "code.note",
+            &target.code.note,
+            "one line of text (at most 500 characters)",
+        );
+    }
     let mut number = |field: &str, ok: bool, value: String, expected: &str| {
         if !ok {
             bad(field, &value, expected);
@@ -364,6 +488,26 @@ pub fn parse_target(origin: &str, text: &str) -> Result<Target, Diagnostics> {
     ] {
         let ok = tile.iter().all(|&n| (1..=16).contains(&n));
         number(field, ok, format!("{tile:?}"), "two sizes from 1 to 16");
+    }
+    for c in Construct::ALL {
+        if !target.code.bytes.contains_key(c.name()) {
+            number(
+                &format!("code.bytes.{}", c.name()),
+                false,
+                String::new(),
+                "bytes [f32, int16, int8] for every construct",
+            );
+        }
+    }
+    for (name, b) in &target.code.bytes {
+        let known = Construct::ALL.iter().any(|c| c.name() == name);
+        let ok = known && b.iter().all(|v| v.is_finite() && v.abs() <= 1e6);
+        number(
+            &format!("code.bytes.{name}"),
+            ok,
+            format!("{name} = {b:?}"),
+            "a known construct and three byte figures of at most 1e6",
+        );
     }
     errors.into_result(target)
 }
@@ -429,6 +573,18 @@ mod tests {
             assert!(t.ticks_per_instruction() > 2.0, "{}", t.name);
             assert!(t.budget.ram <= t.memory.ram_size, "{}", t.name);
             assert_eq!(t.features.mve, t.name == "cortex-m55");
+        }
+        // Each target's [code] table names every construct, by the name report.json uses.
+        for t in &targets {
+            for c in Construct::ALL {
+                assert!(
+                    t.code.bytes.contains_key(c.name()),
+                    "{} {}",
+                    t.name,
+                    c.name()
+                );
+                assert_eq!(serde_json::to_value(c).unwrap(), c.name());
+            }
         }
         let m55 = lookup("cortex-m55").unwrap();
         assert!(m55.rust.triple.is_none());

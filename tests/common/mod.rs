@@ -1416,3 +1416,45 @@ pub fn compiles_with_gcc_and_clang(
     }
     Ok(())
 }
+
+/// Bytes of flash of a model's own object: `.text*`, `.rodata*` and `.data*`
+/// (`arm-none-eabi-size -A`) of its C written into `dir` and compiled with the target's flags,
+/// the strict flags and `opt` (`-Os`, as a size-minded user builds it, or `-O2`), with
+/// `-ffunction-sections -fdata-sections`. Panics when arm-none-eabi-gcc is missing.
+pub fn object_bytes(
+    gen: &kpgen::Generation,
+    target: &kpgen::target::Target,
+    dir: &Path,
+    opt: &str,
+) -> u64 {
+    let out = dir.join("gen");
+    kpgen::output::write_tree(&out, &gen.files).expect("write the sources");
+    let source = std::fs::read_dir(out.join("c"))
+        .expect("the C folder")
+        .map(|e| e.expect("an entry").path())
+        .find(|p| p.extension().is_some_and(|x| x == "c"))
+        .expect("a .c file");
+    let object = dir.join("model.o");
+    let built = std::process::Command::new("arm-none-eabi-gcc")
+        .args(&target.c.cflags)
+        .args(kpgen::qemu::STRICT_C_FLAGS)
+        .args([opt, "-ffunction-sections", "-fdata-sections", "-c"])
+        .arg(&source)
+        .arg("-o")
+        .arg(&object)
+        .output()
+        .expect("run arm-none-eabi-gcc (run ci/setup)");
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let sizes = std::process::Command::new("arm-none-eabi-size")
+        .arg("-A")
+        .arg(&object)
+        .output()
+        .expect("run arm-none-eabi-size");
+    kpgen::qemu::parse_size_output(&String::from_utf8_lossy(&sizes.stdout))
+        .expect("arm-none-eabi-size output")
+        .flash()
+}

@@ -75,9 +75,9 @@ pub fn model(model: &Model) -> Explanation {
     Explanation::new(Stage::Model, text, json)
 }
 
-/// The plan for one target.
-pub fn plan(plan: &Plan) -> Explanation {
-    let (text, json) = stages::plan(plan);
+/// The plan for one target, with the flash estimate of the program it lowers to.
+pub fn plan(plan: &Plan, flash: &crate::lower::flash::FlashEstimate) -> Explanation {
+    let (text, json) = stages::plan(plan, flash);
     Explanation::new(Stage::Plan, text, json)
 }
 

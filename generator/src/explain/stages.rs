@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 use serde_json::{json, Value};
 use serde_saphyr::Spanned;
 
+use crate::lower::flash::FlashEstimate;
 use crate::lower::kernel::{Elem, Mve};
 use crate::model::{value_range, Cell, Model, Weight};
 use crate::plan::{LayerConstants, OverlayEncoding, Plan, Source, Stage};
@@ -468,7 +469,7 @@ fn constants_line(c: &LayerConstants) -> String {
     }
 }
 
-pub fn plan(p: &Plan) -> (String, Value) {
+pub fn plan(p: &Plan, flash: &FlashEstimate) -> (String, Value) {
     let mut t = String::new();
     line!(
         t,
@@ -572,7 +573,48 @@ pub fn plan(p: &Plan) -> (String, Value) {
             }
         );
     }
-    (t, serde_json::to_value(p).unwrap_or(Value::Null))
+    flash_lines(&mut t, flash);
+    let mut json = serde_json::to_value(p).unwrap_or(Value::Null);
+    if let Value::Object(o) = &mut json {
+        o.insert(
+            "flash".to_owned(),
+            serde_json::to_value(flash).unwrap_or(Value::Null),
+        );
+    }
+    (t, json)
+}
+
+/// The flash estimate: its total, the constant tables and the code per construct.
+fn flash_lines(t: &mut String, f: &FlashEstimate) {
+    let bytes = |n: u64| n.to_string();
+    line!(
+        t,
+        "  flash estimate: {} B = data {} B + code {} B ({})",
+        bytes(f.total_bytes),
+        bytes(f.data_bytes),
+        bytes(f.code_bytes),
+        f.what
+    );
+    let data: Vec<String> = f
+        .data
+        .iter()
+        .map(|d| format!("{} {} B", d.name, bytes(d.bytes)))
+        .collect();
+    line!(t, "    data: {}", data.join(", "));
+    let code: Vec<String> = f
+        .code
+        .iter()
+        .map(|c| {
+            let name = json!(c.construct);
+            format!(
+                "{} {} x {} B",
+                name.as_str().unwrap_or(""),
+                c.count,
+                c.bytes_each
+            )
+        })
+        .collect();
+    line!(t, "    code: {}", code.join(", "));
 }
 
 // ---- quant --------------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 //! constant tables, one language-neutral kernel per matrix ([`kernel`]) and the ordered
 //! operations of one time step. Both emitters print the same program.
 
+pub mod flash;
 pub mod kernel;
 
 use crate::plan::{

@@ -101,6 +101,20 @@ pub fn render(report: &Report, plan: &Plan, measured: Option<&Measured>) -> Stri
                 ),
             ),
             (
+                "flash estimate".into(),
+                report.flash.as_ref().map_or_else(
+                    || "not estimated".to_owned(),
+                    |f| {
+                        format!(
+                            "{} B: data {} B + code {} B (the model's object at -Os)",
+                            thousands(f.total_bytes),
+                            thousands(f.data_bytes),
+                            thousands(f.code_bytes)
+                        )
+                    },
+                ),
+            ),
+            (
                 "state (RAM)".into(),
                 format!("{} B", thousands(t.state_bytes as u64)),
             ),
@@ -347,6 +361,9 @@ fn memory_chart(report: &Report, plan: &Plan) -> String {
             )
         })
         .collect();
+    if let Some(f) = &report.flash {
+        rows.push(("flash: code (estimate)".to_owned(), vec![f.code_bytes]));
+    }
     rows.extend(plan.buffers.iter().map(|b| {
         (
             format!("RAM: {}", b.name),

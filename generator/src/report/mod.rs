@@ -33,6 +33,10 @@ pub struct Report {
     /// The caller-owned state struct, array by array in declaration order: what RAM holds.
     pub state: Vec<BufferReport>,
     pub totals: Totals,
+    /// The flash the build needs by estimate: constant data exactly, code per construct from
+    /// the target's fitted table ([`crate::lower::flash`]). Absent before lowering.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flash: Option<crate::lower::flash::FlashEstimate>,
     /// What the user should know about this build on this target (e.g. software floating point).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
@@ -322,6 +326,7 @@ pub fn build_report(model: &Model, plan: &Plan, quant: Option<&QuantPlan>) -> Re
             state_bytes: plan.state_bytes(),
         },
         layers,
+        flash: None,
         state: plan
             .buffers
             .iter()
@@ -340,11 +345,19 @@ pub fn build_report(model: &Model, plan: &Plan, quant: Option<&QuantPlan>) -> Re
 
 // ---- budgets ----------------------------------------------------------------------------------
 
-/// Bytes of flash a model needs by estimate: its stored parameters as float32 plus the index
-/// arrays of its CSR overlays (code, and the literals of unrolled factors beyond their weight
-/// bytes, are not counted).
-pub fn estimated_flash(report: &Report) -> u64 {
-    (report.totals.weight_bytes + report.totals.overlay_index_bytes) as u64
+/// Bytes of flash a model needs by estimate, and what the figure counts: the whole estimate
+/// of [`Report::flash`] (code and data of the model's object) once the program is lowered;
+/// before that (the early check, right after planning) a lower bound, its stored parameters
+/// at their precision's width plus the index arrays of its CSR overlays.
+pub fn estimated_flash(report: &Report) -> (u64, &'static str) {
+    match &report.flash {
+        Some(f) => (f.total_bytes, crate::lower::flash::COUNTS),
+        None => (
+            (report.totals.weight_bytes + report.totals.overlay_index_bytes) as u64,
+            "at least: stored parameters at their precision's width and overlay indices, \
+             before code is counted",
+        ),
+    }
 }
 
 /// Bytes of RAM a model needs by estimate: its state struct (`state_bytes`:
@@ -356,11 +369,12 @@ pub fn estimated_ram(report: &Report) -> u64 {
 /// Refuses a model whose [`estimated_flash`] or [`estimated_ram`] exceeds the target's budget;
 /// one diagnostic per exceeded budget, naming the target, the figure and the budget.
 pub fn check_budget(target: &Target, report: &Report) -> Result<(), Diagnostics> {
+    let (flash, flash_counts) = estimated_flash(report);
     let checks = [
         (
             "flash",
-            "stored parameters x 4 + overlay index bytes",
-            estimated_flash(report),
+            flash_counts,
+            flash,
             target.budget.flash,
             "--flash-budget",
         ),

@@ -404,7 +404,7 @@ pub fn run_suite(
             &crate::plan::plan_model(&dense_model, target),
             None,
         );
-        let flash = crate::report::estimated_flash(&estimate);
+        let (flash, _) = crate::report::estimated_flash(&estimate);
         let ram = crate::report::estimated_ram(&estimate);
         let emulated = matches!(platform, Platform::Qemu(_));
         if emulated && (flash > target.memory.flash_size || ram > target.memory.ram_size) {
