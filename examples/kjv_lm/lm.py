@@ -29,23 +29,9 @@ METHODS = ("dense", "kp", "dkp", "hkp", "pruned", "lowrank")
 KP_SHAPES = ("min", "budget")
 
 
-def kp_shape(rows, cols, budget=None):
-    """(m1, n1, m2, n2) with m1 m2 = rows, n1 n2 = cols: the fewest parameters m1 n1 + m2 n2 whose
-    rank bound min(m1, n1) min(m2, n2) reaches min(rows, cols), neither factor the whole
-    matrix; ties: the smaller A (kpgen shapes' rule for two factors). With `budget`: the most
-    parameters at most `budget` among the shapes whose rank bound reaches min(rows, cols) (KP
-    at a compression as near the target as its structure allows); ties: the smaller A."""
-    if budget is not None:
-        full = [(m1, n1, rows // m1, cols // n1)
-                for m1 in range(1, rows + 1) if rows % m1 == 0
-                for n1 in range(1, cols + 1) if cols % n1 == 0]
-        full = [f for f in full
-                if (f[0], f[1]) not in ((rows, cols), (1, 1)) and (f[2], f[3]) not in ((rows, cols), (1, 1))
-                and min(f[0], f[1]) * min(f[2], f[3]) >= min(rows, cols) and f[0] * f[1] + f[2] * f[3] <= budget]
-        if not full:
-            raise ValueError(f"kp {rows} x {cols}: no full-rank Kronecker shape within {budget} parameters")
-        return min(full, key=lambda f: (-(f[0] * f[1] + f[2] * f[3]), f[0] * f[1]))
-    best = None
+def kp_shapes(rows, cols):
+    """Every two-factor shape (m1, n1, m2, n2) with m1 m2 = rows and n1 n2 = cols, neither factor
+    the whole matrix or 1 x 1, in order of m1 then n1."""
     for m1 in range(1, rows + 1):
         if rows % m1:
             continue
@@ -53,15 +39,34 @@ def kp_shape(rows, cols, budget=None):
             if cols % n1:
                 continue
             m2, n2 = rows // m1, cols // n1
-            if (m1, n1) == (rows, cols) or (m2, n2) == (rows, cols) or (m1, n1) == (1, 1) or (m2, n2) == (1, 1):
+            if (rows, cols) in ((m1, n1), (m2, n2)) or (1, 1) in ((m1, n1), (m2, n2)):
                 continue
-            rank = min(m1, n1) * min(m2, n2)
-            key = (rank < min(rows, cols), -min(rank, min(rows, cols)), m1 * n1 + m2 * n2, m1 * n1)
-            if best is None or key < best[0]:
-                best = (key, (m1, n1, m2, n2))
-    if best is None:
+            yield m1, n1, m2, n2
+
+
+def kp_shape(rows, cols, budget=None):
+    """(m1, n1, m2, n2) of `kp_shapes`: the fewest parameters m1 n1 + m2 n2 whose rank bound
+    min(m1, n1) min(m2, n2) reaches min(rows, cols); ties: the smaller A (kpgen shapes' rule for
+    two factors). With `budget`: the most parameters at most `budget` among the shapes whose
+    rank bound reaches min(rows, cols) (KP at a compression as near the target as its structure
+    allows); ties: the smaller A."""
+    full = min(rows, cols)
+
+    def rank(f):
+        return min(f[0], f[1]) * min(f[2], f[3])
+
+    def params(f):
+        return f[0] * f[1] + f[2] * f[3]
+
+    if budget is not None:
+        fits = [f for f in kp_shapes(rows, cols) if rank(f) >= full and params(f) <= budget]
+        if not fits:
+            raise ValueError(f"kp {rows} x {cols}: no full-rank Kronecker shape within {budget} parameters")
+        return min(fits, key=lambda f: (-params(f), f[0] * f[1]))
+    shapes = list(kp_shapes(rows, cols))
+    if not shapes:
         raise ValueError(f"no Kronecker shape for {rows} x {cols}")
-    return best[1]
+    return min(shapes, key=lambda f: (rank(f) < full, -min(rank(f), full), params(f), f[0] * f[1]))
 
 
 def magnitude_mask(w, keep):
