@@ -6,7 +6,8 @@
 //! and Rust equal the integer reference bit for bit under QEMU, and the accuracy stays within
 //! 1 point (int8) and half a point (int16) of the float model's.
 
-use std::path::{Path, PathBuf};
+mod common;
+
 use std::time::Duration;
 
 use kpgen::base::sequences::TestInputs;
@@ -14,29 +15,6 @@ use kpgen::base::tensor;
 use kpgen::qemu::Toolchain;
 use kpgen::spec::{Activations, Lang, Precision};
 use kpgen::verify::{self, Platform, RunOptions, Tolerance};
-
-fn examples() -> Vec<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
-    let mut specs = Vec::new();
-    for set in std::fs::read_dir(&root).unwrap().flatten() {
-        let Ok(models) = std::fs::read_dir(set.path()) else {
-            continue;
-        };
-        for m in models.flatten() {
-            let spec = m.path().join("spec.yaml");
-            if spec.is_file() {
-                specs.push(spec);
-            }
-        }
-    }
-    specs.sort();
-    assert!(
-        !specs.is_empty(),
-        "no examples found under {}",
-        root.display()
-    );
-    specs
-}
 
 fn argmax(v: &[f64]) -> usize {
     (0..v.len())
@@ -48,7 +26,7 @@ fn argmax(v: &[f64]) -> usize {
 fn every_example_matches_its_trained_model_in_qemu() {
     let toolchain = Toolchain::locate().expect("the QEMU tests need the cross tools: run ci/setup");
     let target = kpgen::target::lookup("cortex-m4").unwrap();
-    for spec in examples() {
+    for spec in common::bundled_examples() {
         let dir = spec.parent().unwrap();
         let generation = kpgen::generate(&spec, &target)
             .unwrap_or_else(|e| panic!("{}: {}", spec.display(), e.render()));

@@ -34,18 +34,7 @@ enum Model {
 }
 
 fn examples() -> Vec<PathBuf> {
-    let root = common::repo_root().join("examples");
-    let mut specs = Vec::new();
-    for set in std::fs::read_dir(&root).expect("examples/") {
-        let set = set.expect("an entry").path();
-        for model in std::fs::read_dir(&set).into_iter().flatten() {
-            let spec = model.expect("an entry").path().join("spec.yaml");
-            if spec.is_file() {
-                specs.push(spec);
-            }
-        }
-    }
-    specs.sort();
+    let specs = common::bundled_examples();
     assert!(specs.len() >= 30, "{} bundled examples", specs.len());
     specs
 }

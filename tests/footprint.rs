@@ -24,17 +24,17 @@ fn repo() -> PathBuf {
 
 /// Every model of the bundled data sets: `examples/{basic_motions,japanese_vowels}/*/spec.yaml`.
 fn examples() -> Vec<PathBuf> {
-    let mut specs = Vec::new();
-    for set in ["basic_motions", "japanese_vowels"] {
-        let dir = repo().join("examples").join(set);
-        for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
-            let spec = entry.expect("a folder entry").path().join("spec.yaml");
-            if spec.is_file() {
-                specs.push(spec);
-            }
-        }
-    }
-    specs.sort();
+    let sets = [Path::new("basic_motions"), Path::new("japanese_vowels")];
+    let specs: Vec<PathBuf> = common::bundled_examples()
+        .into_iter()
+        .filter(|spec| {
+            let set = spec
+                .parent()
+                .and_then(Path::parent)
+                .and_then(Path::file_name);
+            set.is_some_and(|set| sets.iter().any(|s| s.as_os_str() == set))
+        })
+        .collect();
     assert!(specs.len() >= 20, "{} bundled examples", specs.len());
     specs
 }

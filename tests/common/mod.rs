@@ -1314,6 +1314,33 @@ pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
+/// Every bundled example's spec, `examples/<data set>/<model>/spec.yaml`, sorted. Panics when
+/// there is none.
+pub fn bundled_examples() -> Vec<PathBuf> {
+    let root = repo_root().join("examples");
+    let mut specs = Vec::new();
+    let sets = std::fs::read_dir(&root).unwrap_or_else(|e| panic!("{}: {e}", root.display()));
+    for set in sets.flatten() {
+        for model in std::fs::read_dir(set.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let spec = model.path().join("spec.yaml");
+            if spec.is_file() {
+                specs.push(spec);
+            }
+        }
+    }
+    specs.sort();
+    assert!(
+        !specs.is_empty(),
+        "no examples found under {}",
+        root.display()
+    );
+    specs
+}
+
 /// The PyTorch environment's Python: `$KPGEN_TORCH_PYTHON`, else the one `ci/setup` creates
 /// (target/torch-venv); panics, never skips, without it.
 pub fn torch_python() -> PathBuf {
