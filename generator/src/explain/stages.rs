@@ -586,33 +586,24 @@ pub fn plan(p: &Plan, flash: &FlashEstimate) -> (String, Value) {
 
 /// The flash estimate: its total, the constant tables and the code per construct.
 fn flash_lines(t: &mut String, f: &FlashEstimate) {
-    let bytes = |n: u64| n.to_string();
     line!(
         t,
         "  flash estimate: {} B = data {} B + code {} B ({})",
-        bytes(f.total_bytes),
-        bytes(f.data_bytes),
-        bytes(f.code_bytes),
+        f.total_bytes,
+        f.data_bytes,
+        f.code_bytes,
         f.what
     );
     let data: Vec<String> = f
         .data
         .iter()
-        .map(|d| format!("{} {} B", d.name, bytes(d.bytes)))
+        .map(|d| format!("{} {} B", d.name, d.bytes))
         .collect();
     line!(t, "    data: {}", data.join(", "));
     let code: Vec<String> = f
         .code
         .iter()
-        .map(|c| {
-            let name = json!(c.construct);
-            format!(
-                "{} {} x {} B",
-                name.as_str().unwrap_or(""),
-                c.count,
-                c.bytes_each
-            )
-        })
+        .map(|c| format!("{} {} x {} B", c.construct.name(), c.count, c.bytes_each))
         .collect();
     line!(t, "    code: {}", code.join(", "));
 }
